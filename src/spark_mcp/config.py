@@ -37,6 +37,8 @@ _MEMORY = re.compile(r"^[1-9][0-9]*[kmgt]?$", re.IGNORECASE)
 RESERVED_SPARK_CONF = frozenset(
     {
         "spark.connect.grpc.binding.address",
+        "spark.driver.bindAddress",
+        "spark.driver.host",
         "spark.connect.grpc.binding.port",
         "spark.connect.authenticate.token",
         "spark.sql.variable.substitute",
@@ -331,8 +333,7 @@ def _anchor_paths(layer: dict[str, Any], base: Path) -> dict[str, Any]:
         anchored["policies"] = [anchor(p) for p in anchored["policies"]]
     if isinstance(anchored.get("datasets"), list):
         anchored["datasets"] = [
-            {**d, "path": anchor(d["path"])} if isinstance(d, dict) and "path" in d else d
-            for d in anchored["datasets"]
+            {**d, "path": anchor(d["path"])} if isinstance(d, dict) and "path" in d else d for d in anchored["datasets"]
         ]
     audit = anchored.get("audit")
     if isinstance(audit, dict) and "path" in audit:

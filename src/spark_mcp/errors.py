@@ -8,6 +8,7 @@ happened and what to do next; they never carry a JVM stack trace or a secret.
     ├── ConfigError                    config_invalid
     ├── PolicyFileError                policy_invalid
     ├── InvalidInput                   invalid_input
+    │   └── PlanError                  plan_error (names the failing operation)
     ├── NotFound                       not_found
     │   ├── SessionNotFound            session_not_found
     │   ├── JobNotFound                job_not_found
@@ -56,6 +57,17 @@ class InvalidInput(SparkMcpError):
     """A tool argument is malformed or out of range."""
 
     code = "invalid_input"
+
+
+class PlanError(InvalidInput):
+    """A structured plan is wrong at ``where`` (e.g. ``operations[2] (join)``)."""
+
+    code = "plan_error"
+
+    def __init__(self, where: str, message: str, *, error_class: str | None = None) -> None:
+        super().__init__(f"{where}: {error_class + ': ' if error_class else ''}{message}")
+        self.where = where
+        self.error_class = error_class
 
 
 class NotFound(SparkMcpError):

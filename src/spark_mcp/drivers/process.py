@@ -1,0 +1,118 @@
+"""Processes: spawn, identify and stop them. The only module that creates processes.
+
+A driver is started in a session of its own (so a terminal's Ctrl-C reaches the server,
+which then stops its drivers in order) and, on Linux, with a parent-death signal, so the
+kernel stops it even if the server is killed without a chance to clean up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+_PR_SET_PDEATHSIG = 1
+
+
+def free_loopback_port() -> int:
+    """A port that was free on 127.0.0.1 a moment ago (the driver may still lose a race for it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Runs in the child between fork and exec: ask for SIGTERM when the parent thread dies."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent_pid:  # the parent died before prctl took effect
+            os._exit(1)
+
+
+def spawn(argv: Sequence[str], *, env: Mapping[str, str], cwd: Path, log_path: Path) -> subprocess.Popen[bytes]:
+    """Start ``argv`` with its output appended to ``log_path`` (0600).
+
+    Call this from a long-lived thread (the event loop's): the parent-death signal fires
+    when the thread that forked the child exits, not only when the process does.
+    """
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    parent = os.getpid()
+    try:
+        return subprocess.Popen(
+            list(argv),
+            env=dict(env),
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=fd,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=lambda: _die_with_parent(parent),
+            close_fds=True,
+        )
+    finally:
+        os.close(fd)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def process_has_marker(pid: int, marker: str) -> bool:
+    """True when ``pid`` is alive and its command line contains ``marker``.
+
+    Used before signalling a pid read from a state file, so a recycled pid that now
+    belongs to someone else's process is never killed.
+    """
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return marker.encode() in cmdline
+
+
+def terminate(pid: int, *, timeout_s: float, proc: subprocess.Popen[bytes] | None = None) -> bool:
+    """SIGTERM the process group, wait up to ``timeout_s``, then SIGKILL. True once it is gone."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGTERM)
+    if _wait_gone(pid, timeout_s, proc):
+        return True
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+    return _wait_gone(pid, 5.0, proc)
+
+
+def _wait_gone(pid: int, timeout_s: float, proc: subprocess.Popen[bytes] | None) -> bool:
+    if proc is not None:
+        try:
+            proc.wait(timeout=timeout_s)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not pid_alive(pid) or _is_zombie(pid):
+            return True
+        time.sleep(0.05)
+    return not pid_alive(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] == "Z"
