@@ -1,0 +1,121 @@
+"""Ask Spark what a statement or DataFrame touches, without running it.
+
+SQL text first passes the lexical gate (some statements act while being analysed, so
+they must never reach EXPLAIN); then ``EXPLAIN EXTENDED`` returns the analyzed plan,
+which ``inspect`` turns into ``StatementFacts``. A DataFrame is explained through the
+AnalyzePlan RPC, which prints the same plan format.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from spark_mcp.errors import SparkError
+from spark_mcp.spark.connect import ConnectSession
+from spark_mcp.spark.errors import translate
+from spark_mcp.spark.inspect import analysis_error, analyzed_section, inspect_explain
+from spark_mcp.spark.sqltext import gate
+from spark_mcp.statement import Danger, DangerKind, StatementFacts, StatementKind
+
+ExplainMode = Literal["simple", "extended", "cost", "formatted"]
+
+
+@dataclass(frozen=True)
+class Analysis:
+    statement: str  # what will run: the gated SQL text, or the plan as JSON
+    facts: StatementFacts
+    plan: str | None  # the analyzed logical plan, when Spark produced one
+    error: SparkError | None  # Spark could not parse or analyse the statement
+
+    @property
+    def sent_to_spark(self) -> bool:
+        return self.plan is not None or self.error is not None
+
+
+def _unanalysable(statement: str, error: SparkError) -> Analysis:
+    facts = StatementFacts(
+        kind=StatementKind.UNKNOWN,
+        operation="(unanalysable)",
+        dangers=(Danger(DangerKind.UNANALYSABLE, f"{error.error_class}: {error.message}"),),
+        notes=(f"{error.error_class}: {error.message}",),
+    )
+    return Analysis(statement, facts, None, error)
+
+
+def _from_explain(statement: str, text: str, session: ConnectSession) -> Analysis:
+    facts = inspect_explain(text, builtin_functions=session.driver.builtin_functions)
+    failure = analysis_error(text)
+    error = SparkError(failure[1], error_class=failure[0]) if failure else None
+    return Analysis(statement, facts, analyzed_section(text), error)
+
+
+def analyze_sql(session: ConnectSession, sql: str, *, tag: str) -> Analysis:
+    """Gate, then EXPLAIN EXTENDED under ``tag`` (so a deadline can interrupt it)."""
+    gated = gate(sql)
+    if gated.dangers:
+        facts = StatementFacts(kind=StatementKind.ADMIN, operation="(not analysed)", dangers=gated.dangers)
+        return Analysis(gated.sql, facts, None, None)
+    spark = session.spark
+    spark.addTag(tag)
+    try:
+        text = str(spark.sql(f"EXPLAIN EXTENDED {gated.sql}").collect()[0][0])
+    except Exception as exc:
+        error = translate(exc)
+        if isinstance(error, SparkError):
+            return _unanalysable(gated.sql, error)
+        raise error from None
+    finally:
+        spark.removeTag(tag)
+    return _from_explain(gated.sql, text, session)
+
+
+def explain_sql_text(session: ConnectSession, sql: str, mode: ExplainMode, *, tag: str) -> str:
+    """Spark's plan text in ``mode``; only for statements that already passed the gate."""
+    keyword = {"simple": "", "extended": "EXTENDED ", "cost": "COST ", "formatted": "FORMATTED "}[mode]
+    spark = session.spark
+    spark.addTag(tag)
+    try:
+        return str(spark.sql(f"EXPLAIN {keyword}{sql}").collect()[0][0])
+    except Exception as exc:
+        raise translate(exc) from None
+    finally:
+        spark.removeTag(tag)
+
+
+def analyze_frame(session: ConnectSession, frame: Any, statement: str) -> Analysis:
+    """The same facts for a DataFrame built from a structured plan (nothing runs)."""
+    try:
+        text = str(frame._explain_string(extended=True))
+    except Exception as exc:
+        error = translate(exc)
+        if isinstance(error, SparkError):
+            return _unanalysable(statement, error)
+        raise error from None
+    return _from_explain(statement, text, session)
+
+
+def explain_frame_text(frame: Any, mode: ExplainMode) -> str:
+    try:
+        return str(frame._explain_string(mode=mode))
+    except Exception as exc:
+        raise translate(exc) from None
+
+
+_STATISTICS = re.compile(r"Statistics\(sizeInBytes=([0-9.E+]+)\s*([KMGTPE]i)?B(?:,\s*rowCount=([0-9.E+]+))?")
+_UNITS = {None: 1, "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "Ti": 1024**4, "Pi": 1024**5, "Ei": 1024**6}
+
+
+def cost_estimates(explain_text: str) -> tuple[float | None, int | None]:
+    """Spark's size and row estimates for the whole plan, from ``EXPLAIN COST`` text.
+
+    The first ``Statistics(...)`` of the optimized plan belongs to its root node.
+    """
+    optimized = explain_text.split("== Optimized Logical Plan ==", 1)[-1]
+    match = _STATISTICS.search(optimized)
+    if match is None:
+        return None, None
+    size = float(match.group(1)) * _UNITS[match.group(2)]
+    rows = int(float(match.group(3))) if match.group(3) else None
+    return size, rows

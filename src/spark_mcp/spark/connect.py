@@ -1,0 +1,80 @@
+"""Open and close Spark Connect sessions on a driver.
+
+Sessions are always made with ``.create()``, never ``getOrCreate()``: every session is
+isolated (its own temp views and settings). Client retries are bounded so a dead or
+wrong endpoint fails within seconds, not the client's default ten minutes.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+from pyspark.sql.connect.client.retries import DefaultPolicy
+from pyspark.sql.connect.session import SparkSession
+
+from spark_mcp.drivers.base import Driver
+from spark_mcp.errors import DriverLost
+from spark_mcp.spark.errors import translate
+
+log = structlog.get_logger(__name__)
+
+# About 0.1 + 0.2 + 0.4 + 0.8 + 1.6 s of back-off: a restarting driver is waited for, a dead one is not.
+_RETRY_POLICY = dict(max_retries=5, backoff_multiplier=2.0, initial_backoff=100, max_backoff=2000, jitter=100)
+
+ProgressCallback = Callable[[list[Any], int, str, bool], None]
+
+
+class ConnectSession:
+    """One isolated Spark Connect session on one driver: the handle the rest of spark/ uses.
+
+    Progress events from pyspark arrive on the thread that runs the operation, so a
+    thread-local callback routes them to whichever job that thread is running.
+    """
+
+    def __init__(self, spark: SparkSession, driver: Driver, user_id: str) -> None:
+        self.spark = spark
+        self.driver = driver
+        self.user_id = user_id
+        self._local = threading.local()
+        spark.registerProgressHandler(self._on_progress)
+
+    def _on_progress(self, stages: list[Any], inflight_tasks: int, operation_id: str, done: bool) -> None:
+        callback: ProgressCallback | None = getattr(self._local, "callback", None)
+        if callback is not None:
+            callback(stages, inflight_tasks, operation_id, done)
+
+    def set_progress_callback(self, callback: ProgressCallback | None) -> None:
+        """Route progress of operations started on this thread to ``callback``."""
+        self._local.callback = callback
+
+    @property
+    def server_session_id(self) -> str:
+        return str(self.spark.client._session_id)
+
+    def close(self) -> None:
+        """Release the session on the driver (temp views, settings, cached state) and the channel."""
+        try:
+            self.spark.stop()
+        except Exception as exc:  # best effort: the driver may already be gone
+            log.debug("session.close_failed", error=type(exc).__name__)
+
+
+def open_session(driver: Driver, *, user_id: str) -> ConnectSession:
+    """A new, isolated session on ``driver`` for ``user_id``; checks the driver answers."""
+    url = f"sc://{driver.host}:{driver.port}/;token={driver.token};user_id={user_id}"
+    spark = SparkSession.builder.remote(url).create()
+    spark.client.set_retry_policies([DefaultPolicy(**_RETRY_POLICY)])  # type: ignore[arg-type]
+    try:
+        _ = spark.version  # a first round trip: fails fast on a dead driver or a wrong token
+    except Exception as exc:
+        try:
+            spark.stop()
+        finally:
+            error = translate(exc, what=f"driver {driver.id}")
+        if isinstance(error, DriverLost):
+            raise error from None
+        raise DriverLost(f"could not open a session on driver {driver.id}: {error}") from None
+    return ConnectSession(spark, driver, user_id)

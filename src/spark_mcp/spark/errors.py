@@ -1,0 +1,68 @@
+"""Spark and gRPC errors, translated once into short messages an agent can act on.
+
+The agent gets Spark's error class and the first useful line of its message, never a
+JVM stack trace; connection failures become driver errors that say what to do.
+"""
+
+from __future__ import annotations
+
+import re
+
+import grpc
+from pyspark.errors import PySparkException
+from pyspark.errors.exceptions.connect import SparkConnectGrpcException
+
+from spark_mcp.errors import DriverLost, QueryCancelled, SparkError, SparkMcpError
+
+_CLASS_PREFIX = re.compile(r"^\s*(?:\([\w.$]+\)\s*)?\[([A-Z0-9_.]+)\]\s*")
+_SQLSTATE_TAIL = re.compile(r"\s*SQLSTATE:\s*\w+.*$")
+_MAX_LINE = 400
+
+# Status codes that mean "the driver is not there" rather than "your statement is wrong".
+_UNREACHABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
+
+
+def first_line(message: str) -> str:
+    """The first non-empty line of a message, without the JVM stack or SQLSTATE tail."""
+    text = message.split("JVM stacktrace:", 1)[0]
+    for line in text.splitlines():
+        line = line.strip()
+        if line:
+            line = _SQLSTATE_TAIL.sub("", _CLASS_PREFIX.sub("", line)).rstrip(" ;")
+            return line[:_MAX_LINE] + ("…" if len(line) > _MAX_LINE else "")
+    return ""
+
+
+def error_class_of(message: str) -> str | None:
+    match = _CLASS_PREFIX.match(message)
+    return match.group(1) if match else None
+
+
+def translate(exc: BaseException, *, what: str = "Spark") -> SparkMcpError:
+    """Turn any exception raised by pyspark into spark-mcp's exception tree."""
+    if isinstance(exc, SparkMcpError):
+        return exc
+    if isinstance(exc, SparkConnectGrpcException):
+        status = exc.getGrpcStatusCode()
+        raw = exc._message or str(exc)
+        error_class = exc.getCondition() or error_class_of(raw) or ""
+        if status in _UNREACHABLE and not error_class:
+            return DriverLost(
+                f"{what} is unreachable ({status.name}): the driver may have stopped; retry to get a new one"
+            )
+        if status is grpc.StatusCode.UNAUTHENTICATED:
+            return DriverLost("the driver refused the session's credentials; close the session and create a new one")
+        if error_class == "OPERATION_CANCELED" or "OPERATION_CANCELED" in raw:
+            return QueryCancelled("the operation was interrupted in Spark")
+        return SparkError(
+            first_line(raw) or type(exc).__name__,
+            error_class=error_class or type(exc).__name__,
+            sqlstate=exc.getSqlState(),
+        )
+    if isinstance(exc, PySparkException) and exc.getCondition() == "RETRIES_EXCEEDED":
+        return DriverLost(f"{what} is unreachable (gave up after bounded retries): the driver may have stopped")
+    if isinstance(exc, PySparkException):
+        return SparkError(first_line(exc.getMessage()), error_class=exc.getCondition() or type(exc).__name__)
+    if isinstance(exc, grpc.RpcError):
+        return DriverLost(f"{what} is unreachable: the driver may have stopped; retry to get a new one")
+    return SparkError(first_line(str(exc)) or type(exc).__name__, error_class=type(exc).__name__)
