@@ -151,6 +151,11 @@ class Redactor:
                 self._secrets.pop(secret, None)
             self._compile()
 
+    def secrets(self) -> tuple[str, ...]:
+        """The registered secrets, for scrubbing data that is not text (e.g. Arrow results)."""
+        with self._lock:
+            return tuple(self._secrets)
+
     def redact(self, text: str) -> str:
         pattern = self._pattern  # read once: a concurrent add swaps it whole
         if pattern is not None:

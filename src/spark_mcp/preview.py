@@ -179,10 +179,7 @@ def _json_array(arr: pa.Array) -> list[JSONValue]:
         except (ValueError, OverflowError):  # beyond Python's datetime range: Arrow still prints it
             return list(arr.cast(pa.string()).to_pylist())
     if pa.types.is_interval(t):
-        return [
-            None if v is None else f"P{v.months}M{v.days}DT{_seconds(v.nanoseconds, 9)}S"
-            for v in arr.to_pylist()
-        ]
+        return [None if v is None else f"P{v.months}M{v.days}DT{_seconds(v.nanoseconds, 9)}S" for v in arr.to_pylist()]
     if _is_binary(t):
         return [None if v is None else {"base64": base64.b64encode(v).decode()} for v in arr.to_pylist()]
     if pa.types.is_map(t):
@@ -196,10 +193,7 @@ def _json_array(arr: pa.Array) -> list[JSONValue]:
         names = _unique_names([f.name for f in t])
         children = [_json_array(c) for c in arr.flatten()]  # flatten() applies the struct's nulls
         valid = arr.is_valid().to_pylist()
-        return [
-            dict(zip(names, vals, strict=True)) if ok else None
-            for ok, *vals in zip(valid, *children, strict=True)
-        ]
+        return [dict(zip(names, vals, strict=True)) if ok else None for ok, *vals in zip(valid, *children, strict=True)]
     if pa.types.is_integer(t) or pa.types.is_boolean(t) or _is_string(t):
         return list(arr.to_pylist())
     return [None if v is None else str(v) for v in arr.to_pylist()]  # views, unions, ...: readable at least
@@ -289,9 +283,7 @@ def _renderer_not_null(t: pa.DataType, nested: bool) -> _Render:
         return lambda v: "[" + ", ".join(item(x) for x in v) + "]"
     if pa.types.is_struct(t):
         fields = [(_bare_or_quoted(f.name, _UNSAFE_IN_NAME), _renderer(f.type, True)) for f in t]
-        return lambda v: (
-            "{" + ", ".join(f"{n}: {r(x)}" for (n, r), x in zip(fields, v.values(), strict=True)) + "}"
-        )
+        return lambda v: "{" + ", ".join(f"{n}: {r(x)}" for (n, r), x in zip(fields, v.values(), strict=True)) + "}"
     # Numbers, and what to_json_rows already spelled as strings (decimals, dates, durations, ...).
     return lambda v: _bare_or_quoted(v) if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
 
@@ -453,9 +445,7 @@ def _summarize_column(field: pa.Field, col: pa.ChunkedArray) -> ColumnSummary:
     rows, nulls = len(col), col.null_count
     name, spark_type = field.name, _spark_type(field)
     if not _is_orderable(t):  # nested, binary, null: counting nulls is all that is meaningful
-        return ColumnSummary(
-            name, spark_type, nulls, 0 if pa.types.is_null(t) else None, None, None, None, []
-        )
+        return ColumnSummary(name, spark_type, nulls, 0 if pa.types.is_null(t) else None, None, None, None, [])
 
     distinct = None
     low: JSONValue = None

@@ -1,0 +1,245 @@
+"""The result store: every successful statement's rows, as Arrow IPC files on disk.
+
+A result belongs to its principal (another principal is told it does not exist), holds
+at most ``results.max_rows`` rows and ``results.max_bytes`` bytes (the cap it hit is
+recorded and reported), and expires after ``results.ttl_s``; when all results together
+pass ``results.disk_budget_bytes``, the oldest go first. Files are memory-mapped for
+paging, so fetching rows 900,000-900,050 reads 50 rows, not a million.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import structlog
+
+from spark_mcp.config import ResultsConfig
+from spark_mcp.errors import InvalidInput, ResultNotFound
+
+log = structlog.get_logger(__name__)
+
+_ID_PREFIX = "res_"
+
+
+@dataclass(frozen=True)
+class ResultMeta:
+    result_id: str
+    principal: str
+    session_id: str | None
+    created_at: float
+    expires_at: float
+    row_count: int
+    bytes: int
+    more_rows: bool  # the statement produced more rows than were kept
+    cap: str | None  # which cap stopped the result, in words
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+
+REDACTED = "[REDACTED]"
+
+
+def scrub(table: pa.Table, secrets: Sequence[str]) -> pa.Table:
+    """``table`` with every occurrence of a secret in its text (at any depth) replaced.
+
+    Drivers' tokens live in their own environment, so an admin who may read files could
+    otherwise read one back through ``/proc/self/environ``; no result ever carries one.
+    """
+    if not secrets:
+        return table
+    columns = [pa.chunked_array([_scrub(c, secrets) for c in col.chunks], col.type) for col in table.columns]
+    return pa.Table.from_arrays(columns, schema=table.schema)
+
+
+def _scrub(array: pa.Array, secrets: Sequence[str]) -> pa.Array:
+    kind = array.type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+        for secret in secrets:
+            if pc.any(pc.match_substring(array, secret)).as_py():
+                array = pc.replace_substring(array, secret, REDACTED)
+        return array
+    if isinstance(array, pa.MapArray):
+        keys, items = _scrub(array.keys, secrets), _scrub(array.items, secrets)
+        return pa.MapArray.from_arrays(array.offsets, keys, items, mask=array.is_null())
+    if isinstance(array, pa.ListArray | pa.LargeListArray):
+        values = _scrub(array.values, secrets)
+        return type(array).from_arrays(array.offsets, values, mask=array.is_null())
+    if isinstance(array, pa.StructArray):
+        children = [_scrub(array.field(i), secrets) for i in range(kind.num_fields)]
+        return pa.StructArray.from_arrays(children, fields=list(kind), mask=array.is_null())
+    return array
+
+
+def new_result_id() -> str:
+    return f"{_ID_PREFIX}{secrets.token_hex(8)}"
+
+
+def _check_id(result_id: str) -> str:
+    if not (
+        isinstance(result_id, str)
+        and result_id.startswith(_ID_PREFIX)
+        and result_id[4:].isalnum()
+        and len(result_id) <= 40
+    ):
+        raise InvalidInput(f"{result_id!r} is not a result id (they look like res_0123456789abcdef)")
+    return result_id
+
+
+class ResultWriter:
+    """Receives one statement's Arrow stream and keeps what fits under the caps."""
+
+    def __init__(self, store: ResultStore, principal: str, session_id: str | None) -> None:
+        self.result_id = new_result_id()
+        self._store = store
+        self._principal = principal
+        self._session_id = session_id
+        self._max_rows = store.config.max_rows
+        self._max_bytes = store.config.max_bytes
+        self._dir = store.principal_dir(principal)
+        self._tmp = self._dir / f"{self.result_id}.arrow.tmp"
+        self._writer: pa.ipc.RecordBatchFileWriter | None = None
+        self._schema: pa.Schema | None = None
+        self.rows = 0
+        self.bytes = 0
+        self.more_rows = False
+        self.cap: str | None = None
+
+    def begin(self, schema: pa.Schema) -> None:
+        if self._writer is None:
+            self._schema = schema
+            self._writer = pa.ipc.new_file(str(self._tmp), schema)
+
+    def write(self, table: pa.Table) -> bool:
+        assert self._writer is not None, "begin() must come first"
+        table = scrub(table, self._store.secrets())
+        room_rows = self._max_rows - self.rows
+        if table.num_rows > room_rows:
+            table = table.slice(0, room_rows)
+            self.more_rows = True
+            self.cap = f"results.max_rows ({self._max_rows:,} rows)"
+        if table.num_rows and self.bytes + table.nbytes > self._max_bytes:
+            per_row = max(1, table.nbytes // table.num_rows)
+            fit = max(0, (self._max_bytes - self.bytes) // per_row)
+            table = table.slice(0, fit)
+            self.more_rows = True
+            self.cap = f"results.max_bytes ({self._max_bytes:,} bytes)"
+        if table.num_rows:
+            self._writer.write_table(table)
+            self.rows += table.num_rows
+            self.bytes += table.nbytes
+        return not self.more_rows
+
+    def finish(self) -> ResultMeta:
+        if self._writer is None:  # a statement with no schema at all (should not happen): store nothing
+            self.begin(pa.schema([]))
+        assert self._writer is not None
+        self._writer.close()
+        final = self._dir / f"{self.result_id}.arrow"
+        os.chmod(self._tmp, 0o600)
+        os.replace(self._tmp, final)
+        now = time.time()
+        meta = ResultMeta(
+            result_id=self.result_id,
+            principal=self._principal,
+            session_id=self._session_id,
+            created_at=now,
+            expires_at=now + self._store.config.ttl_s,
+            row_count=self.rows,
+            bytes=final.stat().st_size,
+            more_rows=self.more_rows,
+            cap=self.cap,
+        )
+        _write_private(self._dir / f"{self.result_id}.json", meta.to_json())
+        self._store.sweep(keep=self.result_id)
+        return meta
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            with contextlib.suppress(OSError, pa.ArrowException):
+                self._writer.close()
+        self._tmp.unlink(missing_ok=True)
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+
+
+class ResultStore:
+    def __init__(
+        self, root: Path, config: ResultsConfig, *, secrets: Callable[[], Sequence[str]] = tuple
+    ) -> None:
+        self.root = root
+        self.config = config
+        self.secrets = secrets
+        self._sweep_lock = threading.Lock()
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def principal_dir(self, principal: str) -> Path:
+        path = self.root / principal
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return path
+
+    def writer(self, principal: str, session_id: str | None) -> ResultWriter:
+        return ResultWriter(self, principal, session_id)
+
+    def meta(self, principal: str, result_id: str) -> ResultMeta:
+        _check_id(result_id)
+        path = self.root / principal / f"{result_id}.json"
+        try:
+            meta = ResultMeta(**json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError):
+            raise ResultNotFound(f"no result {result_id}: it never existed, expired, or is not yours") from None
+        if meta.principal != principal or meta.expires_at < time.time():
+            raise ResultNotFound(f"no result {result_id}: it never existed, expired, or is not yours")
+        return meta
+
+    def table(self, principal: str, result_id: str) -> pa.Table:
+        """The whole stored result, memory-mapped (pages are read only when touched)."""
+        self.meta(principal, result_id)
+        path = self.root / principal / f"{result_id}.arrow"
+        try:
+            return pa.ipc.open_file(pa.memory_map(str(path), "r")).read_all()
+        except (OSError, pa.ArrowException):
+            raise ResultNotFound(f"no result {result_id}: its file is gone (expired or removed)") from None
+
+    def page(self, principal: str, result_id: str, offset: int, limit: int) -> pa.Table:
+        return self.table(principal, result_id).slice(offset, limit)
+
+    def sweep(self, *, keep: str | None = None, now: float | None = None) -> list[str]:
+        """Drop expired results, then the oldest until the disk budget holds. Returns dropped ids."""
+        now = time.time() if now is None else now
+        with self._sweep_lock:
+            entries: list[tuple[float, float, int, Path]] = []
+            for meta_path in self.root.glob("*/res_*.json"):
+                try:
+                    data = json.loads(meta_path.read_text())
+                    entries.append((data["created_at"], data["expires_at"], int(data["bytes"]), meta_path))
+                except (OSError, ValueError, KeyError, TypeError):
+                    continue
+            dropped: list[str] = []
+            entries.sort()
+            total = sum(size for _, _, size, _ in entries)
+            for _created, expires, size, meta_path in entries:
+                result_id = meta_path.stem
+                over_budget = total > self.config.disk_budget_bytes
+                if result_id != keep and (expires < now or over_budget):
+                    meta_path.unlink(missing_ok=True)
+                    meta_path.with_suffix(".arrow").unlink(missing_ok=True)
+                    total -= size
+                    dropped.append(result_id)
+            if dropped:
+                log.info("results.swept", dropped=len(dropped))
+            return dropped
