@@ -1,0 +1,318 @@
+"""``spark-mcp``: serve, doctor, drivers, audit, policy, call.
+
+Only ``serve`` speaks MCP; it writes nothing to stdout but the protocol. The other
+commands are for people and print to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from spark_mcp import __version__
+from spark_mcp.config import Config, load_config
+from spark_mcp.errors import SparkMcpError
+from spark_mcp.logs import configure_logging
+
+
+def _config(args: argparse.Namespace) -> Config:
+    overrides: dict[str, Any] = {}
+    if getattr(args, "home", None):
+        overrides["home"] = args.home
+    if getattr(args, "user", None):
+        overrides["user"] = args.user
+    if getattr(args, "log_level", None):
+        overrides["server"] = {"log_level": args.log_level}
+    if getattr(args, "policies", None):
+        overrides["policies"] = args.policies
+    return load_config(Path(args.config) if args.config else None, overrides=overrides)
+
+
+# -- serve -------------------------------------------------------------------------------
+
+
+async def _serve_stdio(config: Config) -> None:
+    """Serve until the host closes stdin or signals us; either way every driver is stopped."""
+    from spark_mcp.server import build_server
+
+    stopped = anyio.Event()
+    server = build_server(config, on_stopped=stopped.set)
+    server_scope = anyio.CancelScope()
+
+    async with anyio.create_task_group() as group:
+
+        async def serve() -> None:
+            with server_scope:
+                await server.run_stdio_async()  # returns when the host closes stdin
+            group.cancel_scope.cancel()
+
+        async def stop_on_signal() -> None:
+            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+                async for signum in signals:
+                    server_scope.cancel()  # the lifespan stops jobs, sessions and drivers
+                    with anyio.move_on_after(config.driver.stop_timeout_s + 15):
+                        await stopped.wait()
+                    # The SDK reads stdin on a thread that cannot be cancelled: do not wait for it.
+                    sys.stderr.flush()
+                    os._exit(128 + signum)
+
+        group.start_soon(stop_on_signal)
+        group.start_soon(serve)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    config = _config(args)
+    configure_logging(config.server.log_level)
+    from spark_mcp.identity import validate_principal_id
+    from spark_mcp.policy import load_policies
+
+    load_policies(config.policies)  # a bad policy stops the server before it accepts a call
+    if config.user:
+        validate_principal_id(config.user)
+    anyio.run(_serve_stdio, config)
+    return 0
+
+
+# -- doctor ------------------------------------------------------------------------------
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from spark_mcp.doctor import run_checks
+
+    try:
+        config = _config(args)
+    except SparkMcpError as exc:
+        print(f"✘ configuration: {exc}")
+        return 1
+    ok = True
+    for check in run_checks(config, dict(os.environ), start_driver=args.start_driver):
+        mark = "✔" if check.ok else "✘"
+        print(f"{mark} {check.name}: {check.detail}")
+        if not check.ok:
+            ok = False
+            if check.fix:
+                print(f"    fix: {check.fix}")
+    print("all good" if ok else "some checks failed")
+    return 0 if ok else 1
+
+
+# -- drivers -----------------------------------------------------------------------------
+
+
+def cmd_drivers(args: argparse.Namespace) -> int:
+    from spark_mcp.drivers.process import terminate
+    from spark_mcp.drivers.state import read_records, remove_record
+
+    config = _config(args)
+    records = read_records(config.home)
+    if args.action == "list":
+        rows = [
+            {
+                "driver_id": r.driver_id,
+                "principal": r.principal,
+                "pid": r.pid,
+                "port": r.port,
+                "server_pid": r.server_pid,
+                "running": r.is_running(),
+                "log": r.log,
+            }
+            for r in records
+        ]
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        elif not rows:
+            print("no drivers")
+        else:
+            for row in rows:
+                state = "running" if row["running"] else "stale (not running)"
+                print(f"{row['driver_id']}  user={row['principal']}  pid={row['pid']}  port={row['port']}  {state}")
+        return 0
+    targets = records if args.all else [r for r in records if r.driver_id == args.driver_id]
+    if not args.all and not targets:
+        print(f"no driver {args.driver_id} under {config.home} (spark-mcp drivers list shows them)")
+        return 1
+    for record in targets:
+        if record.is_running():
+            stopped = terminate(record.pid, timeout_s=config.driver.stop_timeout_s)
+            print(f"{record.driver_id}: {'stopped' if stopped else 'could not be stopped'}")
+        else:
+            print(f"{record.driver_id}: was not running; state file removed")
+        remove_record(Path(record.workdir))
+    return 0
+
+
+# -- audit -------------------------------------------------------------------------------
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from spark_mcp.audit import tail, verify
+
+    config = _config(args)
+    path = Path(args.path) if args.path else config.audit_path
+    if args.action == "verify":
+        report = verify(path)
+        for problem in report.problems:
+            print(f"✘ {problem}")
+        print(
+            f"{'✔' if report.ok else '✘'} {path}: {report.records} records, chain {'intact' if report.ok else 'BROKEN'}"
+        )
+        return 0 if report.ok else 1
+    for record in tail(path, args.n, principal=args.filter_user):
+        print(record.model_dump_json())
+    return 0
+
+
+# -- policy ------------------------------------------------------------------------------
+
+
+def cmd_policy(args: argparse.Namespace) -> int:
+    from spark_mcp.policy import load_policies
+
+    config = _config(args)
+    policy = load_policies(config.policies)
+    if args.action == "check":
+        print(f"✔ policies valid: {', '.join(str(p) for p in config.policies)}")
+        for name in sorted(policy.roles):
+            print(f"  role {name}")
+        return 0
+    return anyio.run(_explain_policy, config, args.explain_user, args.sql)
+
+
+async def _explain_policy(config: Config, user: str, sql: str) -> int:
+    from spark_mcp.app import App
+
+    async with App.running(config) as app:
+        principal = app.principal(user)
+        session = await app.sessions.create(principal.id, max_sessions=10**6)
+        analysis, decision = await app.executor.analyze(principal, session, sql)
+        facts = analysis.facts
+        print(f"user:      {principal.id} (roles: {', '.join(principal.roles) or 'none'})")
+        print(f"statement: {facts.kind.value} ({facts.operation})")
+        print(f"reads:     {', '.join(map(str, sorted(facts.reads))) or '-'}")
+        print(f"writes:    {', '.join(map(str, sorted(facts.writes))) or '-'}")
+        if facts.dangers:
+            print("dangers:   " + "; ".join(f"{d.kind.value}: {d.detail}" for d in facts.dangers))
+        if analysis.error:
+            print(f"spark:     {analysis.error.error_class}: {analysis.error.message}")
+        print(f"decision:  {'ALLOWED' if decision.allowed else 'DENIED'}: {decision.reason}")
+        print(f"rule:      {decision.rule}")
+        return 0 if decision.allowed else 2
+
+
+# -- call --------------------------------------------------------------------------------
+
+
+def cmd_call(args: argparse.Namespace) -> int:
+    config = _config(args)
+    configure_logging(config.server.log_level)
+    try:
+        arguments = json.loads(args.args) if args.args else {}
+    except json.JSONDecodeError as exc:
+        print(f"--args is not JSON: {exc}", file=sys.stderr)
+        return 2
+    return anyio.run(_call, config, args.tool, arguments)
+
+
+async def _call(config: Config, tool: str, arguments: dict[str, Any]) -> int:
+    from mcp import Client
+
+    from spark_mcp.server import build_server
+
+    async with Client(build_server(config)) as client:
+        result = await client.call_tool(tool, arguments)
+    for item in result.content:
+        if getattr(item, "type", None) == "text":
+            print(item.text)  # type: ignore[union-attr]
+    if result.structured_content is not None:
+        print(json.dumps(result.structured_content, indent=2))
+    return 1 if result.is_error else 0
+
+
+# -- parser ------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="spark-mcp", description="An MCP server for governed Apache Spark.")
+    parser.add_argument("--version", action="version", version=f"spark-mcp {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", help="config file (default: $SPARK_MCP_CONFIG, else ./spark-mcp.toml if present)")
+        p.add_argument("--home", help="state directory (default: $SPARK_MCP_HOME, else a per-user data dir)")
+        p.add_argument("--policies", nargs="+", help="policy files or directories (default: the shipped policies/)")
+
+    serve = sub.add_parser("serve", help="run the MCP server (stdio)")
+    common(serve)
+    serve.add_argument("--user", help="who the stdio caller is (default: $SPARK_MCP_USER, else the OS user)")
+    serve.add_argument("--transport", choices=["stdio"], default="stdio")
+    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    serve.set_defaults(func=cmd_serve)
+
+    doctor = sub.add_parser("doctor", help="check Java, Spark, ports, state directory and config")
+    common(doctor)
+    doctor.add_argument("--start-driver", action="store_true", help="also start a driver and run SELECT 1")
+    doctor.set_defaults(func=cmd_doctor)
+
+    drivers = sub.add_parser("drivers", help="see and stop the drivers spark-mcp started")
+    common(drivers)
+    drivers_sub = drivers.add_subparsers(dest="action", required=True)
+    drivers_list = drivers_sub.add_parser("list")
+    drivers_list.add_argument("--json", action="store_true")
+    stop = drivers_sub.add_parser("stop")
+    stop.add_argument("driver_id", nargs="?")
+    stop.add_argument("--all", action="store_true")
+    drivers.set_defaults(func=cmd_drivers)
+
+    audit = sub.add_parser("audit", help="verify or read the audit log")
+    common(audit)
+    audit.add_argument("--path", help="audit file (default: <home>/audit/audit.jsonl)")
+    audit_sub = audit.add_subparsers(dest="action", required=True)
+    audit_sub.add_parser("verify")
+    audit_tail = audit_sub.add_parser("tail")
+    audit_tail.add_argument("-n", type=int, default=20)
+    audit_tail.add_argument("--user", dest="filter_user")
+    audit.set_defaults(func=cmd_audit)
+
+    policy = sub.add_parser("policy", help="check policy files or explain a decision")
+    common(policy)
+    policy_sub = policy.add_subparsers(dest="action", required=True)
+    policy_sub.add_parser("check")
+    explain = policy_sub.add_parser("explain")
+    explain.add_argument("--user", dest="explain_user", required=True)
+    explain.add_argument("--sql", required=True)
+    policy.set_defaults(func=cmd_policy)
+
+    call = sub.add_parser("call", help="call one tool in-process and print the reply")
+    common(call)
+    call.add_argument("tool")
+    call.add_argument("--args", help="tool arguments as JSON")
+    call.add_argument("--user", help="who is calling")
+    call.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="warning")
+    call.set_defaults(func=cmd_call)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "drivers" and args.action == "stop" and not args.all and not args.driver_id:
+        print("name a driver id, or use --all", file=sys.stderr)
+        return 2
+    try:
+        return int(args.func(args))
+    except SparkMcpError as exc:
+        print(f"spark-mcp: {exc.code}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

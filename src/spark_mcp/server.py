@@ -1,0 +1,158 @@
+"""The MCP server: ``build_server()``, its lifespan, and the middleware around every call.
+
+The middleware is where each request gets its principal (from the ``IdentitySource``, the
+one place identity comes from) and where each tool call gets exactly one audit record,
+written before the reply is sent: including calls that fail argument validation, name
+an unknown tool, or are cancelled.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any, Protocol
+
+import anyio
+import structlog
+from mcp.server import MCPServer
+
+from spark_mcp import __version__
+from spark_mcp.app import App
+from spark_mcp.calls import CallRecord, recording
+from spark_mcp.config import Config
+from spark_mcp.errors import AuditError
+from spark_mcp.identity import Principal, acting_as, os_user, validate_principal_id
+from spark_mcp.tools import catalog, plans, queries, resources, sessions
+from spark_mcp.tools._base import ServerState
+
+log = structlog.get_logger(__name__)
+
+INSTRUCTIONS = """\
+spark-mcp runs Apache Spark SQL for you on data your policy lets you read.
+Start with `whoami` (what you may do), then `list_namespaces` / `list_tables` /
+`describe_table` to find data, `preview_table` to see rows, and `run_sql` for one
+statement at a time. Replies are bounded previews with a `result_id`: page with
+`fetch_rows`; use `run_sql(summary=true)` to understand a large result without reading
+it. Statements still running after `wait_s` return a `job_id`: poll `get_job`, stop
+with `cancel_job`. Every statement is checked by Spark's analyzer and your policy before
+it runs; a denial names the rule. You need no session_id: a default session is created
+on first use (the first call can take a few seconds while a Spark driver starts).
+"""
+
+
+class IdentitySource(Protocol):
+    def principal(self, app: App, ctx: Any) -> Principal: ...
+
+
+class StaticIdentity:
+    """stdio and in-memory: the caller is whoever launched the server (``--user``, else the OS user)."""
+
+    def __init__(self, user_id: str) -> None:
+        self.user_id = user_id
+
+    def principal(self, app: App, ctx: Any) -> Principal:
+        return app.principal(self.user_id)
+
+
+class CallMiddleware:
+    """Binds the principal and writes one audit record per tool call and resource read."""
+
+    def __init__(self, app: Callable[[], App | None], identity: IdentitySource) -> None:
+        self._app = app
+        self._identity = identity
+
+    async def __call__(self, ctx: Any, call_next: Any) -> Any:
+        if ctx.method not in ("tools/call", "resources/read"):
+            return await call_next(ctx)
+        app = self._app()
+        if app is None:  # the lifespan has not started: nothing to attribute the call to
+            return await call_next(ctx)
+        params = ctx.params if isinstance(ctx.params, dict) else {}
+        tool = str(params.get("name")) if ctx.method == "tools/call" else f"resource:{params.get('uri')}"
+        principal = self._identity.principal(app, ctx)
+        record = CallRecord(tool=tool, request_id=uuid.uuid4().hex[:16], principal=principal.id)
+        started = time.monotonic()
+        outcome, error_class = "error", "cancelled"
+        try:
+            with acting_as(principal), recording(record):
+                result = await call_next(ctx)
+            is_error = bool(result.get("isError")) if isinstance(result, dict) else False
+            outcome = "error" if is_error else "ok"
+            error_class = record.fields.get("error_class") or ("invalid_input" if is_error else None)
+            return result
+        except anyio.get_cancelled_exc_class():
+            error_class = "cancelled"
+            raise
+        except Exception as exc:  # a protocol error (MCPError) or a resource error
+            error_class = record.fields.get("error_class") or type(exc).__name__
+            raise
+        finally:
+            self._emit(app, record, outcome, error_class, started)
+
+    def _emit(self, app: App, record: CallRecord, outcome: str, error_class: str | None, started: float) -> None:
+        fields = {k: v for k, v in record.fields.items() if k != "error_code"}
+        fields.pop("error_class", None)
+        try:
+            app.audit.emit(
+                request_id=record.request_id,
+                principal=record.principal,
+                tool=record.tool,
+                outcome=outcome,
+                error_class=error_class if outcome == "error" else None,
+                duration_ms=int((time.monotonic() - started) * 1000),
+                **fields,
+            )
+        except AuditError:
+            log.exception("audit.write_failed", tool=record.tool)
+            raise
+
+
+def build_server(
+    config: Config | None = None,
+    *,
+    app: App | None = None,
+    user: str | None = None,
+    on_stopped: Callable[[], None] | None = None,
+) -> MCPServer:
+    """The MCP server. With ``app``, it serves that running app (tests share one);
+    otherwise its lifespan starts an app from ``config`` and stops it (and its drivers) at
+    exit, then calls ``on_stopped``.
+    """
+    if app is None and config is None:
+        raise ValueError("build_server needs a config or a running app")
+    user_id = validate_principal_id(user or (app.config.user if app else config.user if config else None) or os_user())
+    current: list[App] = [app] if app is not None else []
+
+    @asynccontextmanager
+    async def lifespan(_: MCPServer) -> AsyncIterator[ServerState]:
+        if app is not None:
+            yield ServerState(app=app)
+            return
+        assert config is not None
+        try:
+            async with App.running(config) as running:
+                current.append(running)
+                try:
+                    yield ServerState(app=running)
+                finally:
+                    current.remove(running)
+        finally:
+            if on_stopped is not None:
+                on_stopped()
+
+    server = MCPServer(
+        "spark-mcp",
+        title="Spark",
+        version=__version__,
+        instructions=INSTRUCTIONS,
+        lifespan=lifespan,
+        middleware=[CallMiddleware(lambda: current[-1] if current else None, StaticIdentity(user_id))],
+    )
+    sessions.register(server)
+    queries.register(server)
+    catalog.register(server)
+    plans.register(server)
+    resources.register(server)
+    return server

@@ -1,0 +1,121 @@
+"""Catalog tools: what data there is, filtered by what the caller may read."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
+from mcp.types import CallToolResult
+from pydantic import Field
+
+from spark_mcp.calls import note
+from spark_mcp.spark.catalog import display_name, parse_name, quote_name
+from spark_mcp.tools._base import app_of, caller, clamp_rows, guarded, hints
+from spark_mcp.tools.models import (
+    CatalogList,
+    ColumnDetail,
+    NamespaceList,
+    QueryReply,
+    TableDescriptionOut,
+    TableList,
+    TableOut,
+)
+from spark_mcp.tools.queries import SessionId, finished_or_raise, wait_for_job
+from spark_mcp.tools.render import job_reply
+
+_READ_ONLY = hints(read_only=True, idempotent=True)
+TableArg = Annotated[
+    str, Field(description="table, namespace.table or catalog.namespace.table (parts may be `quoted`)")
+]
+
+
+def register(server: MCPServer) -> None:
+    @server.tool(title="List catalogs", annotations=_READ_ONLY)
+    @guarded
+    async def list_catalogs(ctx: Context, session_id: SessionId = None) -> CatalogList:
+        """The catalogs Spark knows (spark_catalog is the default)."""
+        app, principal = app_of(ctx), caller()
+        catalogs, current = await app.catalog.list_catalogs(principal, session_id)
+        return CatalogList(catalogs=catalogs, current_catalog=current)
+
+    @server.tool(title="List namespaces", annotations=_READ_ONLY)
+    @guarded
+    async def list_namespaces(
+        ctx: Context,
+        catalog: Annotated[str | None, Field(description="a catalog; omit for the current one")] = None,
+        session_id: SessionId = None,
+    ) -> NamespaceList:
+        """The namespaces (databases) in a catalog."""
+        app, principal = app_of(ctx), caller()
+        names = await app.catalog.list_namespaces(principal, session_id, catalog)
+        return NamespaceList(catalog=catalog, namespaces=names)
+
+    @server.tool(title="List tables", annotations=_READ_ONLY)
+    @guarded
+    async def list_tables(
+        ctx: Context,
+        namespace: Annotated[
+            str | None, Field(description="namespace or catalog.namespace; omit for the current")
+        ] = None,
+        pattern: Annotated[
+            str | None, Field(max_length=200, description="Spark LIKE-style filter, e.g. 'line*' or 'orders|parts'")
+        ] = None,
+        session_id: SessionId = None,
+    ) -> TableList:
+        """Tables and views you may read (and your session's temp views) in a namespace."""
+        app, principal = app_of(ctx), caller()
+        entries, hidden = await app.catalog.list_tables(principal, session_id, namespace, pattern)
+        tables = [
+            TableOut(
+                name=display_name(tuple(p for p in (e.namespace, e.name) if p)),
+                catalog=e.catalog,
+                namespace=e.namespace,
+                type=e.table_type,
+                is_temporary=e.is_temporary,
+                description=e.description,
+            )
+            for e in entries
+        ]
+        return TableList(tables=tables, hidden=hidden)
+
+    @server.tool(title="Describe table", annotations=_READ_ONLY)
+    @guarded
+    async def describe_table(ctx: Context, table: TableArg, session_id: SessionId = None) -> TableDescriptionOut:
+        """Columns (type, nullability, comment), partitioning, provider and location of a table or view."""
+        app, principal = app_of(ctx), caller()
+        described = await app.catalog.describe(principal, session_id, table)
+        return TableDescriptionOut(
+            table=described.name,
+            type=described.table_type,
+            provider=described.provider,
+            location=described.location,
+            comment=described.comment,
+            columns=[
+                ColumnDetail(name=c.name, type=c.type, nullable=c.nullable, comment=c.comment, partition=c.is_partition)
+                for c in described.columns
+            ],
+            partition_columns=described.partition_columns,
+            base_tables=described.reads,
+        )
+
+    @server.tool(title="Preview table", annotations=_READ_ONLY)
+    @guarded
+    async def preview_table(
+        ctx: Context,
+        table: TableArg,
+        limit: Annotated[int, Field(ge=1, le=100_000, description="rows to show (capped by your role)")] = 10,
+        session_id: SessionId = None,
+    ) -> Annotated[CallToolResult, QueryReply]:
+        """The first rows of a table or view, with exact values (checked by policy like any query)."""
+        app, principal = app_of(ctx), caller()
+        limits = app.executor.limits(principal)
+        notes: list[str] = []
+        rows = clamp_rows(limit, limits.max_rows, notes)
+        sql = f"SELECT * FROM {quote_name(parse_name(table))} LIMIT {rows}"
+        job = await app.executor.run_sql(principal, session_id, sql, tool="preview_table")
+        await wait_for_job(app, ctx, job, app.config.limits.default_wait_s)
+        finished_or_raise(job)
+        if job.result is not None:
+            note(rows=job.result.row_count, result_id=job.result.result_id)
+        return job_reply(app, job, max_rows=rows, max_chars=limits.max_chars, summary=False, notes=notes)

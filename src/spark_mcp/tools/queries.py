@@ -1,0 +1,252 @@
+"""Tools that run statements and follow their jobs and results."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Literal
+
+import anyio
+import pyarrow as pa
+import pyarrow.csv as pacsv
+from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
+from mcp.types import CallToolResult, TextContent
+from pydantic import Field
+
+from spark_mcp.app import App
+from spark_mcp.calls import note
+from spark_mcp.jobs import Job, JobState
+from spark_mcp.preview import render_table, to_json_rows
+from spark_mcp.tools._base import app_of, caller, clamp_rows, guarded, hints, iso
+from spark_mcp.tools.models import JobInfo, JobList, QueryReply, RowsPage
+from spark_mcp.tools.render import error_out, fit_json_rows, job_reply, progress_words, schema_columns
+
+SessionId = Annotated[
+    str | None,
+    Field(description="a session from create_session; omit to use your default session (created on first use)"),
+]
+MaxRows = Annotated[int, Field(ge=1, le=100_000, description="rows to show in this reply (capped by your role)")]
+WaitS = Annotated[
+    float | None,
+    Field(ge=0, le=3600, description="seconds to wait before returning a job handle instead (default 30)"),
+]
+
+
+async def wait_for_job(app: App, ctx: Context, job: Job, wait_s: float) -> None:
+    """Wait for the job, forwarding Spark's progress; a cancelled request stops the job in Spark."""
+    try:
+        await app.jobs.wait(job, wait_s, progress_reporter(ctx))
+    except anyio.get_cancelled_exc_class():
+        app.executor.cancel_on_exit(job)
+        raise
+
+
+def finished_or_raise(job: Job) -> None:
+    """A statement that failed while the caller waited is the call's error, not a result."""
+    if job.state.terminal and job.state is not JobState.SUCCEEDED and job.error is not None:
+        raise job.error
+
+
+def job_info(job: Job) -> JobInfo:
+    return JobInfo(
+        job_id=job.id,
+        state=job.state.value,
+        tool=job.tool,
+        session_id=job.session_id,
+        statement=job.statement if len(job.statement) <= 500 else job.statement[:500] + "…",
+        created_at=iso(job.created_at),
+        elapsed_ms=job.elapsed_ms,
+        result_id=job.result.result_id if job.result else None,
+        error=error_out(job.error) if job.error else None,
+    )
+
+
+def table_to_csv(table: pa.Table) -> str:
+    buffer = io.BytesIO()
+    pacsv.write_csv(table, buffer)
+    return buffer.getvalue().decode()
+
+
+def register(server: MCPServer) -> None:
+    @server.tool(
+        title="Run SQL",
+        annotations=hints(read_only=False, destructive=True),
+    )
+    @guarded
+    async def run_sql(
+        ctx: Context,
+        sql: Annotated[str, Field(min_length=1, max_length=200_000, description="one Spark SQL statement")],
+        session_id: SessionId = None,
+        max_rows: MaxRows = 50,
+        wait_s: WaitS = None,
+        summary: Annotated[
+            bool, Field(description="return a per-column summary (nulls, min/max, distinct) instead of rows")
+        ] = False,
+    ) -> Annotated[CallToolResult, QueryReply]:
+        """Run one Spark SQL statement and return a bounded preview of its result.
+
+        The statement is checked by Spark's analyzer and your policy before anything runs.
+        The reply has `columns`, `rows` (exact JSON values), `row_count`, `truncated` and a
+        `result_id`: page through the whole result with `fetch_rows`. If the statement is
+        still running after `wait_s` seconds you get a `job_id` instead: call `get_job` to
+        wait for it or `cancel_job` to stop it. Use `summary=true` to understand a large
+        result without reading its rows. One statement per call; no `;`-separated scripts.
+        """
+        app, principal = app_of(ctx), caller()
+        limits = app.executor.limits(principal)
+        notes: list[str] = []
+        rows = clamp_rows(max_rows, limits.max_rows, notes)
+        job = await app.executor.run_sql(principal, session_id, sql, tool="run_sql")
+        await wait_for_job(app, ctx, job, app.config.limits.default_wait_s if wait_s is None else wait_s)
+        finished_or_raise(job)
+        if job.result is not None:
+            note(rows=min(rows, job.result.row_count), result_id=job.result.result_id)
+        return job_reply(app, job, max_rows=rows, max_chars=limits.max_chars, summary=summary, notes=notes)
+
+    @server.tool(
+        title="Get job",
+        annotations=hints(read_only=True, idempotent=True),
+    )
+    @guarded
+    async def get_job(
+        ctx: Context,
+        job_id: Annotated[str, Field(description="from run_sql or run_plan")],
+        wait_s: Annotated[float, Field(ge=0, le=3600, description="seconds to wait for the job to finish")] = 10,
+        max_rows: MaxRows = 50,
+        summary: bool = False,
+    ) -> Annotated[CallToolResult, QueryReply]:
+        """Status, progress and, once it has finished, the result of a job.
+
+        Waits up to `wait_s` seconds for the job to end. A finished job returns the same
+        result structure as `run_sql`; a failed one returns its `error`.
+        """
+        app, principal = app_of(ctx), caller()
+        limits = app.executor.limits(principal)
+        notes: list[str] = []
+        rows = clamp_rows(max_rows, limits.max_rows, notes)
+        job = app.jobs.get(principal.id, job_id)
+        note(session_id=job.session_id, job_id=job.id)
+        # Waiting here must not cancel the job when this request is cancelled: the caller may ask again.
+        await app.jobs.wait(job, wait_s, progress_reporter(ctx))
+        return job_reply(app, job, max_rows=rows, max_chars=limits.max_chars, summary=summary, notes=notes)
+
+    @server.tool(
+        title="Cancel job",
+        annotations=hints(read_only=False, idempotent=True),
+    )
+    @guarded
+    async def cancel_job(
+        ctx: Context, job_id: Annotated[str, Field(description="the job to stop")]
+    ) -> Annotated[CallToolResult, QueryReply]:
+        """Stop a job: its work is interrupted in Spark, and the reply confirms how it ended."""
+        app, principal = app_of(ctx), caller()
+        job = app.jobs.get(principal.id, job_id)
+        note(session_id=job.session_id, job_id=job.id)
+        notes: list[str] = []
+        if job.state.terminal:
+            notes.append(f"the job had already ended ({job.state.value}); nothing to cancel")
+        else:
+            session = app.sessions.find(job.session_id)
+            if session is not None:
+                await app.jobs.cancel(job, app.executor.interrupter(session))
+            notes.append(f"interrupted {job.interrupted_operations} Spark operation(s)")
+        limits = app.executor.limits(principal)
+        return job_reply(app, job, max_rows=10, max_chars=limits.max_chars, summary=False, notes=notes)
+
+    @server.tool(
+        title="List jobs",
+        annotations=hints(read_only=True, idempotent=True),
+    )
+    @guarded
+    async def list_jobs(
+        ctx: Context, limit: Annotated[int, Field(ge=1, le=200, description="most recent first")] = 20
+    ) -> JobList:
+        """Your recent jobs, newest first, with their state and result ids."""
+        app, principal = app_of(ctx), caller()
+        return JobList(jobs=[job_info(j) for j in app.jobs.list(principal.id)[:limit]])
+
+    @server.tool(
+        title="Fetch rows",
+        annotations=hints(read_only=True, idempotent=True),
+    )
+    @guarded
+    async def fetch_rows(
+        ctx: Context,
+        result_id: Annotated[str, Field(description="from run_sql, run_plan or get_job")],
+        offset: Annotated[int, Field(ge=0, description="first row, counting from 0")] = 0,
+        limit: Annotated[int, Field(ge=1, le=100_000, description="rows in this page (capped by your role)")] = 50,
+        format: Annotated[
+            Literal["table", "json", "csv"], Field(description="table: compact text; json: exact values; csv")
+        ] = "table",
+    ) -> Annotated[CallToolResult, RowsPage]:
+        """Page through a stored result: never more than `limit` rows, within the reply budget."""
+        app, principal = app_of(ctx), caller()
+        limits = app.executor.limits(principal)
+        notes: list[str] = []
+        limit = clamp_rows(limit, limits.max_rows, notes)
+        meta = app.results.meta(principal.id, result_id)
+        note(result_id=result_id, session_id=meta.session_id)
+        page = await anyio.to_thread.run_sync(app.results.page, principal.id, result_id, offset, limit)
+        total = meta.row_count
+        text: str | None = None
+        rows: list[list[object]] | None = None
+        if format == "json":
+            all_rows = to_json_rows(page)
+            count = fit_json_rows(all_rows, limits.max_chars)
+            rows = all_rows[:count]
+        elif format == "csv":
+            count, text = _csv_within(page, limits.max_chars)
+        else:
+            more = offset + page.num_rows < total or meta.more_rows
+            rendered = render_table(page, max_chars=limits.max_chars, more_rows=more, first_row=offset)
+            count, text = rendered.rows_shown, rendered.text
+        if count < page.num_rows:
+            notes.append(f"the page stopped at {count} rows to stay within {limits.max_chars:,} characters")
+        if offset >= total and total > 0:
+            notes.append(f"offset {offset} is past the end: the result has {total} rows")
+        next_offset = offset + count if offset + count < total else None
+        note(rows=count)
+        reply = RowsPage(
+            result_id=result_id,
+            format=format,
+            offset=offset,
+            row_count=count,
+            total_rows=total,
+            next_offset=next_offset,
+            columns=schema_columns(page.schema),
+            rows=rows,
+            text=text,
+            notes=notes,
+        )
+        summary = (
+            f"rows {offset + 1}-{offset + count} of {total:,}" if count else f"no rows at offset {offset} of {total:,}"
+        )
+        body = text if text is not None else ""
+        return CallToolResult(
+            content=[TextContent(type="text", text=f"{summary}" + (f"\n{body}" if body else ""))],
+            structured_content=reply.model_dump(mode="json"),
+        )
+
+
+def progress_reporter(ctx: Context) -> Callable[[Job], Awaitable[None]]:
+    """Forward a job's progress as MCP progress notifications (tasks done only ever grow)."""
+    last_done = -1
+
+    async def on_change(job: Job) -> None:
+        nonlocal last_done
+        if job.progress.tasks_done > last_done:
+            last_done = job.progress.tasks_done
+            await ctx.report_progress(job.progress.tasks_done, job.progress.tasks or None, progress_words(job.progress))
+
+    return on_change
+
+
+def _csv_within(page: pa.Table, max_chars: int) -> tuple[int, str]:
+    """The longest leading slice of ``page`` whose CSV fits in ``max_chars``."""
+    count = page.num_rows
+    text = table_to_csv(page)
+    while len(text) > max_chars and count > 0:
+        count = max(0, int(count * max_chars / len(text)) - 1)
+        text = table_to_csv(page.slice(0, count))
+    return count, text

@@ -1,0 +1,188 @@
+"""Jobs and stored results rendered as tool replies: compact text plus exact structured rows.
+
+The text is what an LLM reads; the structured content carries exact values. Both stay
+within the reply budget (``max_rows`` rows and ``limits.max_chars`` characters each), and
+a reply that a cap cut says so, in ``truncated``, in ``notes`` and in its text.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pyarrow as pa
+from mcp.types import CallToolResult, ResourceLink, TextContent
+
+from spark_mcp.app import App
+from spark_mcp.errors import SparkError, SparkMcpError
+from spark_mcp.jobs import Job, JobState
+from spark_mcp.preview import column_infos, render_summary, render_table, summarize, to_json_rows
+from spark_mcp.results import ResultMeta
+from spark_mcp.spark.runner import Progress
+from spark_mcp.tools._base import error_text
+from spark_mcp.tools.models import (
+    ColumnOut,
+    ColumnSummaryOut,
+    ErrorOut,
+    ProgressOut,
+    QueryReply,
+    TopValueOut,
+)
+
+
+def result_uri(result_id: str) -> str:
+    return f"spark://results/{result_id}"
+
+
+def progress_out(progress: Progress) -> ProgressOut | None:
+    if not progress.stages:
+        return None
+    return ProgressOut(
+        stages=progress.stages,
+        stages_done=progress.stages_done,
+        tasks=progress.tasks,
+        tasks_done=progress.tasks_done,
+        inflight_tasks=progress.inflight_tasks,
+        fraction=progress.fraction,
+    )
+
+
+def progress_words(progress: Progress) -> str:
+    if not progress.stages:
+        return "no Spark stage has reported yet"
+    return (
+        f"stage {progress.stages_done}/{progress.stages} done, "
+        f"{progress.tasks_done}/{progress.tasks} tasks, {progress.inflight_tasks} running"
+    )
+
+
+def error_out(error: SparkMcpError) -> ErrorOut:
+    return ErrorOut(
+        code=error.code,
+        error_class=error.error_class if isinstance(error, SparkError) else None,
+        message=error.message,
+    )
+
+
+def fit_json_rows(rows: list[list[Any]], max_chars: int) -> int:
+    """How many leading rows fit in ``max_chars`` of JSON."""
+    used = 2
+    for count, row in enumerate(rows):
+        used += len(json.dumps(row, ensure_ascii=False)) + 1
+        if used > max_chars:
+            return count
+    return len(rows)
+
+
+def job_reply(app: App, job: Job, *, max_rows: int, max_chars: int, summary: bool, notes: list[str]) -> CallToolResult:
+    """A finished job's result (preview or summary), or a running job's handle."""
+    base: dict[str, Any] = {
+        "state": job.state.value,
+        "job_id": job.id,
+        "session_id": job.session_id,
+        "statement_kind": job.kind,
+        "elapsed_ms": job.elapsed_ms,
+        "progress": progress_out(job.progress),
+        "notes": notes,
+    }
+    if not job.state.terminal:
+        reply = QueryReply(**base)
+        text = (
+            f"Job {job.id} is {job.state.value} after {job.elapsed_ms / 1000:.1f} s ({progress_words(job.progress)}). "
+            f"Call get_job(job_id='{job.id}') to wait for its result, or cancel_job to stop it."
+        )
+        return _result(text, reply, None)
+    if job.state is not JobState.SUCCEEDED or job.result is None:
+        assert job.error is not None
+        reply = QueryReply(**base, error=error_out(job.error))
+        text = f"Job {job.id} {job.state.value}: {error_text(job.error)}"
+        return _result(text, reply, None, is_error=False)
+    return _stored_reply(app, job, job.result, base, max_rows=max_rows, max_chars=max_chars, summary=summary)
+
+
+def _stored_reply(
+    app: App,
+    job: Job,
+    meta: ResultMeta,
+    base: dict[str, Any],
+    *,
+    max_rows: int,
+    max_chars: int,
+    summary: bool,
+) -> CallToolResult:
+    notes: list[str] = base["notes"]
+    if meta.cap:
+        notes.append(f"the stored result stopped at {meta.cap}; the statement had more rows")
+    table = app.results.table(job.principal, meta.result_id)
+    columns = [ColumnOut(name=c.name, type=c.type) for c in column_infos(table.schema)]
+    more = meta.more_rows
+    common = {
+        **base,
+        "columns": columns,
+        "total_rows": meta.row_count,
+        "result_id": meta.result_id,
+        "result_uri": result_uri(meta.result_id),
+    }
+    if summary:
+        summaries = summarize(table)
+        text = render_summary(summaries, row_count=meta.row_count, max_chars=max_chars)
+        reply = QueryReply(
+            **common,
+            truncated=meta.row_count > 0 or more,
+            summary=[_summary_out(s) for s in summaries],
+        )
+        return _result(_header(job, meta) + text, reply, meta)
+    page = table.slice(0, max_rows)
+    json_rows = to_json_rows(page)
+    fitting = fit_json_rows(json_rows, max_chars)
+    rendered = render_table(page.slice(0, fitting), max_chars=max_chars, more_rows=meta.row_count > fitting or more)
+    shown = rendered.rows_shown
+    if shown < min(max_rows, meta.row_count):
+        notes.append(f"the reply stopped at {shown} rows to stay within {max_chars:,} characters")
+    reply = QueryReply(
+        **common,
+        rows=json_rows[:shown],
+        row_count=shown,
+        truncated=meta.row_count > shown or more,
+    )
+    return _result(_header(job, meta) + rendered.text, reply, meta)
+
+
+def _header(job: Job, meta: ResultMeta) -> str:
+    more = "+" if meta.more_rows else ""
+    return (
+        f"{job.kind} ok in {job.elapsed_ms} ms; result {meta.result_id} holds {meta.row_count:,}{more} rows "
+        f"(fetch_rows pages through it).\n"
+    )
+
+
+def _summary_out(s: Any) -> ColumnSummaryOut:
+    return ColumnSummaryOut(
+        name=s.name,
+        type=s.type,
+        null_count=s.null_count,
+        distinct_count=s.distinct_count,
+        min=s.min,
+        max=s.max,
+        mean=s.mean,
+        top_values=[TopValueOut(value=v, count=c) for v, c in s.top_values],
+    )
+
+
+def _result(text: str, reply: QueryReply, meta: ResultMeta | None, *, is_error: bool = False) -> CallToolResult:
+    content: list[Any] = [TextContent(type="text", text=text)]
+    if meta is not None:
+        content.append(
+            ResourceLink(
+                type="resource_link",
+                uri=result_uri(meta.result_id),
+                name=meta.result_id,
+                mime_type="application/json",
+                description=f"the full stored result ({meta.row_count:,} rows); also .csv and .arrow",
+            )
+        )
+    return CallToolResult(content=content, structured_content=reply.model_dump(mode="json"), is_error=is_error)
+
+
+def schema_columns(schema: pa.Schema) -> list[ColumnOut]:
+    return [ColumnOut(name=c.name, type=c.type) for c in column_infos(schema)]
