@@ -1,0 +1,243 @@
+"""Structured DataFrame plans: JSON an agent writes instead of code.
+
+A plan is a source plus a list of operations, each a small typed object. Expressions
+are Spark SQL expression strings (``"l_extendedprice * (1 - l_discount)"``); they can
+say anything SQL can, so the built DataFrame is analysed by Spark and governed exactly
+like SQL before anything runs. Nothing here executes code: ``spark/plans.py`` turns a
+validated plan into Spark Connect DataFrame calls.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+Expr = Annotated[str, Field(min_length=1, max_length=10_000, description="a Spark SQL expression")]
+ColumnName = Annotated[str, Field(min_length=1, max_length=256)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# -- sources -----------------------------------------------------------------------------
+
+
+class TableSource(_Strict):
+    table: str = Field(description="table, namespace.table or catalog.namespace.table, or a temp view")
+
+
+class SqlSource(_Strict):
+    sql: str = Field(min_length=1, max_length=200_000, description="a SELECT query (governed like run_sql)")
+
+
+class RangeSource(_Strict):
+    range: RangeSpec
+
+
+class RangeSpec(_Strict):
+    start: int = 0
+    end: int
+    step: int = Field(default=1, description="not 0")
+
+    @field_validator("step")
+    @classmethod
+    def _step(cls, value: int) -> int:
+        if value == 0:
+            raise ValueError("step must not be 0")
+        return value
+
+
+class ResultSource(_Strict):
+    result_id: str = Field(description="a stored result from run_sql / run_plan (at most 100,000 rows)")
+
+
+Source = TableSource | SqlSource | RangeSource | ResultSource
+
+
+# -- operations --------------------------------------------------------------------------
+
+
+class Select(_Strict):
+    op: Literal["select"]
+    columns: list[Expr] = Field(min_length=1, description='columns or expressions, e.g. "a", "b * 2 AS c"')
+
+
+class Filter(_Strict):
+    op: Literal["filter"]
+    condition: Expr
+
+
+class WithColumn(_Strict):
+    op: Literal["with_column"]
+    name: ColumnName
+    expr: Expr
+
+
+class Drop(_Strict):
+    op: Literal["drop"]
+    columns: list[ColumnName] = Field(min_length=1)
+
+
+class Rename(_Strict):
+    op: Literal["rename"]
+    mapping: dict[ColumnName, ColumnName] = Field(min_length=1, description="old name -> new name")
+
+
+AggFunction = Literal[
+    "count",
+    "sum",
+    "avg",
+    "min",
+    "max",
+    "count_distinct",
+    "approx_count_distinct",
+    "approx_percentile",
+    "stddev",
+    "variance",
+    "first",
+    "last",
+    "collect_list",
+    "collect_set",
+]
+
+
+class Agg(_Strict):
+    fn: AggFunction | None = Field(default=None, description="an aggregate function; or use expr")
+    column: str | None = Field(default=None, description='the input column or expression ("*" for count)')
+    expr: Expr | None = Field(default=None, description='a whole aggregate expression, e.g. "sum(a * b)"')
+    alias: ColumnName | None = None
+    percentile: float | None = Field(default=None, ge=0, le=1, description="for approx_percentile")
+
+    @model_validator(mode="after")
+    def _one_form(self) -> Agg:
+        if (self.fn is None) == (self.expr is None):
+            raise ValueError("give either fn (with column) or expr")
+        if self.fn is not None and self.column is None:
+            raise ValueError(f"{self.fn} needs a column")
+        if self.fn == "approx_percentile" and self.percentile is None:
+            raise ValueError("approx_percentile needs percentile (0..1)")
+        return self
+
+
+class GroupBy(_Strict):
+    op: Literal["group_by"]
+    columns: list[Expr] = Field(default=[], description="grouping columns; empty for a global aggregate")
+    aggs: list[Agg] = Field(min_length=1)
+
+
+class SortKey(_Strict):
+    column: Expr
+    descending: bool = False
+    nulls: Literal["first", "last"] | None = None
+
+
+class OrderBy(_Strict):
+    op: Literal["order_by"]
+    keys: list[SortKey | Expr] = Field(min_length=1, description='sort keys, e.g. "a" or {"column": "b", "descending": true}')
+
+
+class Limit(_Strict):
+    op: Literal["limit"]
+    n: int = Field(ge=0, le=10_000_000)
+
+
+class Distinct(_Strict):
+    op: Literal["distinct"]
+    columns: list[ColumnName] | None = Field(default=None, description="deduplicate on these columns only")
+
+
+class Sample(_Strict):
+    op: Literal["sample"]
+    fraction: float = Field(gt=0, le=1)
+    seed: int | None = None
+    with_replacement: bool = False
+
+
+class Window(_Strict):
+    op: Literal["window"]
+    name: ColumnName = Field(description="the new column")
+    function: Expr = Field(description='a window function, e.g. "rank()", "lag(x, 1)", "sum(amount)"')
+    partition_by: list[Expr] = []
+    order_by: list[SortKey | Expr] = []
+    rows_between: tuple[int | None, int | None] | None = Field(
+        default=None, description="frame in rows relative to the current row; null means unbounded"
+    )
+
+
+class Pivot(_Strict):
+    op: Literal["pivot"]
+    group_by: list[Expr] = Field(min_length=1)
+    pivot_column: ColumnName
+    values: list[str | int | float | bool] | None = Field(default=None, max_length=1000)
+    aggs: list[Agg] = Field(min_length=1)
+
+
+class Join(_Strict):
+    op: Literal["join"]
+    right: Plan
+    on: list[ColumnName] | None = Field(default=None, description="columns with the same name on both sides")
+    condition: Expr | None = Field(
+        default=None, description="a join condition; refer to the sides' columns by name or via aliases set below"
+    )
+    how: Literal["inner", "left", "right", "full", "left_semi", "left_anti", "cross"] = "inner"
+    left_alias: ColumnName | None = None
+    right_alias: ColumnName | None = None
+
+    @model_validator(mode="after")
+    def _keys(self) -> Join:
+        if self.how != "cross" and (self.on is None) == (self.condition is None):
+            raise ValueError("a join needs either on (column names) or condition, not both")
+        return self
+
+
+class Union(_Strict):
+    op: Literal["union"]
+    other: Plan
+    by_name: bool = Field(default=True, description="match columns by name (else by position)")
+    distinct: bool = False
+
+
+Operation = Annotated[
+    Select
+    | Filter
+    | WithColumn
+    | Drop
+    | Rename
+    | GroupBy
+    | OrderBy
+    | Limit
+    | Distinct
+    | Sample
+    | Window
+    | Pivot
+    | Join
+    | Union,
+    Field(discriminator="op"),
+]
+
+
+class Plan(_Strict):
+    """A DataFrame: a source, then operations applied in order."""
+
+    source: Source
+    operations: list[Operation] = Field(default=[], max_length=200)
+    save_as: str | None = Field(
+        default=None, description="also keep the result as a temp view of this name in the session"
+    )
+
+    @field_validator("save_as")
+    @classmethod
+    def _view_name(cls, value: str | None) -> str | None:
+        if value is not None and not _IDENT.fullmatch(value):
+            raise ValueError("save_as must be a plain name: letters, digits and _")
+        return value
+
+
+Join.model_rebuild()
+Union.model_rebuild()
+RangeSource.model_rebuild()
+Plan.model_rebuild()

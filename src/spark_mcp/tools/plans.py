@@ -1,0 +1,122 @@
+"""Tools for structured DataFrame plans and for explaining statements without running them."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
+from mcp.types import CallToolResult, TextContent
+from pydantic import Field
+
+from spark_mcp.calls import note
+from spark_mcp.errors import InvalidInput
+from spark_mcp.plans import Plan
+from spark_mcp.spark.analyze import cost_estimates
+from spark_mcp.tools._base import app_of, caller, clamp_rows, guarded, hints
+from spark_mcp.tools.models import DangerOut, DecisionOut, EstimatesOut, ExplainReply, QueryReply
+from spark_mcp.tools.queries import MaxRows, SessionId, WaitS, finished_or_raise, wait_for_job
+from spark_mcp.tools.render import error_out, job_reply
+
+
+def register(server: MCPServer) -> None:
+    @server.tool(title="Run DataFrame plan", annotations=hints(read_only=False))
+    @guarded
+    async def run_plan(
+        ctx: Context,
+        plan: Annotated[Plan, Field(description="a source and a list of operations (see the schema)")],
+        session_id: SessionId = None,
+        max_rows: MaxRows = 50,
+        wait_s: WaitS = None,
+        summary: bool = False,
+    ) -> Annotated[CallToolResult, QueryReply]:
+        """Run a structured DataFrame plan: JSON, not code. Results, jobs and limits work as in `run_sql`.
+
+        A plan is `{"source": ..., "operations": [...], "save_as": "name"?}`. Sources:
+        `{"table": "tpch.orders"}`, `{"sql": "SELECT ..."}`, `{"range": {"end": 10}}`,
+        `{"result_id": "res_..."}`. Operations (each `{"op": ...}`): select, filter,
+        with_column, drop, rename, group_by (with aggs), order_by, limit, distinct, sample,
+        window, pivot, join (with another plan), union. Expressions are Spark SQL strings.
+        `save_as` keeps the result as a temp view, so an analysis can be built step by
+        step. The plan is analysed by Spark and checked by your policy before it runs; an
+        error names the operation that failed.
+        """
+        app, principal = app_of(ctx), caller()
+        limits = app.executor.limits(principal)
+        notes: list[str] = []
+        rows = clamp_rows(max_rows, limits.max_rows, notes)
+        job = await app.executor.run_plan(principal, session_id, plan, tool="run_plan")
+        await wait_for_job(app, ctx, job, app.config.limits.default_wait_s if wait_s is None else wait_s)
+        finished_or_raise(job)
+        if plan.save_as:
+            notes.append(f"saved as temp view {plan.save_as} in session {job.session_id}")
+        if job.result is not None:
+            note(rows=min(rows, job.result.row_count), result_id=job.result.result_id)
+        return job_reply(app, job, max_rows=rows, max_chars=limits.max_chars, summary=summary, notes=notes)
+
+    @server.tool(title="Explain", annotations=hints(read_only=True, idempotent=True))
+    @guarded
+    async def explain(
+        ctx: Context,
+        sql: Annotated[str | None, Field(max_length=200_000, description="one SQL statement")] = None,
+        plan: Annotated[Plan | None, Field(description="or a structured plan, as for run_plan")] = None,
+        session_id: SessionId = None,
+        mode: Annotated[
+            Literal["simple", "extended", "cost", "formatted"],
+            Field(description="simple: physical plan; extended: all plans; cost: with size/row estimates"),
+        ] = "simple",
+    ) -> Annotated[CallToolResult, ExplainReply]:
+        """What a statement or plan would do, without running it: Spark's plan, the statement
+        kind, the tables and functions it touches, the policy decision with its reason and,
+        in cost mode, Spark's size and row estimates. Check a query here before you spend a
+        cluster on it. Give exactly one of `sql` or `plan`.
+        """
+        if (sql is None) == (plan is None):
+            raise InvalidInput("give exactly one of sql or plan")
+        app, principal = app_of(ctx), caller()
+        explained = await app.executor.explain(principal, session_id, sql=sql, plan=plan, mode=mode)
+        facts, decision = explained.analysis.facts, explained.decision
+        notes: list[str] = []
+        plan_text = explained.plan_text
+        estimates = None
+        if plan_text is not None and mode == "cost":
+            size, row_count = cost_estimates(plan_text)
+            estimates = EstimatesOut(size_in_bytes=size, row_count=row_count)
+        limits = app.executor.limits(principal)
+        if plan_text is not None and len(plan_text) > limits.max_chars:
+            plan_text = plan_text[: limits.max_chars] + f"\n…(+{len(plan_text) - limits.max_chars} chars)"
+            notes.append(f"the plan text was cut at {limits.max_chars:,} characters")
+        if explained.plan_text is None and not decision.allowed:
+            notes.append("the plan text is withheld because the policy denies this statement")
+        reply = ExplainReply(
+            session_id=explained.session_id,
+            mode=mode,
+            statement_kind=facts.kind.value,
+            operation=facts.operation,
+            tables_read=sorted(str(t) for t in facts.reads),
+            tables_written=sorted(str(t) for t in facts.writes),
+            functions=sorted(facts.functions),
+            views=sorted(facts.views),
+            dangers=[DangerOut(kind=d.kind.value, detail=d.detail) for d in facts.dangers],
+            decision=DecisionOut(allowed=decision.allowed, reason=decision.reason, rule=decision.rule),
+            plan=plan_text,
+            estimates=estimates,
+            error=error_out(explained.analysis.error) if explained.analysis.error else None,
+            notes=notes,
+        )
+        verdict = "ALLOWED" if decision.allowed else "DENIED"
+        lines = [
+            f"{facts.kind.value} ({facts.operation}); reads: {', '.join(reply.tables_read) or '-'}; "
+            f"writes: {', '.join(reply.tables_written) or '-'}",
+            f"policy: {verdict}: {decision.reason} [{decision.rule}]",
+        ]
+        if reply.error is not None:
+            lines.append(f"Spark: {reply.error.error_class}: {reply.error.message}")
+        if estimates is not None:
+            lines.append(f"estimates: {estimates.size_in_bytes or '?'} bytes, {estimates.row_count or '?'} rows")
+        if plan_text:
+            lines.append(plan_text)
+        return CallToolResult(
+            content=[TextContent(type="text", text="\n".join(lines))],
+            structured_content=reply.model_dump(mode="json"),
+        )
