@@ -1,0 +1,131 @@
+"""Shared fixtures: real TPC-H data, one running App with real Spark drivers, MCP clients.
+
+One ``App`` serves the whole test session (each principal gets its own driver once);
+every test talks to it through the SDK's in-memory ``Client``, in both protocol eras.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from mcp import Client
+
+from spark_mcp.app import App
+from spark_mcp.config import Config, load_config
+from spark_mcp.server import build_server
+
+TESTS = Path(__file__).resolve().parent
+TPCH_TABLES = ("customer", "lineitem", "nation", "orders", "part", "partsupp", "region", "supplier")
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """TPC-H at scale 0.01 (tpchgen-cli), plus small HR, secret and CSV sales tables."""
+    root = tmp_path_factory.mktemp("data")
+    tpchgen = shutil.which("tpchgen-cli", path=str(Path(sys.executable).parent)) or "tpchgen-cli"
+    subprocess.run(
+        [tpchgen, "parquet", "-s", "0.01", "--output-dir", str(root / "tpch")], check=True, capture_output=True
+    )
+    (root / "hr").mkdir()
+    pq.write_table(
+        pa.table({"name": ["ann", "ben", "cy"], "salary": pa.array([120000, 95000, 180000], pa.int64())}),
+        root / "hr" / "salaries.parquet",
+    )
+    pq.write_table(pa.table({"code": ["alpha", "omega"], "value": [1, 2]}), root / "secret_codes.parquet")
+    (root / "sales").mkdir()
+    (root / "sales" / "orders.csv").write_text(
+        "order_id,region,amount,ordered_on\n1,north,10.50,2024-01-31\n2,south,-3.25,2024-02-29\n3,north,7.00,2024-03-01\n"
+    )
+    return root
+
+
+def make_config(home: Path, data_dir: Path, **overrides: Any) -> Config:
+    datasets = [{"name": f"tpch.{t}", "path": str(data_dir / "tpch" / f"{t}.parquet")} for t in TPCH_TABLES]
+    datasets += [
+        {"name": "hr.salaries", "path": str(data_dir / "hr" / "salaries.parquet")},
+        {"name": "tpch.secret_codes", "path": str(data_dir / "secret_codes.parquet")},
+        {
+            "name": "sales.orders",
+            "path": str(data_dir / "sales" / "orders.csv"),
+            "format": "csv",
+            "options": {"header": "true", "inferSchema": "true"},
+        },
+    ]
+    values: dict[str, Any] = {
+        "home": str(home),
+        "policies": [str(TESTS / "policies")],
+        "datasets": datasets,
+        "driver": {"cores": 2, "memory": "1g"},
+        "limits": {"max_rows": 1000, "max_chars": 8000, "query_timeout_s": 120},
+        "results": {"max_rows": 2_000_000},
+    }
+    for key, value in overrides.items():
+        values[key] = (
+            {**values[key], **value} if isinstance(value, dict) and isinstance(values.get(key), dict) else value
+        )
+    return load_config(None, environ={}, overrides=values)
+
+
+@pytest.fixture(scope="session")
+def config(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Config:
+    return make_config(tmp_path_factory.mktemp("home"), data_dir)
+
+
+@pytest.fixture(scope="session")
+async def app(config: Config) -> AsyncIterator[App]:
+    async with App.running(config, environ=dict(os.environ)) as running:
+        yield running
+
+
+@pytest.fixture(params=["auto", "legacy"])
+def mode(request: pytest.FixtureRequest) -> str:
+    """Both protocol eras: 2026-07-28 (auto) and 2025-11-25 (legacy)."""
+    return str(request.param)
+
+
+ClientFactory = Callable[[str], AbstractAsyncContextManager[Client]]
+
+
+@pytest.fixture
+def connect(app: App, mode: str) -> ClientFactory:
+    """``async with connect("alice") as client``: an MCP client acting as that user."""
+
+    @asynccontextmanager
+    async def open_client(user: str) -> AsyncIterator[Client]:
+        async with Client(build_server(app=app, user=user), mode=mode) as client:
+            yield client
+
+    return open_client
+
+
+@pytest.fixture
+async def alice(connect: ClientFactory) -> AsyncIterator[Client]:
+    async with connect("alice") as client:
+        yield client
+
+
+@pytest.fixture
+async def erin(connect: ClientFactory) -> AsyncIterator[Client]:
+    async with connect("erin") as client:
+        yield client
+
+
+@pytest.fixture
+async def root(connect: ClientFactory) -> AsyncIterator[Client]:
+    async with connect("root") as client:
+        yield client

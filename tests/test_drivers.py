@@ -1,0 +1,177 @@
+"""Driver supervision against real JVMs: start failures, deaths, secrets, loopback, bounded retries."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import anyio
+import pytest
+from mcp import Client
+
+from spark_mcp.app import App
+from spark_mcp.drivers.base import Driver
+from spark_mcp.drivers.process import free_loopback_port, process_has_marker
+from spark_mcp.errors import DriverLost
+from spark_mcp.spark.connect import open_session
+from tests.conftest import ClientFactory, make_config
+from tests.test_sql import call, call_error
+
+pytestmark = pytest.mark.anyio
+
+
+def driver_pids() -> dict[str, int]:
+    """Every live spark-mcp driver on this machine, by driver id (from its command line)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        for arg in cmdline:
+            if arg.startswith(b"spark.mcp.driver.id="):
+                found[arg.split(b"=", 1)[1].decode()] = int(entry.name)
+    return found
+
+
+def listening_addresses(pid: int) -> list[str]:
+    """Local addresses of the TCP sockets ``pid`` listens on, as hex from /proc/net."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    addresses = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A = LISTEN
+                addresses.append(fields[1].split(":")[0])
+    return addresses
+
+
+LOOPBACK = {"0100007F", "00000000000000000000000001000000", "0000000000000000FFFF00000100007F"}
+
+
+async def test_a_driver_listens_on_loopback_only(alice: Client, app: App) -> None:
+    await call(alice, "run_sql", sql="SELECT 1")
+    driver = app.drivers.current("alice")
+    assert driver is not None and driver.pid is not None
+    addresses = listening_addresses(driver.pid)
+    assert addresses, "the driver should be listening"
+    assert set(addresses) <= LOOPBACK, addresses
+
+
+async def test_the_token_is_never_in_argv_state_files_logs_or_replies(alice: Client, app: App) -> None:
+    whoami = await alice.call_tool("whoami", {})
+    sessions = await alice.call_tool("list_sessions", {})
+    driver = app.drivers.current("alice")
+    assert driver is not None and driver.pid is not None
+    token = driver.token
+    assert token.encode() not in Path(f"/proc/{driver.pid}/cmdline").read_bytes()
+    assert token not in (driver.workdir / "state.json").read_text()
+    assert token not in driver.log_path.read_text(errors="replace")
+    assert token not in app.config.audit_path.read_text()
+    assert token not in repr(driver)
+    assert token not in str(whoami.structured_content) + str(sessions.structured_content)
+    # It does reach the driver, through the environment (readable only by the same user).
+    assert f"SPARK_CONNECT_AUTHENTICATE_TOKEN={token}".encode() in Path(f"/proc/{driver.pid}/environ").read_bytes()
+
+
+async def test_driver_state_files_and_folders_are_private(alice: Client, app: App) -> None:
+    await call(alice, "run_sql", sql="SELECT 1")
+    driver = app.drivers.current("alice")
+    assert driver is not None
+    assert (driver.workdir.stat().st_mode & 0o777) == 0o700
+    assert ((driver.workdir / "state.json").stat().st_mode & 0o777) == 0o600
+    assert (driver.log_path.stat().st_mode & 0o777) == 0o600
+    state = json.loads((driver.workdir / "state.json").read_text())
+    assert state["pid"] == driver.pid and state["principal"] == "alice"
+
+
+async def test_a_driver_that_dies_is_noticed_and_replaced(connect: ClientFactory, app: App) -> None:
+    async with connect("victor") as victor:
+        first = await call(victor, "run_sql", sql="SELECT 1")
+        named = await call(victor, "create_session")
+        driver = app.drivers.current("victor")
+        assert driver is not None and driver.pid is not None
+        os.kill(driver.pid, signal.SIGKILL)
+        with anyio.fail_after(30):
+            while driver.usable:
+                await anyio.sleep(0.05)
+        text = await call_error(victor, "run_sql", sql="SELECT 1", session_id=named["session_id"])
+        assert "session_closed" in text and "stopped unexpectedly" in text
+        listed = await call(victor, "list_sessions")
+        assert {s["state"] for s in listed["sessions"]} == {"lost"}
+        # The default session says once that it was lost; the next call starts a new driver.
+        text = await call_error(victor, "run_sql", sql="SELECT 1")
+        assert "session_closed" in text
+        again = await call(victor, "run_sql", sql="SELECT 2 AS two")
+        assert again["rows"] == [[2]] and again["session_id"] != first["session_id"]
+        replacement = app.drivers.current("victor")
+        assert replacement is not None and replacement.id != driver.id
+
+
+async def test_a_driver_that_fails_to_start_quotes_its_log_and_leaves_nothing(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    config = make_config(tmp_path / "home", data_dir, driver={"memory": "100t"})
+    before = set(driver_pids())
+    async with App.running(config) as app:
+        principal = app.principal("alice")
+        with pytest.raises(Exception, match="before it was ready") as error:
+            await app.executor.create_session(principal)
+    message = str(error.value)
+    assert "driver.log" in message
+    assert "heap" in message.lower() or "memory" in message.lower() or "reserve" in message.lower()
+    assert set(driver_pids()) <= before
+
+
+async def test_a_dead_endpoint_fails_within_seconds_not_minutes(tmp_path: Path) -> None:
+    nobody = Driver(
+        id="drv-nobody",
+        principal="x",
+        backend="local",
+        host="localhost",
+        port=free_loopback_port(),
+        workdir=tmp_path,
+        log_path=tmp_path / "log",
+        token="t",
+    )
+    with anyio.fail_after(60), pytest.raises(DriverLost, match="unreachable"):
+        await anyio.to_thread.run_sync(lambda: open_session(nobody, user_id="x"))
+
+
+async def test_a_wrong_token_is_refused_quickly(alice: Client, app: App) -> None:
+    await call(alice, "run_sql", sql="SELECT 1")
+    real = app.drivers.current("alice")
+    assert real is not None
+    impostor = Driver(
+        id=real.id,
+        principal="alice",
+        backend="local",
+        host=real.host,
+        port=real.port,
+        workdir=real.workdir,
+        log_path=real.log_path,
+        token="not-the-token",
+    )
+    with anyio.fail_after(60), pytest.raises(DriverLost, match="credentials"):
+        await anyio.to_thread.run_sync(lambda: open_session(impostor, user_id="alice"))
+
+
+async def test_stopping_the_app_stops_every_driver_it_started(tmp_path: Path, data_dir: Path) -> None:
+    config = make_config(tmp_path / "home", data_dir)
+    async with App.running(config) as app:
+        session = await app.executor.create_session(app.principal("alice"))
+        pid = session.driver.pid
+        assert pid is not None and process_has_marker(pid, f"spark.mcp.driver.id={session.driver.id}")
+    assert session.driver.id not in driver_pids()
+    assert not (session.driver.workdir / "state.json").exists()

@@ -1,0 +1,269 @@
+"""The attack suite: an analyst with read access to some tables tries everything else.
+
+alice's role (tests/policies/roles.toml) reads ``tpch.*`` and ``sales.*``, denies
+``*.secret_*`` and ``hr.*``, and has no write, DDL or admin action. Every attempt must be
+denied before execution, with a reason; the controls show that real analysis still works.
+"""
+
+from __future__ import annotations
+
+import pytest
+from mcp import Client
+
+from spark_mcp.app import App
+from tests.conftest import ClientFactory
+from tests.test_sql import call, call_error
+
+pytestmark = pytest.mark.anyio
+
+SALARIES_FILE = "__SALARIES__"  # replaced by the real path of the hr.salaries parquet file
+
+READ_DENIED_TABLES = [
+    "SELECT * FROM hr.salaries",
+    "select * from HR.SALARIES",
+    "SELECT * FROM `hr`.`salaries`",
+    "SELECT * FROM spark_catalog.hr.salaries",
+    "SELECT * FROM SPARK_CATALOG.`HR`.salaries",
+    "TABLE hr.salaries",
+    "FROM hr.salaries SELECT *",
+    "FROM hr.salaries |> SELECT name",
+    "SELECT * FROM IDENTIFIER('hr.salaries')",
+    "SELECT * FROM tpch.secret_codes",
+    "SELECT * FROM tpch.nation WHERE n_nationkey IN (SELECT salary FROM hr.salaries)",
+    "SELECT (SELECT max(salary) FROM hr.salaries) AS leak",
+    "SELECT * FROM tpch.region WHERE EXISTS (SELECT 1 FROM hr.salaries WHERE salary > 100000)",
+    "WITH x AS (SELECT * FROM hr.salaries) SELECT * FROM x",
+    "WITH a AS (SELECT 1 AS k), b AS (SELECT * FROM a JOIN hr.salaries ON true) SELECT * FROM b",
+    "SELECT n_name, s.salary FROM tpch.nation, LATERAL (SELECT salary FROM hr.salaries LIMIT 1) s",
+    "SELECT r_name FROM tpch.region UNION ALL SELECT name FROM hr.salaries",
+    "SELECT * FROM tpch.nation JOIN hr.salaries ON true",
+    "SELECT count(*) FROM (SELECT * FROM (SELECT * FROM hr.salaries))",
+    "SELECT * FROM tpch.region r WHERE NOT EXISTS (SELECT 1 FROM hr.salaries s WHERE s.name = r.r_name)",
+    "SELECT * FROM tpch.nation WHERE n_nationkey = (SELECT max(salary) FROM hr.salaries WHERE name = n_name)",
+    "CREATE TEMP VIEW leak AS SELECT * FROM hr.salaries",
+    "CREATE OR REPLACE TEMPORARY VIEW leak2 AS SELECT * FROM tpch.secret_codes",
+    "DESCRIBE TABLE hr.salaries",
+    "SHOW CREATE TABLE hr.salaries",
+    "SHOW COLUMNS IN hr.salaries",
+]
+
+WRITES = [
+    "INSERT INTO tpch.nation SELECT * FROM tpch.nation",
+    "INSERT OVERWRITE TABLE tpch.region SELECT * FROM tpch.region WHERE false",
+    "DELETE FROM tpch.nation WHERE true",
+    "TRUNCATE TABLE tpch.nation",
+    "DROP TABLE tpch.nation",
+    "DROP TABLE IF EXISTS tpch.region",
+    "ALTER TABLE tpch.nation RENAME TO tpch.nation2",
+    "ALTER TABLE tpch.nation ADD COLUMNS (pwned INT)",
+    "ALTER TABLE tpch.nation SET TBLPROPERTIES ('x' = 'y')",
+    "CREATE TABLE default.copy AS SELECT * FROM tpch.nation",
+    "CREATE TABLE default.empty (a INT) USING parquet",
+    "CREATE VIEW default.v AS SELECT * FROM tpch.nation",
+    "CREATE DATABASE pwned",
+    "DROP DATABASE tpch CASCADE",
+    "CREATE GLOBAL TEMPORARY VIEW g AS SELECT 1",
+    "COMMENT ON TABLE tpch.nation IS 'x'",
+]
+
+DANGEROUS = [
+    "SELECT reflect('java.lang.System', 'getenv', 'SPARK_CONNECT_AUTHENTICATE_TOKEN')",
+    "SELECT java_method('java.lang.System', 'getProperty', 'user.home')",
+    "SELECT try_reflect('java.lang.System', 'getenv', 'HOME')",
+    "SELECT ReFlEcT('java.lang.System', 'getenv', 'HOME')",
+    "SELECT `reflect`('java.lang.System', 'getenv', 'HOME')",
+    "SELECT n_name FROM tpch.nation WHERE reflect('java.lang.String', 'valueOf', n_nationkey) = '1'",
+    "SELECT '${env:SPARK_CONNECT_AUTHENTICATE_TOKEN}' AS t",
+    "SELECT '${system:user.home}' AS t",
+    "SET spark.sql.variable.substitute=true",
+    "SET",
+    "SET -v",
+    "SET spark.sql.warehouse.dir",
+    "RESET",
+    "RESET spark.sql.shuffle.partitions",
+    "ADD JAR /tmp/evil.jar",
+    "ADD FILE /etc/hostname",
+    "ADD ARCHIVE /tmp/evil.zip",
+    "LIST JARS",
+    "LIST FILES",
+    "CREATE TEMPORARY FUNCTION up AS 'org.apache.hadoop.hive.ql.udf.UDFUpper'",
+    "CREATE FUNCTION default.up AS 'org.apache.hadoop.hive.ql.udf.UDFUpper'",
+    "CREATE TEMPORARY FUNCTION sqlf() RETURNS INT RETURN (SELECT max(salary) FROM hr.salaries)",
+    "EXECUTE IMMEDIATE 'SELECT * FROM hr.salaries'",
+    "execute   immediate 'DROP TABLE tpch.nation'",
+    "EXECUTE /* hide */ IMMEDIATE 'SELECT 1'",
+    "SELECT 1; SELECT * FROM hr.salaries",
+    "SELECT 1; DROP TABLE tpch.nation",
+    "BEGIN SELECT * FROM hr.salaries; END",
+    "BEGIN DECLARE x INT DEFAULT 1; SELECT x; END",
+    "CACHE TABLE tpch.nation",
+    "CACHE TABLE c1 AS SELECT * FROM hr.salaries",
+    "CACHE LAZY TABLE tpch.region",
+    "UNCACHE TABLE tpch.nation",
+    "CLEAR CACHE",
+    "REFRESH TABLE tpch.nation",
+    "REFRESH '/tmp'",
+    "ANALYZE TABLE tpch.nation COMPUTE STATISTICS",
+    "ANALYZE TABLE tpch.nation COMPUTE STATISTICS FOR ALL COLUMNS",
+    "MSCK REPAIR TABLE tpch.nation",
+    "DECLARE VARIABLE v INT DEFAULT 1",
+    "DECLARE OR REPLACE VARIABLE v2 STRING DEFAULT 'x'",
+    "SHOW TABLES",
+    "SHOW TABLES IN hr",
+    "SHOW VIEWS",
+    "SHOW TABLE EXTENDED IN tpch LIKE 'nation'",
+    "SELECT * FROM text.`/etc/passwd`",
+    "SELECT * FROM parquet.`__SALARIES__`",
+    "SELECT * FROM `parquet`.`__SALARIES__`",
+    "SELECT * FROM json.`file:///etc/hostname`",
+    "SELECT * FROM binaryFile.`/etc/hostname`",
+    "CREATE TEMP VIEW p USING parquet OPTIONS (path '__SALARIES__')",
+    "CREATE TEMPORARY TABLE p2 USING parquet OPTIONS (path '__SALARIES__')",
+    "CREATE TABLE default.ext (a INT) USING parquet LOCATION '/tmp/spark-mcp-ext'",
+    "CREATE TABLE default.ext2 USING parquet LOCATION '__SALARIES__'",
+    "ALTER TABLE tpch.nation SET LOCATION '/tmp/elsewhere'",
+    "INSERT OVERWRITE DIRECTORY '/tmp/spark-mcp-out' USING parquet SELECT * FROM tpch.nation",
+    "LOAD DATA LOCAL INPATH '/etc/passwd' INTO TABLE tpch.nation",
+    "SELECT input_file_name(), * FROM parquet.`__SALARIES__`",
+]
+
+CONTROLS = [
+    ("SELECT count(*) AS n FROM tpch.lineitem", None),
+    ("SELECT n_name FROM tpch.nation WHERE n_regionkey IN (SELECT r_regionkey FROM tpch.region) LIMIT 1", None),
+    ("WITH t AS (SELECT o_orderpriority, count(*) c FROM tpch.orders GROUP BY 1) SELECT * FROM t ORDER BY 1", None),
+    ("SELECT o_orderkey, rank() OVER (PARTITION BY o_custkey ORDER BY o_totalprice DESC) r FROM tpch.orders", None),
+    ("SELECT region, sum(amount) FROM sales.orders GROUP BY ROLLUP(region)", None),
+    ("SELECT explode(array(1, 2)) AS x", None),
+    ("SELECT * FROM range(3)", None),
+    ("VALUES (1, 'a'), (2, 'b')", None),
+    ("SELECT upper(n_name), length(n_comment), date_add(DATE'2024-01-01', 1) FROM tpch.nation LIMIT 2", None),
+    ("SELECT 'EXECUTE IMMEDIATE is just text here' AS s", "refused"),  # the gate is conservative on purpose
+    ("DESCRIBE TABLE tpch.nation", None),
+    ("SHOW COLUMNS IN tpch.nation", None),
+]
+
+
+def fill(sql: str, app: App) -> str:
+    salaries = next(d.path for d in app.config.datasets if d.name == "hr.salaries")
+    return sql.replace(SALARIES_FILE, salaries)
+
+
+@pytest.mark.parametrize("sql", READ_DENIED_TABLES)
+async def test_reading_a_denied_table_is_refused_in_every_syntax(alice: Client, app: App, sql: str) -> None:
+    text = await call_error(alice, "run_sql", sql=fill(sql, app))
+    assert text.startswith("policy_denied:"), text
+    assert "hr.salaries" in text or "secret_codes" in text, text
+
+
+@pytest.mark.parametrize("sql", WRITES)
+async def test_writes_and_ddl_are_refused_for_a_read_only_role(alice: Client, app: App, sql: str) -> None:
+    text = await call_error(alice, "run_sql", sql=fill(sql, app))
+    assert text.startswith("policy_denied:"), text
+    assert any(a in text for a in ("sql.write", "sql.ddl", "sql.admin")), text
+
+
+# Statements Spark itself cannot analyse on these tables are refused with Spark's reason,
+# before anything runs (only sql.admin may send what cannot be checked).
+UNANALYSABLE = [
+    ("UPDATE tpch.nation SET n_name = 'x'", "PLANNING_ERROR"),
+    ("MERGE INTO tpch.nation t USING tpch.nation s ON t.n_nationkey = s.n_nationkey WHEN MATCHED THEN DELETE", "PLANNING_ERROR"),
+    ("INSERT OVERWRITE LOCAL DIRECTORY '/tmp/spark-mcp-out2' SELECT * FROM tpch.nation", "hive"),
+    ("SELECT 1 +", "PARSE_SYNTAX_ERROR"),
+]
+
+
+@pytest.mark.parametrize(("sql", "why"), UNANALYSABLE)
+async def test_statements_spark_cannot_analyse_are_refused_with_its_reason(alice: Client, sql: str, why: str) -> None:
+    text = await call_error(alice, "run_sql", sql=sql)
+    assert why.lower() in text.lower(), text
+    assert not text.startswith("internal_error")
+
+
+@pytest.mark.parametrize("sql", DANGEROUS)
+async def test_the_dangerous_surface_is_refused_without_sql_admin(alice: Client, app: App, sql: str) -> None:
+    text = await call_error(alice, "run_sql", sql=fill(sql, app))
+    assert text.startswith("policy_denied:"), text
+    assert "sql.admin" in text or "list_tables" in text, text
+
+
+async def test_nothing_the_attacks_tried_took_effect(alice: Client, root: Client) -> None:
+    nation = await call(alice, "run_sql", sql="SELECT count(*) FROM tpch.nation")
+    assert nation["rows"] == [[25]]
+    columns = await call(alice, "describe_table", table="tpch.nation")
+    assert "pwned" not in [c["name"] for c in columns["columns"]]
+    namespaces = await call(root, "list_namespaces")
+    assert "pwned" not in namespaces["namespaces"]
+    substitution = await call(root, "run_sql", sql="SET spark.sql.variable.substitute")
+    assert substitution["rows"] == [["spark.sql.variable.substitute", "false"]]
+
+
+@pytest.mark.parametrize(("sql", "expect"), CONTROLS)
+async def test_legitimate_analysis_still_works(alice: Client, sql: str, expect: str | None) -> None:
+    result = await alice.call_tool("run_sql", {"sql": sql})
+    if expect == "refused":
+        assert result.is_error
+        return
+    assert not result.is_error, result.content[0].text
+    assert result.structured_content["state"] == "succeeded"
+
+
+async def test_temp_views_work_and_are_checked_on_their_base_tables(connect: ClientFactory) -> None:
+    async with connect("alice") as alice:
+        session = (await call(alice, "create_session"))["session_id"]
+        try:
+            await call(alice, "run_sql", session_id=session, sql="CREATE TEMP VIEW big AS SELECT * FROM tpch.orders")
+            reply = await call(alice, "run_sql", session_id=session, sql="SELECT count(*) FROM big")
+            assert reply["rows"][0][0] > 0
+            await call(alice, "run_sql", session_id=session, sql="USE tpch")
+            unqualified = await call(alice, "run_sql", session_id=session, sql="SELECT count(*) FROM nation")
+            assert unqualified["rows"] == [[25]]
+            # After USE, an unqualified name still resolves through Spark, so hr stays out of reach.
+            text = await call_error(alice, "run_sql", session_id=session, sql="SELECT * FROM secret_codes")
+            assert "policy_denied" in text
+        finally:
+            await call(alice, "close_session", session_id=session)
+
+
+async def test_a_denial_names_the_rule_that_made_it(alice: Client) -> None:
+    text = await call_error(alice, "run_sql", sql="SELECT * FROM hr.salaries")
+    assert 'rule: roles.analyst.deny[1] "hr.*"' in text
+
+
+async def test_an_engineer_writes_staging_but_not_tpch(erin: Client) -> None:
+    await call(erin, "run_sql", sql="CREATE NAMESPACE IF NOT EXISTS staging")
+    await call(erin, "run_sql", sql="CREATE TABLE staging.nations USING parquet AS SELECT * FROM tpch.nation")
+    await call(erin, "run_sql", sql="INSERT INTO staging.nations SELECT * FROM tpch.nation")
+    reply = await call(erin, "run_sql", sql="SELECT count(*) FROM staging.nations")
+    assert reply["rows"] == [[50]]
+    text = await call_error(erin, "run_sql", sql="INSERT INTO tpch.nation SELECT * FROM staging.nations")
+    assert text.startswith("policy_denied:") and "tpch.nation" in text
+    text = await call_error(erin, "run_sql", sql="CREATE TABLE staging.leak AS SELECT * FROM hr.salaries")
+    assert text.startswith("policy_denied:") and "hr.salaries" in text
+    await call(erin, "run_sql", sql="DROP TABLE staging.nations")
+
+
+async def test_admin_may_use_the_dangerous_surface(root: Client) -> None:
+    reply = await call(root, "run_sql", sql="SELECT java_method('java.lang.Math', 'max', 2, 3) AS m")
+    assert reply["rows"] == [["3"]]
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT reflect('java.lang.System', 'getenv', 'SPARK_CONNECT_AUTHENTICATE_TOKEN') AS t",
+        "SELECT '${env:SPARK_CONNECT_AUTHENTICATE_TOKEN}' AS t",
+        "SELECT * FROM text.`/proc/self/environ`",
+        "SET -v",
+    ],
+)
+async def test_the_driver_token_never_reaches_a_tool_reply_even_for_admin(root: Client, app: App, sql: str) -> None:
+    result = await root.call_tool("run_sql", {"sql": sql, "max_rows": 1000})
+    tokens = [d.token for d in app.drivers.drivers()]
+    assert tokens
+    everything = " ".join(c.text for c in result.content if c.type == "text") + str(result.structured_content)
+    if not result.is_error and result.structured_content.get("result_id"):
+        rid = result.structured_content["result_id"]
+        everything += (await root.read_resource(f"spark://results/{rid}")).contents[0].text
+        everything += (await root.read_resource(f"spark://results/{rid}.csv")).contents[0].text
+    for token in tokens:
+        assert token not in everything

@@ -1,0 +1,199 @@
+"""run_sql against a real driver, through the MCP client, in both protocol eras."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import pytest
+from mcp import Client
+
+from tests.conftest import ClientFactory
+
+pytestmark = pytest.mark.anyio
+
+
+async def call(client: Client, tool: str, **arguments: object) -> dict:
+    result = await client.call_tool(tool, arguments)
+    assert not result.is_error, result.content[0].text
+    assert result.structured_content is not None
+    return result.structured_content
+
+
+async def call_error(client: Client, tool: str, **arguments: object) -> str:
+    """The error text the model reads, without the SDK's "Error executing tool X: " prefix."""
+    result = await client.call_tool(tool, arguments)
+    assert result.is_error, f"expected an error, got {result.structured_content}"
+    return result.content[0].text.removeprefix(f"Error executing tool {tool}: ")
+
+
+async def test_a_query_returns_typed_columns_exact_rows_and_a_result_id(alice: Client) -> None:
+    reply = await call(
+        alice,
+        "run_sql",
+        sql="SELECT n_nationkey, n_name, CAST(1.10 AS DECIMAL(10,2)) AS price, DATE'2024-02-29' AS day "
+        "FROM tpch.nation ORDER BY n_nationkey LIMIT 3",
+    )
+    assert reply["state"] == "succeeded"
+    assert reply["columns"] == [
+        {"name": "n_nationkey", "type": "bigint"},
+        {"name": "n_name", "type": "string"},
+        {"name": "price", "type": "decimal(10,2)"},
+        {"name": "day", "type": "date"},
+    ]
+    assert reply["rows"][0] == [0, "ALGERIA", "1.10", "2024-02-29"]
+    assert reply["row_count"] == 3
+    assert reply["truncated"] is False
+    assert reply["result_id"].startswith("res_")
+    assert reply["elapsed_ms"] >= 0
+
+
+async def test_decimals_keep_every_digit(alice: Client) -> None:
+    reply = await call(alice, "run_sql", sql="SELECT CAST('12345678901234567890.123456789' AS DECIMAL(38,9)) AS d")
+    assert Decimal(reply["rows"][0][0]) == Decimal("12345678901234567890.123456789")
+
+
+async def test_more_rows_than_max_rows_are_reported_as_truncated(alice: Client) -> None:
+    result = await alice.call_tool("run_sql", {"sql": "SELECT * FROM tpch.lineitem", "max_rows": 5})
+    reply = result.structured_content
+    assert reply is not None
+    assert reply["row_count"] == 5 and len(reply["rows"]) == 5
+    assert reply["truncated"] is True
+    assert reply["total_rows"] > 5
+    text = result.content[0].text
+    assert "more rows exist" in text
+
+
+async def test_max_rows_above_the_role_cap_is_lowered_and_said(alice: Client) -> None:
+    reply = await call(alice, "run_sql", sql="SELECT * FROM range(1000)", max_rows=900)
+    assert reply["row_count"] <= 200  # alice's role caps replies at 200 rows
+    assert any("lowered" in n for n in reply["notes"])
+
+
+async def test_the_character_budget_cuts_wide_rows_and_says_so(alice: Client) -> None:
+    result = await alice.call_tool(
+        "run_sql", {"sql": "SELECT id, repeat('x', 500) AS wide FROM range(100)", "max_rows": 100}
+    )
+    reply = result.structured_content
+    assert reply is not None
+    assert reply["truncated"] is True
+    assert reply["row_count"] < 100
+    assert len(result.content[0].text) <= 8000 + 300  # the preview plus a one-line header
+    assert len(json.dumps(reply["rows"])) <= 8000
+    assert any("characters" in n for n in reply["notes"])
+
+
+async def test_the_text_content_is_a_compact_table(alice: Client) -> None:
+    result = await alice.call_tool("run_sql", {"sql": "SELECT r_regionkey, r_name FROM tpch.region ORDER BY 1"})
+    text = result.content[0].text
+    assert "r_regionkey | r_name" in text
+    assert "0 | AFRICA" in text
+    links = [c for c in result.content if c.type == "resource_link"]
+    assert links and str(links[0].uri).startswith("spark://results/res_")
+
+
+async def test_a_missing_table_names_table_or_view_not_found(alice: Client) -> None:
+    text = await call_error(alice, "run_sql", sql="SELECT * FROM tpch.no_such_table")
+    assert "TABLE_OR_VIEW_NOT_FOUND" in text
+    assert "JVM" not in text and "\tat " not in text
+
+
+async def test_a_syntax_error_names_the_parse_error_class(alice: Client) -> None:
+    text = await call_error(alice, "run_sql", sql="SELEKT 1")
+    assert "PARSE_SYNTAX_ERROR" in text
+
+
+async def test_a_runtime_error_is_translated_without_a_stack(alice: Client) -> None:
+    text = await call_error(alice, "run_sql", sql="SELECT assert_true(false, 'boom')")
+    assert "boom" in text
+    assert "JVM stacktrace" not in text and "\tat org.apache" not in text
+
+
+async def test_bad_arguments_are_refused_with_a_message_the_agent_can_use(alice: Client) -> None:
+    result = await alice.call_tool("run_sql", {"sql": "SELECT 1", "max_rows": 0})
+    assert result.is_error
+    assert "max_rows" in result.content[0].text
+
+
+async def test_tpch_q1_runs_and_returns_four_groups(alice: Client) -> None:
+    sql = """
+        SELECT l_returnflag, l_linestatus, sum(l_quantity) AS sum_qty,
+               sum(l_extendedprice * (1 - l_discount)) AS sum_disc_price, avg(l_discount) AS avg_disc, count(*) AS n
+        FROM tpch.lineitem
+        WHERE l_shipdate <= date '1998-12-01' - interval '90' day
+        GROUP BY l_returnflag, l_linestatus
+        ORDER BY l_returnflag, l_linestatus"""
+    reply = await call(alice, "run_sql", sql=sql)
+    assert reply["row_count"] == 4
+    assert [r[:2] for r in reply["rows"]] == [["A", "F"], ["N", "F"], ["N", "O"], ["R", "F"]]
+
+
+async def test_csv_datasets_are_registered_with_their_options(alice: Client) -> None:
+    reply = await call(
+        alice, "run_sql", sql="SELECT region, sum(amount) FROM sales.orders GROUP BY region ORDER BY region"
+    )
+    assert reply["rows"] == [["north", 17.5], ["south", -3.25]]
+
+
+async def test_sessions_are_isolated_from_each_other(alice: Client) -> None:
+    first = await call(alice, "create_session")
+    second = await call(alice, "create_session")
+    try:
+        await call(alice, "run_sql", sql="CREATE TEMP VIEW mine AS SELECT 1 AS x", session_id=first["session_id"])
+        seen = await call(alice, "run_sql", sql="SELECT * FROM mine", session_id=first["session_id"])
+        assert seen["rows"] == [[1]]
+        text = await call_error(alice, "run_sql", sql="SELECT * FROM mine", session_id=second["session_id"])
+        assert "TABLE_OR_VIEW_NOT_FOUND" in text
+    finally:
+        await call(alice, "close_session", session_id=first["session_id"])
+        await call(alice, "close_session", session_id=second["session_id"])
+
+
+async def test_closed_and_unknown_sessions_are_reported_as_such(alice: Client) -> None:
+    session = await call(alice, "create_session")
+    await call(alice, "close_session", session_id=session["session_id"])
+    closed = await call_error(alice, "run_sql", sql="SELECT 1", session_id=session["session_id"])
+    assert "session_closed" in closed and "closed by its owner" in closed
+    unknown = await call_error(alice, "run_sql", sql="SELECT 1", session_id="ses_000000000000")
+    assert "session_not_found" in unknown
+    malformed = await call_error(alice, "run_sql", sql="SELECT 1", session_id="nonsense")
+    assert "invalid_input" in malformed
+
+
+async def test_another_principal_cannot_see_or_use_my_session(connect: ClientFactory, alice: Client) -> None:
+    session = await call(alice, "create_session")
+    try:
+        async with connect("bob") as bob:
+            text = await call_error(bob, "run_sql", sql="SELECT 1", session_id=session["session_id"])
+            assert "session_not_found" in text
+            text = await call_error(bob, "close_session", session_id=session["session_id"])
+            assert "session_not_found" in text
+            listed = await call(bob, "list_sessions")
+            assert session["session_id"] not in [s["session_id"] for s in listed["sessions"]]
+    finally:
+        await call(alice, "close_session", session_id=session["session_id"])
+
+
+async def test_the_default_session_is_created_on_first_use_and_reused(alice: Client) -> None:
+    await call(alice, "run_sql", sql="SELECT 1")
+    listed = await call(alice, "list_sessions")
+    defaults = [s for s in listed["sessions"] if s["default"]]
+    assert len(defaults) == 1
+    reply = await call(alice, "run_sql", sql="SELECT 2")
+    assert reply["session_id"] == defaults[0]["session_id"]
+
+
+async def test_the_session_limit_of_the_role_is_enforced(alice: Client) -> None:
+    created = []
+    try:
+        text = ""
+        for _ in range(4):  # alice's role allows 3 open sessions, the default one included
+            result = await alice.call_tool("create_session", {})
+            if result.is_error:
+                text = result.content[0].text
+                break
+            created.append(result.structured_content["session_id"])
+        assert "limit_exceeded" in text
+    finally:
+        for session_id in created:
+            await call(alice, "close_session", session_id=session_id)
