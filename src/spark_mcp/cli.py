@@ -247,7 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--config", help="config file (default: $SPARK_MCP_CONFIG, else ./spark-mcp.toml if present)")
         p.add_argument("--home", help="state directory (default: $SPARK_MCP_HOME, else a per-user data dir)")
-        p.add_argument("--policies", nargs="+", help="policy files or directories (default: the shipped policies/)")
+        p.add_argument(
+            "--policies", action="append", help="a policy file or directory; repeat for more (default: policies/)"
+        )
 
     serve = sub.add_parser("serve", help="run the MCP server (stdio)")
     common(serve)

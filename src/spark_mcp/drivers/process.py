@@ -8,7 +8,6 @@ kernel stops it even if the server is killed without a chance to clean up.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import signal
 import socket
@@ -28,13 +27,21 @@ def free_loopback_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    """Runs in the child between fork and exec: ask for SIGTERM when the parent thread dies."""
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-        if os.getppid() != parent_pid:  # the parent died before prctl took effect
-            os._exit(1)
+# Sets the parent-death signal, then becomes the real command (same pid, the setting survives
+# exec). It runs as its own program rather than as a preexec_fn: Python code between fork and
+# exec in a process with gRPC threads can crash the child (seen here: SIGABRT in grpc's poller).
+_PDEATHSIG_EXEC = (
+    "import ctypes, os, signal, sys\n"
+    f"ctypes.CDLL(None).prctl({_PR_SET_PDEATHSIG}, signal.SIGTERM, 0, 0, 0)\n"
+    "if os.getppid() != int(sys.argv[1]): sys.exit(1)  # the parent died before prctl\n"
+    "os.execv(sys.argv[2], sys.argv[2:])\n"
+)
+
+
+def _with_parent_death_signal(argv: Sequence[str]) -> list[str]:
+    if not sys.platform.startswith("linux"):
+        return list(argv)
+    return [sys.executable, "-c", _PDEATHSIG_EXEC, str(os.getpid()), *argv]
 
 
 def spawn(argv: Sequence[str], *, env: Mapping[str, str], cwd: Path, log_path: Path) -> subprocess.Popen[bytes]:
@@ -44,17 +51,15 @@ def spawn(argv: Sequence[str], *, env: Mapping[str, str], cwd: Path, log_path: P
     when the thread that forked the child exits, not only when the process does.
     """
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    parent = os.getpid()
     try:
         return subprocess.Popen(
-            list(argv),
+            _with_parent_death_signal(argv),
             env=dict(env),
             cwd=cwd,
             stdin=subprocess.DEVNULL,
             stdout=fd,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=lambda: _die_with_parent(parent),
             close_fds=True,
         )
     finally:
