@@ -29,6 +29,8 @@ READ_DENIED_TABLES = [
     "FROM hr.salaries |> SELECT name",
     "SELECT * FROM IDENTIFIER('hr.salaries')",
     "SELECT * FROM tpch.secret_codes",
+    "SELECT nme FROM hr.salaries",  # Spark's "did you mean" would list the denied table's columns
+    "SELECT salary FROM hr.salaries WHERE no_such_column = 1",
     "SELECT * FROM tpch.nation WHERE n_nationkey IN (SELECT salary FROM hr.salaries)",
     "SELECT (SELECT max(salary) FROM hr.salaries) AS leak",
     "SELECT * FROM tpch.region WHERE EXISTS (SELECT 1 FROM hr.salaries WHERE salary > 100000)",
@@ -49,7 +51,7 @@ READ_DENIED_TABLES = [
 
 WRITES = [
     "INSERT INTO tpch.nation SELECT * FROM tpch.nation",
-    "INSERT OVERWRITE TABLE tpch.region SELECT * FROM tpch.region WHERE false",
+    "INSERT OVERWRITE TABLE tpch.region SELECT 9, 'x', 'y'",
     "DELETE FROM tpch.nation WHERE true",
     "TRUNCATE TABLE tpch.nation",
     "DROP TABLE tpch.nation",
@@ -112,11 +114,6 @@ DANGEROUS = [
     "SHOW TABLES IN hr",
     "SHOW VIEWS",
     "SHOW TABLE EXTENDED IN tpch LIKE 'nation'",
-    "SELECT * FROM text.`/etc/passwd`",
-    "SELECT * FROM parquet.`__SALARIES__`",
-    "SELECT * FROM `parquet`.`__SALARIES__`",
-    "SELECT * FROM json.`file:///etc/hostname`",
-    "SELECT * FROM binaryFile.`/etc/hostname`",
     "CREATE TEMP VIEW p USING parquet OPTIONS (path '__SALARIES__')",
     "CREATE TEMPORARY TABLE p2 USING parquet OPTIONS (path '__SALARIES__')",
     "CREATE TABLE default.ext (a INT) USING parquet LOCATION '/tmp/spark-mcp-ext'",
@@ -124,7 +121,18 @@ DANGEROUS = [
     "ALTER TABLE tpch.nation SET LOCATION '/tmp/elsewhere'",
     "INSERT OVERWRITE DIRECTORY '/tmp/spark-mcp-out' USING parquet SELECT * FROM tpch.nation",
     "LOAD DATA LOCAL INPATH '/etc/passwd' INTO TABLE tpch.nation",
+]
+
+# Path reads in SQL: drivers run with spark.sql.runSQLOnFiles=false, so Spark itself no longer
+# resolves them, and the policy denies any that would (path access needs sql.admin).
+PATH_READS = [
+    "SELECT * FROM text.`/etc/passwd`",
+    "SELECT * FROM parquet.`__SALARIES__`",
+    "SELECT * FROM `parquet`.`__SALARIES__`",
+    "SELECT * FROM json.`file:///etc/hostname`",
+    "SELECT * FROM binaryFile.`/etc/hostname`",
     "SELECT input_file_name(), * FROM parquet.`__SALARIES__`",
+    "SELECT * FROM tpch.nation JOIN text.`/etc/passwd` ON true",
 ]
 
 CONTROLS = [
@@ -184,6 +192,12 @@ async def test_the_dangerous_surface_is_refused_without_sql_admin(alice: Client,
     text = await call_error(alice, "run_sql", sql=fill(sql, app))
     assert text.startswith("policy_denied:"), text
     assert "sql.admin" in text or "list_tables" in text, text
+
+
+@pytest.mark.parametrize("sql", PATH_READS)
+async def test_path_reads_are_refused_before_anything_is_read(alice: Client, app: App, sql: str) -> None:
+    text = await call_error(alice, "run_sql", sql=fill(sql, app))
+    assert text.startswith(("policy_denied:", "TABLE_OR_VIEW_NOT_FOUND:")), text
 
 
 async def test_nothing_the_attacks_tried_took_effect(alice: Client, root: Client) -> None:

@@ -98,7 +98,7 @@ class CatalogService:
         """Resolve ``parts`` through Spark and check every base table behind it is readable."""
         analysis, _ = await self._executor.analyze(principal, session, f"SELECT * FROM {quote_name(parts)}")
         if analysis.error is not None:
-            raise analysis.error
+            self._executor.refuse_broken(principal, analysis)
         facts = analysis.facts
         if facts.kind is not StatementKind.QUERY or facts.dangers:
             decision = decide(self._executor.policy, principal, "sql.admin")

@@ -42,6 +42,8 @@ RESERVED_SPARK_CONF = frozenset(
         "spark.connect.grpc.binding.port",
         "spark.connect.authenticate.token",
         "spark.sql.variable.substitute",
+        "spark.sql.runSQLOnFiles",
+        "spark.sql.debug.maxToStringFields",
         "spark.master",
         "spark.driver.memory",
         "spark.sql.warehouse.dir",

@@ -15,7 +15,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 import anyio
 import pyarrow as pa
@@ -25,7 +25,7 @@ from spark_mcp.config import Config
 from spark_mcp.errors import PolicyDenied, QueryTimedOut
 from spark_mcp.identity import Principal
 from spark_mcp.jobs import Job, JobManager
-from spark_mcp.policy import Decision, Policy, decide, decide_statement
+from spark_mcp.policy import Decision, Policy, decide, decide_statement, readable
 from spark_mcp.results import ResultMeta, ResultStore
 from spark_mcp.sessions import Session, SessionRegistry
 from spark_mcp.plans import Plan
@@ -128,10 +128,24 @@ class Executor:
     def enforce(self, principal: Principal, analysis: Analysis, decision: Decision) -> None:
         """Raise unless the statement may run. Spark's own error wins for a broken statement."""
         if analysis.error is not None and not self.is_admin(principal):
-            note(decision="denied", reason=f"Spark could not analyse it: {analysis.error}", rule="unanalysable")
-            raise analysis.error
+            self.refuse_broken(principal, analysis)
         if not decision.allowed:
             raise PolicyDenied(decision.reason, rule=decision.rule)
+
+    def refuse_broken(self, principal: Principal, analysis: Analysis) -> NoReturn:
+        """Refuse a statement Spark could not analyse, with Spark's reason when it is safe to tell.
+
+        Spark's messages can quote what they touched ("did you mean `salary`?"): when the
+        partial plan names a table the caller may not read, the denial is all they get.
+        """
+        assert analysis.error is not None
+        for table in sorted(analysis.facts.reads):
+            verdict = readable(self.policy, principal, table)
+            if not verdict.allowed:
+                note(decision="denied", reason=verdict.reason, rule=verdict.rule)
+                raise PolicyDenied(verdict.reason, rule=verdict.rule)
+        note(decision="denied", reason=f"Spark could not analyse it: {analysis.error}", rule="unanalysable")
+        raise analysis.error
 
     # -- running -------------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ class DangerKind(StrEnum):
     """Parts of Spark SQL that escape the table model (action ``sql.admin``)."""
 
     REFLECTION = "reflection"  # reflect, java_method, try_reflect
+    COMMAND_EXECUTION = "command_execution"  # SELECT TRANSFORM(...) USING 'a shell command'
     PATH_ACCESS = "path_access"  # format.`/path`, LOCATION, INSERT OVERWRITE DIRECTORY, LOAD DATA
     CONFIG = "config"  # SET, RESET
     RESOURCE = "resource"  # ADD JAR/FILE/ARCHIVE, LIST JAR/FILE

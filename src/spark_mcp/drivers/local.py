@@ -55,6 +55,11 @@ def driver_argv(config: Config, *, driver_id: str, port: int, workdir: Path, pri
         "spark.ui.enabled=false",
         # ${env:...} substitution would hand the driver's environment, token included, to any SQL.
         "spark.sql.variable.substitute=false",
+        # format.`/path` reads bypass the table model; EXPLAIN itself opens the file to infer a schema.
+        "spark.sql.runSQLOnFiles=false",
+        # Plans print at most this many fields; past it, a column (and a reflect() call in it) is
+        # omitted from EXPLAIN, which plan inspection must see in full.
+        "spark.sql.debug.maxToStringFields=100000",
         f"spark.sql.warehouse.dir={warehouse}",
         f"spark.local.dir={workdir / 'tmp'}",
         f"spark.driver.extraJavaOptions=-Dderby.system.home={workdir}",

@@ -56,6 +56,7 @@ STATEMENT_ACTIONS: dict[StatementKind, str] = {
 # How a reason names each danger: short, and in words an agent (and its user) can act on.
 DANGER_LABELS: dict[DangerKind, str] = {
     DangerKind.REFLECTION: "reflection",
+    DangerKind.COMMAND_EXECUTION: "an operating-system command",
     DangerKind.PATH_ACCESS: "path-based access",
     DangerKind.CONFIG: "configuration",
     DangerKind.RESOURCE: "resources (jars, files, archives)",
