@@ -372,9 +372,7 @@ def test_the_chain_continues_across_reopening(path: Path) -> None:
 
 def test_threads_sharing_one_log_keep_one_chain(path: Path) -> None:
     with AuditLog(path, Redactor()) as log:
-        threads = [
-            threading.Thread(target=emit, args=(log, 25), kwargs={"principal": f"u{i}"}) for i in range(8)
-        ]
+        threads = [threading.Thread(target=emit, args=(log, 25), kwargs={"principal": f"u{i}"}) for i in range(8)]
         for thread in threads:
             thread.start()
         for thread in threads:

@@ -56,11 +56,15 @@ options = { header = "true" }
         ('[[datasets]]\nname = "a.b"', "datasets[0].path", "Field required"),
         ('[[datasets]]\nname = "a.b"\npath = "/x"\n[[datasets]]\nname = "a.b"\npath = "/y"', "datasets", "twice"),
         ('[driver]\nmemory = "lots"', "driver.memory", "512m"),
-        ('[driver]\ncores = 0', "driver.cores", "greater than or equal to 1"),
-        ('[driver]\nspark_conf = { "spark.sql.variable.substitute" = "true" }', "driver.spark_conf", "managed by spark-mcp"),
+        ("[driver]\ncores = 0", "driver.cores", "greater than or equal to 1"),
+        (
+            '[driver]\nspark_conf = { "spark.sql.variable.substitute" = "true" }',
+            "driver.spark_conf",
+            "managed by spark-mcp",
+        ),
         ('[driver]\nspark_conf = { "spark.connect.authenticate.token" = "x" }', "driver.spark_conf", "managed"),
-        ('[limits]\nmax_rows = 0', "limits.max_rows", "greater than or equal to 1"),
-        ('[limits]\ndefault_max_rows = 5000\nmax_rows = 100', "limits", "must not exceed"),
+        ("[limits]\nmax_rows = 0", "limits.max_rows", "greater than or equal to 1"),
+        ("[limits]\ndefault_max_rows = 5000\nmax_rows = 100", "limits", "must not exceed"),
         ("[nonsense]\nx = 1", "nonsense", "Extra inputs are not permitted"),
         ('[server]\ntransport = "carrier-pigeon"', "server.transport", "stdio"),
     ],
@@ -100,7 +104,7 @@ def test_environment_overrides_the_file_and_flags_override_the_environment(tmp_p
 
 
 def test_the_config_file_can_come_from_the_environment(tmp_path: Path) -> None:
-    path = write(tmp_path, '[driver]\ncores = 4\n')
+    path = write(tmp_path, "[driver]\ncores = 4\n")
     config = load_config(None, environ={"SPARK_MCP_CONFIG": str(path)})
     assert config.driver.cores == 4
 

@@ -119,9 +119,7 @@ async def test_a_driver_that_dies_is_noticed_and_replaced(connect: ClientFactory
         assert replacement is not None and replacement.id != driver.id
 
 
-async def test_a_driver_that_fails_to_start_quotes_its_log_and_leaves_nothing(
-    tmp_path: Path, data_dir: Path
-) -> None:
+async def test_a_driver_that_fails_to_start_quotes_its_log_and_leaves_nothing(tmp_path: Path, data_dir: Path) -> None:
     config = make_config(tmp_path / "home", data_dir, driver={"memory": "100t"})
     before = set(driver_pids())
     async with App.running(config) as app:

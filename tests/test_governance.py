@@ -174,7 +174,10 @@ async def test_writes_and_ddl_are_refused_for_a_read_only_role(alice: Client, ap
 # before anything runs (only sql.admin may send what cannot be checked).
 UNANALYSABLE = [
     ("UPDATE tpch.nation SET n_name = 'x'", "PLANNING_ERROR"),
-    ("MERGE INTO tpch.nation t USING tpch.nation s ON t.n_nationkey = s.n_nationkey WHEN MATCHED THEN DELETE", "PLANNING_ERROR"),
+    (
+        "MERGE INTO tpch.nation t USING tpch.nation s ON t.n_nationkey = s.n_nationkey WHEN MATCHED THEN DELETE",
+        "PLANNING_ERROR",
+    ),
     ("INSERT OVERWRITE LOCAL DIRECTORY '/tmp/spark-mcp-out2' SELECT * FROM tpch.nation", "hive"),
     ("SELECT 1 +", "PARSE_SYNTAX_ERROR"),
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import csv
 import io
+import itertools
 import json
 
 import anyio
@@ -31,9 +32,7 @@ async def wait_terminal(client: Client, job_id: str) -> dict:
                 return reply
 
 
-async def test_a_long_query_becomes_a_job_with_progress_and_cancel_stops_it_in_spark(
-    alice: Client, app: App
-) -> None:
+async def test_a_long_query_becomes_a_job_with_progress_and_cancel_stops_it_in_spark(alice: Client, app: App) -> None:
     session = await call(alice, "create_session")
     progress: list[tuple[float, float | None, str | None]] = []
 
@@ -51,7 +50,7 @@ async def test_a_long_query_becomes_a_job_with_progress_and_cancel_stops_it_in_s
     assert reply["job_id"].startswith("job_")
     assert "get_job" in result.content[0].text
     assert progress, "Spark's stage progress should have been forwarded as MCP progress"
-    assert all(b[0] >= a[0] for a, b in zip(progress, progress[1:], strict=False)), "progress only grows"
+    assert all(b[0] >= a[0] for a, b in itertools.pairwise(progress)), "progress only grows"
 
     status = await call(alice, "get_job", job_id=reply["job_id"], wait_s=0)
     assert status["state"] == "running"

@@ -24,7 +24,9 @@ def plan(source: dict[str, Any], *operations: dict[str, Any], **extra: Any) -> d
 OPERATIONS = [
     pytest.param({"op": "select", "columns": ["n_name", "n_nationkey * 2 AS twice"]}, "Project [", id="select"),
     pytest.param({"op": "filter", "condition": "n_regionkey = 1"}, "Filter (n_regionkey", id="filter"),
-    pytest.param({"op": "with_column", "name": "lower_name", "expr": "lower(n_name)"}, "lower(n_name", id="with_column"),
+    pytest.param(
+        {"op": "with_column", "name": "lower_name", "expr": "lower(n_name)"}, "lower(n_name", id="with_column"
+    ),
     pytest.param({"op": "drop", "columns": ["n_comment"]}, "Project [n_nationkey", id="drop"),
     pytest.param({"op": "rename", "mapping": {"n_name": "nation"}}, "AS nation", id="rename"),
     pytest.param(
@@ -106,7 +108,11 @@ PARITY = [
                 "right": plan({"table": "tpch.customer"}, {"op": "select", "columns": ["c_custkey", "c_mktsegment"]}),
                 "condition": "o_custkey = c_custkey",
             },
-            {"op": "group_by", "columns": ["c_mktsegment"], "aggs": [{"fn": "avg", "column": "o_totalprice", "alias": "avg_price"}]},
+            {
+                "op": "group_by",
+                "columns": ["c_mktsegment"],
+                "aggs": [{"fn": "avg", "column": "o_totalprice", "alias": "avg_price"}],
+            },
             {"op": "order_by", "keys": [{"column": "avg_price", "descending": True}]},
         ),
         """SELECT c_mktsegment, avg(o_totalprice) AS avg_price FROM tpch.orders
@@ -300,7 +306,9 @@ ATTACKS = [
     pytest.param(plan({"sql": "SELECT * FROM text.`/etc/passwd`"}), "", id="a path read in a sql source"),
     pytest.param(plan({"sql": "DROP TABLE tpch.nation"}), "", id="a command in a sql source"),
     pytest.param(plan({"sql": "SET spark.sql.variable.substitute=true"}), "", id="SET in a sql source"),
-    pytest.param(plan({"sql": "EXECUTE IMMEDIATE 'DROP TABLE tpch.nation'"}), "", id="EXECUTE IMMEDIATE in a sql source"),
+    pytest.param(
+        plan({"sql": "EXECUTE IMMEDIATE 'DROP TABLE tpch.nation'"}), "", id="EXECUTE IMMEDIATE in a sql source"
+    ),
     pytest.param(
         plan(NATION, {"op": "window", "name": "w", "function": "reflect('java.lang.System', 'getenv', 'HOME')"}),
         "",

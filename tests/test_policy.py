@@ -106,9 +106,7 @@ def who(name: str) -> Principal:
 ALLOW, DENY = True, False
 
 
-def case(
-    why: str, user: str, action: str, allowed: bool, rule: str, *, reads: str = "", writes: str = ""
-) -> Any:
+def case(why: str, user: str, action: str, allowed: bool, rule: str, *, reads: str = "", writes: str = "") -> Any:
     """One row of the table; ``reads`` and ``writes`` are space-separated table names."""
     return pytest.param(user, action, reads.split(), writes.split(), allowed, rule, id=why)
 
@@ -221,18 +219,14 @@ DECIDE_CASES = [
 
 
 @pytest.mark.parametrize(("user", "action", "reads", "writes", "allowed", "rule"), DECIDE_CASES)
-def test_decide(
-    user: str, action: str, reads: list[str], writes: list[str], allowed: bool, rule: str
-) -> None:
+def test_decide(user: str, action: str, reads: list[str], writes: list[str], allowed: bool, rule: str) -> None:
     decision = decide(POLICY, who(user), action, reads=[t(r) for r in reads], writes=[t(w) for w in writes])
     assert (decision.allowed, decision.rule) == (allowed, rule), decision.reason
 
 
 def test_table_names_are_compared_case_insensitively_even_when_not_normalised() -> None:
     # TableName.of lower-cases; a TableName built by hand may not be, and must not slip past a deny.
-    assert decide(
-        POLICY, who("alice"), "sql.read", reads=[TableName("Spark_Catalog", "TPCH", "LineItem")]
-    ).allowed
+    assert decide(POLICY, who("alice"), "sql.read", reads=[TableName("Spark_Catalog", "TPCH", "LineItem")]).allowed
     denied = decide(POLICY, who("alice"), "sql.read", reads=[TableName("SPARK_CATALOG", "TPCH", "SECRET_X")])
     assert denied.rule == 'roles.analyst.deny[0] "*.secret_*"'
 
@@ -367,9 +361,7 @@ def test_every_danger_needs_sql_admin(kind: DangerKind) -> None:
     assert denied.rule == DEFAULT_DENY
     assert f"uses {DANGER_LABELS[kind]} (detail) which needs sql.admin" in denied.reason
     uncheckable = kind in (DangerKind.UNKNOWN_NODE, DangerKind.UNANALYSABLE)
-    assert (
-        "statements that cannot be checked are only allowed for sql.admin" in denied.reason
-    ) == uncheckable
+    assert ("statements that cannot be checked are only allowed for sql.admin" in denied.reason) == uncheckable
     # root has sql.admin: allowed, and the rule names the sql.admin grant.
     allowed = decide_statement(POLICY, who("root"), statement)
     assert allowed.allowed
@@ -386,9 +378,8 @@ def test_danger_reasons_read_like_a_sentence() -> None:
         StatementKind.ADMIN,
         dangers=(Danger(DangerKind.CONFIG, "SET spark.x"), Danger(DangerKind.RESOURCE, "ADD JAR")),
     )
-    assert (
-        "uses configuration (SET spark.x), resources (jars, files, archives) (ADD JAR) which need sql.admin"
-        in (decide_statement(POLICY, who("alice"), two).reason)
+    assert "uses configuration (SET spark.x), resources (jars, files, archives) (ADD JAR) which need sql.admin" in (
+        decide_statement(POLICY, who("alice"), two).reason
     )
     unknown = decide_statement(POLICY, who("alice"), facts(StatementKind.UNKNOWN, operation="Weird"))
     assert unknown.reason == (
@@ -498,12 +489,8 @@ REJECTIONS = [
         ["roles.analyst.actions", "valid list, not a string"],
         id="a string where an array is expected",
     ),
-    pytest.param(
-        '[roles.analyst]\nmax_rows = "10"\n', ["roles.analyst.max_rows", "integer"], id="quoted number"
-    ),
-    pytest.param(
-        "[roles.analyst]\nmax_rows = true\n", ["roles.analyst.max_rows", "integer"], id="boolean number"
-    ),
+    pytest.param('[roles.analyst]\nmax_rows = "10"\n', ["roles.analyst.max_rows", "integer"], id="quoted number"),
+    pytest.param("[roles.analyst]\nmax_rows = true\n", ["roles.analyst.max_rows", "integer"], id="boolean number"),
     pytest.param(
         "[roles.analyst]\nmax_rows = 0\n",
         ["roles.analyst.max_rows", "greater than or equal to 1"],

@@ -339,9 +339,7 @@ def test_budget_drops_rows_and_says_so() -> None:
     assert len(rendered.text) <= 2000
     assert 0 < rendered.rows_shown < 1000
     assert rendered.budget_hit
-    assert rendered.text.split("\n")[-1] == (
-        f"(showing {rendered.rows_shown} of 1000 rows: character budget reached)"
-    )
+    assert rendered.text.split("\n")[-1] == (f"(showing {rendered.rows_shown} of 1000 rows: character budget reached)")
     assert len(rendered.text.split("\n")) == rendered.rows_shown + 2
 
 
@@ -446,9 +444,7 @@ def test_summarize_mixed_columns() -> None:
         {
             "id": pa.array([1, 2, 3, None], pa.int64()),
             "flag": pa.array(["A", "N", "A", "A"]),
-            "price": pa.array(
-                [Decimal("1.50"), Decimal("2.50"), None, Decimal("2.50")], pa.decimal128(15, 2)
-            ),
+            "price": pa.array([Decimal("1.50"), Decimal("2.50"), None, Decimal("2.50")], pa.decimal128(15, 2)),
             "ratio": pa.array([0.5, float("nan"), 1.5, None]),
             "day": pa.array([dt.date(2024, 1, 2), dt.date(2024, 1, 1), None, None]),
             "ok": pa.array([True, False, True, None]),
@@ -531,9 +527,7 @@ def lineitem_like(rows: int, *, seed: int) -> pa.Table:
             "l_returnflag": [rng.choice("ANR") for _ in range(rows)],
             "l_linestatus": [rng.choice("FO") for _ in range(rows)],
             "l_shipdate": [day + dt.timedelta(days=rng.randrange(2500)) for _ in range(rows)],
-            "l_shipinstruct": [
-                rng.choice(["DELIVER IN PERSON", "NONE", "TAKE BACK RETURN"]) for _ in range(rows)
-            ],
+            "l_shipinstruct": [rng.choice(["DELIVER IN PERSON", "NONE", "TAKE BACK RETURN"]) for _ in range(rows)],
             "l_shipmode": [rng.choice(["AIR", "MAIL", "SHIP", "TRUCK"]) for _ in range(rows)],
             "l_comment": ["".join(rng.choices("abcdefghij klmnop", k=44)) for _ in range(rows)],
         }

@@ -121,7 +121,11 @@ def handshake_and_query(process: subprocess.Popen[str], lines: list[str]) -> dic
             "jsonrpc": "2.0",
             "id": 1,
             "method": "initialize",
-            "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}},
+            "params": {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "raw", "version": "0"},
+            },
         },
     )
     init = read_reply(process, 1, lines)

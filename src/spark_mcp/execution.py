@@ -25,10 +25,10 @@ from spark_mcp.config import Config
 from spark_mcp.errors import PolicyDenied, QueryTimedOut
 from spark_mcp.identity import Principal
 from spark_mcp.jobs import Job, JobManager
+from spark_mcp.plans import Plan
 from spark_mcp.policy import Decision, Policy, decide, decide_statement, readable
 from spark_mcp.results import ResultMeta, ResultStore
 from spark_mcp.sessions import Session, SessionRegistry
-from spark_mcp.plans import Plan
 from spark_mcp.spark import plans, runner
 from spark_mcp.spark.analyze import (
     Analysis,
@@ -39,7 +39,6 @@ from spark_mcp.spark.analyze import (
     explain_sql_text,
 )
 from spark_mcp.statement import StatementFacts
-
 
 T = TypeVar("T")
 
@@ -120,7 +119,9 @@ class Executor:
     async def analyze(self, principal: Principal, session: Session, sql: str) -> tuple[Analysis, Decision]:
         """Spark's analysis of ``sql`` and the policy's verdict on it; nothing runs."""
         tag = f"spark-mcp-analyze-{secrets.token_hex(6)}"
-        analysis = await self._with_deadline(principal, session, tag, lambda: analyze_sql(session.connect, sql, tag=tag))
+        analysis = await self._with_deadline(
+            principal, session, tag, lambda: analyze_sql(session.connect, sql, tag=tag)
+        )
         decision = decide_statement(self.policy, principal, analysis.facts)
         record_decision(analysis.statement, analysis.facts, decision)
         return analysis, decision

@@ -214,7 +214,7 @@ class JobManager:
             raise JobNotFound(f"no job {job_id}: list_jobs shows yours")
         return job
 
-    def list(self, principal: str) -> list[Job]:
+    def list_for(self, principal: str) -> list[Job]:
         with self._guard:
             jobs = [j for j in self._jobs.values() if j.principal == principal]
         return sorted(jobs, key=lambda j: j.created_at, reverse=True)

@@ -137,7 +137,9 @@ class SortKey(_Strict):
 
 class OrderBy(_Strict):
     op: Literal["order_by"]
-    keys: list[SortKey | Expr] = Field(min_length=1, description='sort keys, e.g. "a" or {"column": "b", "descending": true}')
+    keys: list[SortKey | Expr] = Field(
+        min_length=1, description='sort keys, e.g. "a" or {"column": "b", "descending": true}'
+    )
 
 
 class Limit(_Strict):

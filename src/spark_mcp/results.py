@@ -64,7 +64,12 @@ def scrub(table: pa.Table, secrets: Sequence[str]) -> pa.Table:
 
 def _scrub(array: pa.Array, secrets: Sequence[str]) -> pa.Array:
     kind = array.type
-    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+    if (
+        pa.types.is_string(kind)
+        or pa.types.is_large_string(kind)
+        or pa.types.is_binary(kind)
+        or pa.types.is_large_binary(kind)
+    ):
         for secret in secrets:
             if pc.any(pc.match_substring(array, secret)).as_py():
                 array = pc.replace_substring(array, secret, REDACTED)
@@ -178,9 +183,7 @@ def _write_private(path: Path, text: str) -> None:
 
 
 class ResultStore:
-    def __init__(
-        self, root: Path, config: ResultsConfig, *, secrets: Callable[[], Sequence[str]] = tuple
-    ) -> None:
+    def __init__(self, root: Path, config: ResultsConfig, *, secrets: Callable[[], Sequence[str]] = tuple) -> None:
         self.root = root
         self.config = config
         self.secrets = secrets

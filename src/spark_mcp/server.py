@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import anyio
 import structlog
@@ -74,7 +74,8 @@ class CallMiddleware:
         principal = self._identity.principal(app, ctx)
         record = CallRecord(tool=tool, request_id=uuid.uuid4().hex[:16], principal=principal.id)
         started = time.monotonic()
-        outcome, error_class = "error", "cancelled"
+        outcome: Literal["ok", "error"] = "error"
+        error_class: str | None = "cancelled"
         try:
             with acting_as(principal), recording(record):
                 result = await call_next(ctx)
@@ -91,7 +92,9 @@ class CallMiddleware:
         finally:
             self._emit(app, record, outcome, error_class, started)
 
-    def _emit(self, app: App, record: CallRecord, outcome: str, error_class: str | None, started: float) -> None:
+    def _emit(
+        self, app: App, record: CallRecord, outcome: Literal["ok", "error"], error_class: str | None, started: float
+    ) -> None:
         fields = {k: v for k, v in record.fields.items() if k != "error_code"}
         fields.pop("error_class", None)
         try:

@@ -146,7 +146,7 @@ class SessionRegistry:
                     return current
             return await self.create(principal, max_sessions=max_sessions, default=True)
 
-    def list(self, principal: str) -> list[Session]:
+    def list_for(self, principal: str) -> list[Session]:
         with self._guard:
             sessions = [s for s in self._sessions.values() if s.principal == principal]
         for session in sessions:

@@ -8,12 +8,13 @@ wrong endpoint fails within seconds, not the client's default ten minutes.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import structlog
 from pyspark.sql.connect.client.retries import DefaultPolicy
 from pyspark.sql.connect.session import SparkSession
+from pyspark.sql.connect.shell.progress import ProgressHandler, StageInfo
 
 from spark_mcp.drivers.base import Driver
 from spark_mcp.errors import DriverLost
@@ -27,28 +28,33 @@ _RETRY_POLICY = dict(max_retries=5, backoff_multiplier=2.0, initial_backoff=100,
 ProgressCallback = Callable[[list[Any], int, str, bool], None]
 
 
-class ConnectSession:
-    """One isolated Spark Connect session on one driver: the handle the rest of spark/ uses.
+class _ProgressRouter(ProgressHandler):
+    """Progress events arrive on the thread that runs the operation: route them per thread."""
 
-    Progress events from pyspark arrive on the thread that runs the operation, so a
-    thread-local callback routes them to whichever job that thread is running.
-    """
+    def __init__(self) -> None:
+        self.local = threading.local()
+
+    def __call__(
+        self, stages: Iterable[StageInfo] | None, inflight_tasks: int, operation_id: str | None, done: bool
+    ) -> None:
+        callback: ProgressCallback | None = getattr(self.local, "callback", None)
+        if callback is not None:
+            callback(list(stages or ()), inflight_tasks, operation_id or "", done)
+
+
+class ConnectSession:
+    """One isolated Spark Connect session on one driver: the handle the rest of spark/ uses."""
 
     def __init__(self, spark: SparkSession, driver: Driver, user_id: str) -> None:
         self.spark = spark
         self.driver = driver
         self.user_id = user_id
-        self._local = threading.local()
-        spark.registerProgressHandler(self._on_progress)
-
-    def _on_progress(self, stages: list[Any], inflight_tasks: int, operation_id: str, done: bool) -> None:
-        callback: ProgressCallback | None = getattr(self._local, "callback", None)
-        if callback is not None:
-            callback(stages, inflight_tasks, operation_id, done)
+        self._progress = _ProgressRouter()
+        spark.registerProgressHandler(self._progress)
 
     def set_progress_callback(self, callback: ProgressCallback | None) -> None:
         """Route progress of operations started on this thread to ``callback``."""
-        self._local.callback = callback
+        self._progress.local.callback = callback
 
     @property
     def server_session_id(self) -> str:

@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
+
+# Annotations use the abstract DataFrame and Column, which pyspark's Connect API returns.
+from pyspark.sql import Column, DataFrame
+
 # The Connect variants, explicitly: pyspark.sql.functions would pick the classic (JVM)
 # implementation in a process that is not in pyspark's global "remote mode".
-from pyspark.sql.connect import functions as F  # noqa: N812 - pyspark's idiom
-from pyspark.sql.connect.column import Column
-from pyspark.sql.connect.dataframe import DataFrame
+from pyspark.sql.connect import functions as F
 from pyspark.sql.connect.window import Window as SparkWindow
 
 from spark_mcp.errors import PlanError, SparkError, SparkMcpError
@@ -44,8 +46,8 @@ from spark_mcp.plans import (
     SqlSource,
     TableSource,
     Union,
-    WithColumn,
     Window,
+    WithColumn,
 )
 from spark_mcp.spark.analyze import analyze_sql
 from spark_mcp.spark.catalog import parse_name, quote_name
@@ -212,7 +214,7 @@ def _agg(agg: Agg) -> Column:
         if agg.fn == "count":
             column = F.count(source)
         elif agg.fn == "approx_percentile":
-            column = F.percentile_approx(source, agg.percentile)
+            column = F.percentile_approx(source, agg.percentile or 0.5)
         else:
             column = _AGGREGATES[agg.fn](source)
     return column.alias(agg.alias) if agg.alias else column

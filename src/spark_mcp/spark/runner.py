@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import pyarrow as pa
-from pyspark.sql.connect.dataframe import DataFrame
+from pyspark.sql import DataFrame
 from pyspark.sql.pandas.types import to_arrow_schema
 from pyspark.sql.types import StructType
 
@@ -96,8 +96,9 @@ def stream(
         frame = make_frame().limit(row_limit)
         check_stop()
         client = spark.client
+        plan = cast(Any, frame)._plan  # private, but streaming needs the plan, not a collected table
         schema: pa.Schema | None = None
-        for item in client.to_table_as_iterator(frame._plan.to_proto(client), frame._plan.observations):
+        for item in client.to_table_as_iterator(plan.to_proto(client), plan.observations):
             if isinstance(item, StructType):
                 schema = arrow_schema(item)
                 sink.begin(schema)

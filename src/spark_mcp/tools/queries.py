@@ -17,7 +17,7 @@ from pydantic import Field
 from spark_mcp.app import App
 from spark_mcp.calls import note
 from spark_mcp.jobs import Job, JobState
-from spark_mcp.preview import render_table, to_json_rows
+from spark_mcp.preview import JSONValue, render_table, to_json_rows
 from spark_mcp.tools._base import app_of, caller, clamp_rows, guarded, hints, iso
 from spark_mcp.tools.models import JobInfo, JobList, QueryReply, RowsPage
 from spark_mcp.tools.render import error_out, fit_json_rows, job_reply, progress_words, schema_columns
@@ -164,7 +164,7 @@ def register(server: MCPServer) -> None:
     ) -> JobList:
         """Your recent jobs, newest first, with their state and result ids."""
         app, principal = app_of(ctx), caller()
-        return JobList(jobs=[job_info(j) for j in app.jobs.list(principal.id)[:limit]])
+        return JobList(jobs=[job_info(j) for j in app.jobs.list_for(principal.id)[:limit]])
 
     @server.tool(
         title="Fetch rows",
@@ -190,7 +190,7 @@ def register(server: MCPServer) -> None:
         page = await anyio.to_thread.run_sync(app.results.page, principal.id, result_id, offset, limit)
         total = meta.row_count
         text: str | None = None
-        rows: list[list[object]] | None = None
+        rows: list[list[JSONValue]] | None = None
         if format == "json":
             all_rows = to_json_rows(page)
             count = fit_json_rows(all_rows, limits.max_chars)

@@ -87,7 +87,7 @@ def register(server: MCPServer) -> None:
     async def list_sessions(ctx: Context) -> SessionList:
         """Your Spark sessions with their state (open, or lost if their driver stopped)."""
         app, principal = app_of(ctx), caller()
-        return SessionList(sessions=[session_info(s) for s in app.sessions.list(principal.id)])
+        return SessionList(sessions=[session_info(s) for s in app.sessions.list_for(principal.id)])
 
     @server.tool(
         title="Close session",
