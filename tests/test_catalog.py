@@ -106,3 +106,14 @@ async def test_a_principal_without_session_create_gets_a_clear_denial(connect: C
     async with connect("carol") as carol:
         text = await call_error(carol, "list_tables", namespace="tpch")
         assert "policy_denied" in text and "session.create" in text
+
+
+async def test_catalog_replies_read_as_compact_text_not_json(alice: Client) -> None:
+    described = await alice.call_tool("describe_table", {"table": "tpch.region"})
+    text = described.content[0].text
+    assert text.splitlines()[0] == "spark_catalog.tpch.region (EXTERNAL parquet)"
+    assert "  r_regionkey bigint" in text
+    assert not text.lstrip().startswith("{")
+    listed = (await alice.call_tool("list_tables", {"namespace": "tpch"})).content[0].text
+    assert "tpch.nation (external)" in listed
+    assert "1 more not shown: your policy does not let you read them" in listed

@@ -17,7 +17,8 @@ from typing import ParamSpec, TypeVar
 import structlog
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp.types import ToolAnnotations
+from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from pydantic import BaseModel
 
 from spark_mcp.app import App
 from spark_mcp.calls import note
@@ -91,6 +92,13 @@ def clamp_rows(requested: int, cap: int, notes: list[str]) -> int:
         notes.append(f"max_rows lowered from {requested} to {cap}, the most one reply may carry for your role")
         return cap
     return requested
+
+
+def reply(model: BaseModel, text: str) -> CallToolResult:
+    """A reply whose text is written for a reader with a small context, not pretty-printed JSON."""
+    return CallToolResult(
+        content=[TextContent(type="text", text=text)], structured_content=model.model_dump(mode="json")
+    )
 
 
 def hints(*, read_only: bool, destructive: bool = False, idempotent: bool = False) -> ToolAnnotations:

@@ -11,7 +11,7 @@ from pydantic import Field
 
 from spark_mcp.calls import note
 from spark_mcp.spark.catalog import display_name, parse_name, quote_name
-from spark_mcp.tools._base import app_of, caller, clamp_rows, guarded, hints
+from spark_mcp.tools._base import app_of, caller, clamp_rows, guarded, hints, reply
 from spark_mcp.tools.models import (
     CatalogList,
     ColumnDetail,
@@ -33,11 +33,13 @@ TableArg = Annotated[
 def register(server: MCPServer) -> None:
     @server.tool(title="List catalogs", annotations=_READ_ONLY)
     @guarded
-    async def list_catalogs(ctx: Context, session_id: SessionId = None) -> CatalogList:
+    async def list_catalogs(ctx: Context, session_id: SessionId = None) -> Annotated[CallToolResult, CatalogList]:
         """The catalogs Spark knows (spark_catalog is the default)."""
         app, principal = app_of(ctx), caller()
         catalogs, current = await app.catalog.list_catalogs(principal, session_id)
-        return CatalogList(catalogs=catalogs, current_catalog=current)
+        return reply(
+            CatalogList(catalogs=catalogs, current_catalog=current), f"{', '.join(catalogs)} (current: {current})"
+        )
 
     @server.tool(title="List namespaces", annotations=_READ_ONLY)
     @guarded
@@ -45,11 +47,11 @@ def register(server: MCPServer) -> None:
         ctx: Context,
         catalog: Annotated[str | None, Field(description="a catalog; omit for the current one")] = None,
         session_id: SessionId = None,
-    ) -> NamespaceList:
+    ) -> Annotated[CallToolResult, NamespaceList]:
         """The namespaces (databases) in a catalog."""
         app, principal = app_of(ctx), caller()
         names = await app.catalog.list_namespaces(principal, session_id, catalog)
-        return NamespaceList(catalog=catalog, namespaces=names)
+        return reply(NamespaceList(catalog=catalog, namespaces=names), ", ".join(names) or "no namespaces")
 
     @server.tool(title="List tables", annotations=_READ_ONLY)
     @guarded
@@ -62,7 +64,7 @@ def register(server: MCPServer) -> None:
             str | None, Field(max_length=200, description="Spark LIKE-style filter, e.g. 'line*' or 'orders|parts'")
         ] = None,
         session_id: SessionId = None,
-    ) -> TableList:
+    ) -> Annotated[CallToolResult, TableList]:
         """Tables and views you may read (and your session's temp views) in a namespace."""
         app, principal = app_of(ctx), caller()
         entries, hidden = await app.catalog.list_tables(principal, session_id, namespace, pattern)
@@ -77,15 +79,24 @@ def register(server: MCPServer) -> None:
             )
             for e in entries
         ]
-        return TableList(tables=tables, hidden=hidden)
+        lines = [
+            f"{t.name} ({'temp view' if t.is_temporary else t.type.lower()})"
+            + (f": {t.description}" if t.description else "")
+            for t in tables
+        ]
+        if hidden:
+            lines.append(f"({hidden} more not shown: your policy does not let you read them)")
+        return reply(TableList(tables=tables, hidden=hidden), "\n".join(lines) or "no tables")
 
     @server.tool(title="Describe table", annotations=_READ_ONLY)
     @guarded
-    async def describe_table(ctx: Context, table: TableArg, session_id: SessionId = None) -> TableDescriptionOut:
+    async def describe_table(
+        ctx: Context, table: TableArg, session_id: SessionId = None
+    ) -> Annotated[CallToolResult, TableDescriptionOut]:
         """Columns (type, nullability, comment), partitioning, provider and location of a table or view."""
         app, principal = app_of(ctx), caller()
         described = await app.catalog.describe(principal, session_id, table)
-        return TableDescriptionOut(
+        out = TableDescriptionOut(
             table=described.name,
             type=described.table_type,
             provider=described.provider,
@@ -98,6 +109,18 @@ def register(server: MCPServer) -> None:
             partition_columns=described.partition_columns,
             base_tables=described.reads,
         )
+        kind = " ".join(p for p in (out.type, out.provider) if p)
+        lines = [f"{out.table} ({kind})" if kind else out.table]
+        if out.location:
+            lines.append(f"location: {out.location}")
+        if out.comment:
+            lines.append(f"comment: {out.comment}")
+        for c in out.columns:
+            flags = ("" if c.nullable else " not null") + (" partition" if c.partition else "")
+            lines.append(f"  {c.name} {c.type}{flags}" + (f" -- {c.comment}" if c.comment else ""))
+        if out.base_tables != [out.table]:
+            lines.append(f"reads: {', '.join(out.base_tables)}")
+        return reply(out, "\n".join(lines))
 
     @server.tool(title="Preview table", annotations=_READ_ONLY)
     @guarded

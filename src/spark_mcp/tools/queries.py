@@ -18,7 +18,7 @@ from spark_mcp.app import App
 from spark_mcp.calls import note
 from spark_mcp.jobs import Job, JobState
 from spark_mcp.preview import JSONValue, render_table, to_json_rows
-from spark_mcp.tools._base import app_of, caller, clamp_rows, guarded, hints, iso
+from spark_mcp.tools._base import app_of, caller, clamp_rows, guarded, hints, iso, reply
 from spark_mcp.tools.models import JobInfo, JobList, QueryReply, RowsPage
 from spark_mcp.tools.render import error_out, fit_json_rows, job_reply, progress_words, schema_columns
 
@@ -161,10 +161,18 @@ def register(server: MCPServer) -> None:
     @guarded
     async def list_jobs(
         ctx: Context, limit: Annotated[int, Field(ge=1, le=200, description="most recent first")] = 20
-    ) -> JobList:
+    ) -> Annotated[CallToolResult, JobList]:
         """Your recent jobs, newest first, with their state and result ids."""
         app, principal = app_of(ctx), caller()
-        return JobList(jobs=[job_info(j) for j in app.jobs.list_for(principal.id)[:limit]])
+        jobs = JobList(jobs=[job_info(j) for j in app.jobs.list_for(principal.id)[:limit]])
+        lines = [
+            f"{j.job_id} {j.state} {j.elapsed_ms} ms {j.tool}"
+            + (f" -> {j.result_id}" if j.result_id else "")
+            + (f" ({j.error.code})" if j.error else "")
+            + f": {j.statement[:80]}"
+            for j in jobs.jobs
+        ]
+        return reply(jobs, "\n".join(lines) or "no jobs yet")
 
     @server.tool(
         title="Fetch rows",
