@@ -108,7 +108,6 @@ class DriverConfig(_Model):
     memory: str = Field(default="1g", description="driver JVM heap, e.g. 1g, 512m")
     startup_timeout_s: float = Field(default=120, gt=0, le=1800)
     stop_timeout_s: float = Field(default=15, gt=0, le=300)
-    connect_timeout_s: float = Field(default=20, gt=0, le=300)
     java_home: str | None = None
     spark_conf: dict[str, str] = Field(default_factory=dict, description="extra Spark settings")
 

@@ -87,7 +87,9 @@ def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def clamp_rows(requested: int, cap: int, notes: list[str]) -> int:
+def clamp_rows(app: App, requested: int | None, cap: int, notes: list[str]) -> int:
+    """Rows for one reply: the caller's ask (else the server default), never above the cap."""
+    requested = app.config.limits.default_max_rows if requested is None else requested
     if requested > cap:
         notes.append(f"max_rows lowered from {requested} to {cap}, the most one reply may carry for your role")
         return cap

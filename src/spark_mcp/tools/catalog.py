@@ -134,7 +134,7 @@ def register(server: MCPServer) -> None:
         app, principal = app_of(ctx), caller()
         limits = app.executor.limits(principal)
         notes: list[str] = []
-        rows = clamp_rows(limit, limits.max_rows, notes)
+        rows = clamp_rows(app, limit, limits.max_rows, notes)
         sql = f"SELECT * FROM {quote_name(parse_name(table))} LIMIT {rows}"
         job = await app.executor.run_sql(principal, session_id, sql, tool="preview_table")
         await wait_for_job(app, ctx, job, app.config.limits.default_wait_s)

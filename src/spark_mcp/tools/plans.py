@@ -26,7 +26,7 @@ def register(server: MCPServer) -> None:
         ctx: Context,
         plan: Annotated[Plan, Field(description="a source and a list of operations (see the schema)")],
         session_id: SessionId = None,
-        max_rows: MaxRows = 50,
+        max_rows: MaxRows = None,
         wait_s: WaitS = None,
         summary: bool = False,
     ) -> Annotated[CallToolResult, QueryReply]:
@@ -44,7 +44,7 @@ def register(server: MCPServer) -> None:
         app, principal = app_of(ctx), caller()
         limits = app.executor.limits(principal)
         notes: list[str] = []
-        rows = clamp_rows(max_rows, limits.max_rows, notes)
+        rows = clamp_rows(app, max_rows, limits.max_rows, notes)
         job = await app.executor.run_plan(principal, session_id, plan, tool="run_plan")
         await wait_for_job(app, ctx, job, app.config.limits.default_wait_s if wait_s is None else wait_s)
         finished_or_raise(job)

@@ -26,7 +26,9 @@ SessionId = Annotated[
     str | None,
     Field(description="a session from create_session; omit to use your default session (created on first use)"),
 ]
-MaxRows = Annotated[int, Field(ge=1, le=100_000, description="rows to show in this reply (capped by your role)")]
+MaxRows = Annotated[
+    int | None, Field(ge=1, le=100_000, description="rows to show in this reply (default 50; capped by your role)")
+]
 WaitS = Annotated[
     float | None,
     Field(ge=0, le=3600, description="seconds to wait before returning a job handle instead (default 30)"),
@@ -78,7 +80,7 @@ def register(server: MCPServer) -> None:
         ctx: Context,
         sql: Annotated[str, Field(min_length=1, max_length=200_000, description="one Spark SQL statement")],
         session_id: SessionId = None,
-        max_rows: MaxRows = 50,
+        max_rows: MaxRows = None,
         wait_s: WaitS = None,
         summary: Annotated[
             bool, Field(description="return a per-column summary (nulls, min/max, distinct) instead of rows")
@@ -96,7 +98,7 @@ def register(server: MCPServer) -> None:
         app, principal = app_of(ctx), caller()
         limits = app.executor.limits(principal)
         notes: list[str] = []
-        rows = clamp_rows(max_rows, limits.max_rows, notes)
+        rows = clamp_rows(app, max_rows, limits.max_rows, notes)
         job = await app.executor.run_sql(principal, session_id, sql, tool="run_sql")
         await wait_for_job(app, ctx, job, app.config.limits.default_wait_s if wait_s is None else wait_s)
         finished_or_raise(job)
@@ -113,7 +115,7 @@ def register(server: MCPServer) -> None:
         ctx: Context,
         job_id: Annotated[str, Field(description="from run_sql or run_plan")],
         wait_s: Annotated[float, Field(ge=0, le=3600, description="seconds to wait for the job to finish")] = 10,
-        max_rows: MaxRows = 50,
+        max_rows: MaxRows = None,
         summary: bool = False,
     ) -> Annotated[CallToolResult, QueryReply]:
         """Status, progress and, once it has finished, the result of a job.
@@ -124,7 +126,7 @@ def register(server: MCPServer) -> None:
         app, principal = app_of(ctx), caller()
         limits = app.executor.limits(principal)
         notes: list[str] = []
-        rows = clamp_rows(max_rows, limits.max_rows, notes)
+        rows = clamp_rows(app, max_rows, limits.max_rows, notes)
         job = app.jobs.get(principal.id, job_id)
         note(session_id=job.session_id, job_id=job.id)
         # Waiting here must not cancel the job when this request is cancelled: the caller may ask again.
@@ -183,7 +185,9 @@ def register(server: MCPServer) -> None:
         ctx: Context,
         result_id: Annotated[str, Field(description="from run_sql, run_plan or get_job")],
         offset: Annotated[int, Field(ge=0, description="first row, counting from 0")] = 0,
-        limit: Annotated[int, Field(ge=1, le=100_000, description="rows in this page (capped by your role)")] = 50,
+        limit: Annotated[
+            int | None, Field(ge=1, le=100_000, description="rows in this page (default 50; capped by your role)")
+        ] = None,
         format: Annotated[
             Literal["table", "json", "csv"], Field(description="table: compact text; json: exact values; csv")
         ] = "table",
@@ -192,7 +196,7 @@ def register(server: MCPServer) -> None:
         app, principal = app_of(ctx), caller()
         limits = app.executor.limits(principal)
         notes: list[str] = []
-        limit = clamp_rows(limit, limits.max_rows, notes)
+        limit = clamp_rows(app, limit, limits.max_rows, notes)
         meta = app.results.meta(principal.id, result_id)
         note(result_id=result_id, session_id=meta.session_id)
         page = await anyio.to_thread.run_sync(app.results.page, principal.id, result_id, offset, limit)
