@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 from pathlib import Path
 
 import anyio
@@ -14,7 +15,7 @@ from mcp import Client
 from spark_mcp.app import App
 from spark_mcp.drivers.base import Driver
 from spark_mcp.drivers.process import free_loopback_port, process_has_marker
-from spark_mcp.errors import DriverLost
+from spark_mcp.errors import DriverLost, SessionClosed
 from spark_mcp.spark.connect import open_session
 from tests.conftest import ClientFactory, make_config
 from tests.test_sql import call, call_error
@@ -165,11 +166,16 @@ async def test_a_wrong_token_is_refused_quickly(alice: Client, app: App) -> None
         await anyio.to_thread.run_sync(lambda: open_session(impostor, user_id="alice"))
 
 
-async def test_stopping_the_app_stops_every_driver_it_started(tmp_path: Path, data_dir: Path) -> None:
-    config = make_config(tmp_path / "home", data_dir)
+async def test_idle_sessions_expire_and_stopping_the_app_stops_every_driver(tmp_path: Path, data_dir: Path) -> None:
+    config = make_config(tmp_path / "home", data_dir, datasets=[])
     async with App.running(config) as app:
         session = await app.executor.create_session(app.principal("alice"))
         pid = session.driver.pid
         assert pid is not None and process_has_marker(pid, f"spark.mcp.driver.id={session.driver.id}")
+        idle_limit = config.limits.session_idle_timeout_s
+        assert await app.sessions.expire_idle(now=lambda: time.time() + idle_limit / 2) == []
+        assert await app.sessions.expire_idle(now=lambda: time.time() + idle_limit + 1) == [session.id]
+        with pytest.raises(SessionClosed, match="idle for more than"):
+            await app.executor.session(app.principal("alice"), session.id)
     assert session.driver.id not in driver_pids()
     assert not (session.driver.workdir / "state.json").exists()

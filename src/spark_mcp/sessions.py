@@ -54,6 +54,7 @@ class Session:
             raise SessionClosed(f"session {self.id} is {self.state.value}: {self.why_closed}")
 
     def _mark_lost(self) -> None:
+        self.connect.abandon()
         code = self.driver.exit_code
         self.state = SessionState.LOST
         self.why_closed = (

@@ -67,6 +67,16 @@ class ConnectSession:
         except Exception as exc:  # best effort: the driver may already be gone
             log.debug("session.close_failed", error=type(exc).__name__)
 
+    def abandon(self) -> None:
+        """Close the channel without talking to the driver (it is gone).
+
+        Left open, pyspark's exit hook would try cleanup calls against the dead driver.
+        """
+        try:
+            self.spark.client.close()
+        except Exception as exc:
+            log.debug("session.abandon_failed", error=type(exc).__name__)
+
 
 def open_session(driver: Driver, *, user_id: str) -> ConnectSession:
     """A new, isolated session on ``driver`` for ``user_id``; checks the driver answers."""
@@ -76,10 +86,8 @@ def open_session(driver: Driver, *, user_id: str) -> ConnectSession:
     try:
         _ = spark.version  # a first round trip: fails fast on a dead driver or a wrong token
     except Exception as exc:
-        try:
-            spark.stop()
-        finally:
-            error = translate(exc, what=f"driver {driver.id}")
+        error = translate(exc, what=f"driver {driver.id}")
+        spark.client.close()  # nothing to release: the session never got going
         if isinstance(error, DriverLost):
             raise error from None
         raise DriverLost(f"could not open a session on driver {driver.id}: {error}") from None
