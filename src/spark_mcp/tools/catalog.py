@@ -9,7 +9,6 @@ from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult
 from pydantic import Field
 
-from spark_mcp.calls import note
 from spark_mcp.spark.catalog import display_name, parse_name, quote_name
 from spark_mcp.tools._base import app_of, caller, clamp_rows, guarded, hints, reply
 from spark_mcp.tools.models import (
@@ -21,8 +20,7 @@ from spark_mcp.tools.models import (
     TableList,
     TableOut,
 )
-from spark_mcp.tools.queries import SessionId, finished_or_raise, wait_for_job
-from spark_mcp.tools.render import job_reply
+from spark_mcp.tools.queries import SessionId, reply_when_done
 
 _READ_ONLY = hints(read_only=True, idempotent=True)
 TableArg = Annotated[
@@ -137,8 +135,4 @@ def register(server: MCPServer) -> None:
         rows = clamp_rows(app, limit, limits.max_rows, notes)
         sql = f"SELECT * FROM {quote_name(parse_name(table))} LIMIT {rows}"
         job = await app.executor.run_sql(principal, session_id, sql, tool="preview_table")
-        await wait_for_job(app, ctx, job, app.config.limits.default_wait_s)
-        finished_or_raise(job)
-        if job.result is not None:
-            note(rows=job.result.row_count, result_id=job.result.result_id)
-        return job_reply(app, job, max_rows=rows, max_chars=limits.max_chars, summary=False, notes=notes)
+        return await reply_when_done(app, ctx, job, wait_s=None, rows=rows, summary=False, notes=notes)

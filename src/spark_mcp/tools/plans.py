@@ -9,14 +9,13 @@ from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult, TextContent
 from pydantic import Field
 
-from spark_mcp.calls import note
 from spark_mcp.errors import InvalidInput
 from spark_mcp.plans import Plan
 from spark_mcp.spark.analyze import cost_estimates
 from spark_mcp.tools._base import app_of, caller, clamp_rows, guarded, hints
 from spark_mcp.tools.models import DangerOut, DecisionOut, EstimatesOut, ExplainReply, QueryReply
-from spark_mcp.tools.queries import MaxRows, SessionId, WaitS, finished_or_raise, wait_for_job
-from spark_mcp.tools.render import error_out, job_reply
+from spark_mcp.tools.queries import MaxRows, SessionId, WaitS, reply_when_done
+from spark_mcp.tools.render import error_out
 
 
 def register(server: MCPServer) -> None:
@@ -46,13 +45,9 @@ def register(server: MCPServer) -> None:
         notes: list[str] = []
         rows = clamp_rows(app, max_rows, limits.max_rows, notes)
         job = await app.executor.run_plan(principal, session_id, plan, tool="run_plan")
-        await wait_for_job(app, ctx, job, app.config.limits.default_wait_s if wait_s is None else wait_s)
-        finished_or_raise(job)
         if plan.save_as:
-            notes.append(f"saved as temp view {plan.save_as} in session {job.session_id}")
-        if job.result is not None:
-            note(rows=min(rows, job.result.row_count), result_id=job.result.result_id)
-        return job_reply(app, job, max_rows=rows, max_chars=limits.max_chars, summary=summary, notes=notes)
+            notes.append(f"saves temp view {plan.save_as} in session {job.session_id}")
+        return await reply_when_done(app, ctx, job, wait_s=wait_s, rows=rows, summary=summary, notes=notes)
 
     @server.tool(title="Explain", annotations=hints(read_only=True, idempotent=True))
     @guarded

@@ -44,10 +44,22 @@ async def wait_for_job(app: App, ctx: Context, job: Job, wait_s: float) -> None:
         raise
 
 
-def finished_or_raise(job: Job) -> None:
-    """A statement that failed while the caller waited is the call's error, not a result."""
+async def reply_when_done(
+    app: App,
+    ctx: Context,
+    job: Job,
+    *,
+    wait_s: float | None,
+    rows: int,
+    summary: bool,
+    notes: list[str],
+) -> CallToolResult:
+    """Wait for a statement the caller just started; its result, its handle, or its error."""
+    await wait_for_job(app, ctx, job, app.config.limits.default_wait_s if wait_s is None else wait_s)
     if job.state.terminal and job.state is not JobState.SUCCEEDED and job.error is not None:
-        raise job.error
+        raise job.error  # a statement that failed while the caller waited is the call's error
+    limits = app.executor.limits(caller())
+    return job_reply(app, job, max_rows=rows, max_chars=limits.max_chars, summary=summary, notes=notes)
 
 
 def job_info(job: Job) -> JobInfo:
@@ -100,11 +112,7 @@ def register(server: MCPServer) -> None:
         notes: list[str] = []
         rows = clamp_rows(app, max_rows, limits.max_rows, notes)
         job = await app.executor.run_sql(principal, session_id, sql, tool="run_sql")
-        await wait_for_job(app, ctx, job, app.config.limits.default_wait_s if wait_s is None else wait_s)
-        finished_or_raise(job)
-        if job.result is not None:
-            note(rows=min(rows, job.result.row_count), result_id=job.result.result_id)
-        return job_reply(app, job, max_rows=rows, max_chars=limits.max_chars, summary=summary, notes=notes)
+        return await reply_when_done(app, ctx, job, wait_s=wait_s, rows=rows, summary=summary, notes=notes)
 
     @server.tool(
         title="Get job",

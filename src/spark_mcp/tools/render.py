@@ -14,6 +14,7 @@ import pyarrow as pa
 from mcp.types import CallToolResult, ResourceLink, TextContent
 
 from spark_mcp.app import App
+from spark_mcp.calls import note
 from spark_mcp.errors import SparkError, SparkMcpError
 from spark_mcp.jobs import Job, JobState
 from spark_mcp.preview import column_infos, render_summary, render_table, summarize, to_json_rows
@@ -123,7 +124,9 @@ def _stored_reply(
         "result_id": meta.result_id,
         "result_uri": result_uri(meta.result_id),
     }
+    note(result_id=meta.result_id)
     if summary:
+        note(rows=0)
         summaries = summarize(table)
         text = render_summary(summaries, row_count=meta.row_count, max_chars=max_chars)
         reply = QueryReply(
@@ -137,6 +140,7 @@ def _stored_reply(
     fitting = fit_json_rows(json_rows, max_chars)
     rendered = render_table(page.slice(0, fitting), max_chars=max_chars, more_rows=meta.row_count > fitting or more)
     shown = rendered.rows_shown
+    note(rows=shown)
     if shown < min(max_rows, meta.row_count):
         notes.append(f"the reply stopped at {shown} rows to stay within {max_chars:,} characters")
     reply = QueryReply(
