@@ -108,3 +108,11 @@ def test_a_bad_config_stops_serve_before_it_speaks(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert done.stdout == ""
     assert "driver.memory" in done.stderr and str(config) in done.stderr
+
+
+def test_a_dataset_that_does_not_exist_stops_serve_at_start(tmp_path: Path) -> None:
+    config = tmp_path / "spark-mcp.toml"
+    config.write_text('[[datasets]]\nname = "tpch.gone"\npath = "nowhere/gone.parquet"\n')
+    done = run("serve", "--config", str(config))
+    assert done.returncode == 1 and done.stdout == ""
+    assert f"{config}: datasets[0].path: {tmp_path / 'nowhere' / 'gone.parquet'} does not exist" in done.stderr

@@ -19,7 +19,7 @@ import anyio
 
 from spark_mcp import __version__
 from spark_mcp.config import Config, load_config
-from spark_mcp.errors import SparkMcpError
+from spark_mcp.errors import ConfigError, SparkMcpError
 from spark_mcp.logs import configure_logging
 
 
@@ -77,6 +77,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     load_policies(config.policies)  # a bad policy stops the server before it accepts a call
     if config.user:
         validate_principal_id(config.user)
+    missing = config.missing_datasets()
+    if missing:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(missing))
     anyio.run(_serve_stdio, config)
     return 0
 

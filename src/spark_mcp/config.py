@@ -94,6 +94,13 @@ class DatasetConfig(_Model):
     def namespace(self) -> str:
         return self.name.split(".", 1)[0]
 
+    @property
+    def local_path(self) -> Path | None:
+        """The path on this machine, or None for a remote URI (s3a://, hdfs://...)."""
+        if "://" in self.path and not self.path.startswith("file:"):
+            return None
+        return Path(self.path.removeprefix("file://").removeprefix("file:"))
+
 
 class DriverConfig(_Model):
     """How drivers are started."""
@@ -179,6 +186,7 @@ class Config(_Model):
     results: ResultsConfig = ResultsConfig()
     audit: AuditConfig = AuditConfig()
     datasets: tuple[DatasetConfig, ...] = ()
+    source: Path | None = Field(default=None, description="the file this configuration was read from")
 
     @field_validator("datasets")
     @classmethod
@@ -193,6 +201,15 @@ class Config(_Model):
     @property
     def audit_path(self) -> Path:
         return self.audit.path or self.home / "audit" / "audit.jsonl"
+
+    def missing_datasets(self) -> list[str]:
+        """One line per dataset whose local path does not exist (remote ones are not checked)."""
+        where = str(self.source) if self.source else "configuration"
+        return [
+            f"{where}: datasets[{index}].path: {dataset.local_path} does not exist (dataset {dataset.name})"
+            for index, dataset in enumerate(self.datasets)
+            if dataset.local_path is not None and not dataset.local_path.exists()
+        ]
 
 
 def default_home(environ: Mapping[str, str]) -> Path:
@@ -317,7 +334,8 @@ def load_config(
         raise ConfigError(_describe(exc, source)) from None
     home = config.home.expanduser().resolve()
     policies = tuple(p.expanduser().resolve() for p in config.policies) or (bundled_policies(),)
-    return config.model_copy(update={"home": home, "policies": policies})
+    config_file = path.resolve() if path is not None else None
+    return config.model_copy(update={"home": home, "policies": policies, "source": config_file})
 
 
 def _anchor_paths(layer: dict[str, Any], base: Path) -> dict[str, Any]:

@@ -122,25 +122,10 @@ def _policies(config: Config) -> Check:
 
 
 def _datasets(config: Config) -> list[Check]:
-    checks = []
-    for dataset in config.datasets:
-        path = dataset.path
-        if "://" in path and not path.startswith("file:"):
-            checks.append(Check(f"dataset {dataset.name}", True, f"{path} (remote: not checked here)"))
-            continue
-        local = Path(path.removeprefix("file://").removeprefix("file:"))
-        if local.exists():
-            checks.append(Check(f"dataset {dataset.name}", True, f"{dataset.format} at {local}"))
-        else:
-            checks.append(
-                Check(
-                    f"dataset {dataset.name}",
-                    False,
-                    f"{local} does not exist",
-                    "fix the path in the [[datasets]] entry",
-                )
-            )
-    return checks
+    missing = config.missing_datasets()
+    if missing:
+        return [Check("datasets", False, "; ".join(missing), "fix the path in the [[datasets]] entry")]
+    return [Check("datasets", True, f"{len(config.datasets)} declared, every local path exists")]
 
 
 def _driver(config: Config, environ: Mapping[str, str]) -> Check:
