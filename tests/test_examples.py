@@ -16,6 +16,18 @@ EXAMPLES = ROOT / "examples"
 HOST_CONFIGS = ["claude_desktop_config.json", "claude_code.mcp.json", "vscode.mcp.json"]
 
 
+@pytest.fixture(scope="module")
+def example_data() -> None:
+    """The data examples/spark-mcp.toml declares, generated as the README says (serve checks it)."""
+    if not (EXAMPLES / "data" / "tpch" / "lineitem.parquet").exists():
+        tpchgen = Path(sys.executable).parent / "tpchgen-cli"
+        subprocess.run(
+            [str(tpchgen), "parquet", "-s", "0.01", "--output-dir", str(EXAMPLES / "data" / "tpch")],
+            check=True,
+            capture_output=True,
+        )
+
+
 def server_entry(name: str) -> dict:
     text = (EXAMPLES / name).read_text().replace("/absolute/path/to/spark-mcp", str(ROOT))
     data = json.loads(text)
@@ -25,7 +37,7 @@ def server_entry(name: str) -> dict:
 
 @pytest.mark.parametrize("name", HOST_CONFIGS)
 @pytest.mark.anyio
-async def test_each_host_config_starts_a_working_server(name: str, tmp_path: Path) -> None:
+async def test_each_host_config_starts_a_working_server(name: str, tmp_path: Path, example_data: None) -> None:
     entry = server_entry(name)
     assert entry["command"] == "uv"
     env = {k: v for k, v in os.environ.items() if k in ("HOME", "PATH", "JAVA_HOME", "LANG", "UV_CACHE_DIR")}
