@@ -32,10 +32,6 @@ def note(**fields: Any) -> None:
         record.fields.update({k: v for k, v in fields.items() if v is not None})
 
 
-def current_call() -> CallRecord | None:
-    return _current.get()
-
-
 @contextmanager
 def recording(record: CallRecord) -> Iterator[CallRecord]:
     token = _current.set(record)

@@ -19,7 +19,7 @@ from spark_mcp.policy import decide, readable
 from spark_mcp.sessions import Session
 from spark_mcp.spark import catalog as spark_catalog
 from spark_mcp.spark.catalog import ColumnEntry, TableEntry, parse_name, quote_name
-from spark_mcp.statement import StatementKind, TableName
+from spark_mcp.statement import StatementFacts, StatementKind, TableName
 
 
 @dataclass(frozen=True)
@@ -115,6 +115,5 @@ class CatalogService:
         return sorted(str(t) for t in facts.reads)
 
 
-def _dangers(facts: object) -> str:
-    dangers = getattr(facts, "dangers", ())
-    return ", ".join(f"{d.kind.value} ({d.detail})" for d in dangers) or "something unexpected"
+def _dangers(facts: StatementFacts) -> str:
+    return ", ".join(f"{d.kind.value} ({d.detail})" for d in facts.dangers) or "something unexpected"

@@ -29,10 +29,6 @@ class Analysis:
     plan: str | None  # the analyzed logical plan, when Spark produced one
     error: SparkError | None  # Spark could not parse or analyse the statement
 
-    @property
-    def sent_to_spark(self) -> bool:
-        return self.plan is not None or self.error is not None
-
 
 def _unanalysable(statement: str, error: SparkError) -> Analysis:
     facts = StatementFacts(

@@ -115,7 +115,7 @@ def _stored_reply(
     if meta.cap:
         notes.append(f"the stored result stopped at {meta.cap}; the statement had more rows")
     table = app.results.table(job.principal, meta.result_id)
-    columns = [ColumnOut(name=c.name, type=c.type) for c in column_infos(table.schema)]
+    columns = schema_columns(table.schema)
     more = meta.more_rows
     common = {
         **base,
