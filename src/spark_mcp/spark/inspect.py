@@ -435,7 +435,11 @@ def analysis_error(explain_text: str) -> tuple[str, str] | None:
     stripped = text.strip()
     if stripped.startswith(_PLANNING_ERROR):
         detail = stripped[len(_PLANNING_ERROR) :].lstrip(": ").split("\n", 1)[0].strip()
-        return "PLANNING_ERROR", detail or "Spark failed while planning the statement"
+        # Seen for UPDATE and MERGE on file-based tables: Spark gives no detail here.
+        return "PLANNING_ERROR", detail or (
+            "Spark could not plan the statement and gave no reason; UPDATE, MERGE and DELETE need a "
+            "table format that supports them (e.g. Delta or Iceberg), plain Parquet/CSV tables do not"
+        )
     sections = _sections(text)
     if sections is None:
         first = stripped.split("\n", 1)[0][:200]
