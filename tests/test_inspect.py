@@ -578,7 +578,7 @@ ERRORS = [
     pytest.param("error_column", "UNRESOLVED_COLUMN.WITH_SUGGESTION", "A column, variable", id="missing column"),
     pytest.param("error_udf_class_without_hive", "NO_HANDLER_FOR_UDAF", "No handler for UDAF", id="class UDF"),
     pytest.param("call_procedure", "UNRESOLVED_ROUTINE", "Cannot resolve routine", id="unknown procedure"),
-    pytest.param("error_update_v1", "PLANNING_ERROR", "need a table format that supports them", id="planning failure"),
+    pytest.param("error_update_v1", "PLANNING_ERROR", "Spark could not plan the statement", id="planning failure"),
 ]
 
 
