@@ -197,3 +197,18 @@ async def test_the_session_limit_of_the_role_is_enforced(alice: Client) -> None:
     finally:
         for session_id in created:
             await call(alice, "close_session", session_id=session_id)
+
+
+async def test_all_22_tpch_queries_run_for_a_read_only_analyst(alice: Client) -> None:
+    from tests.fixtures.capture_explain import TPCH_QUERIES
+
+    session = (await call(alice, "create_session"))["session_id"]
+    try:
+        await call(alice, "run_sql", sql="USE tpch", session_id=session)  # the queries name bare tables
+        for number, sql in sorted(TPCH_QUERIES.items()):
+            result = await alice.call_tool("run_sql", {"sql": sql, "session_id": session, "max_rows": 5})
+            assert not result.is_error, f"Q{number}: {result.content[0].text}"
+            reply = result.structured_content
+            assert reply["state"] == "succeeded" and reply["statement_kind"] == "query", f"Q{number}"
+    finally:
+        await call(alice, "close_session", session_id=session)
