@@ -22,7 +22,7 @@ from spark_mcp.drivers import Driver, DriverPool
 from spark_mcp.drivers.local import LocalBackend
 from spark_mcp.execution import Executor
 from spark_mcp.identity import Principal
-from spark_mcp.jobs import Interrupt, Job, JobManager
+from spark_mcp.jobs import JobManager
 from spark_mcp.logs import configure_logging
 from spark_mcp.policy import Policy, load_policies
 from spark_mcp.results import ResultStore
@@ -113,13 +113,9 @@ class App:
             except Exception:
                 log.exception("housekeeping.failed")
 
-    def _interrupt_for(self, job: Job) -> Interrupt | None:
-        session = self.sessions.find(job.session_id)
-        return self.executor.interrupter(session) if session is not None else None
-
     async def close(self) -> None:
         """Interrupt jobs, release sessions, stop drivers. Safe to call twice."""
-        await anyio.to_thread.run_sync(lambda: self.jobs.shutdown(self._interrupt_for))
+        await anyio.to_thread.run_sync(self.jobs.shutdown)
         await self.sessions.close_all()
         await self.drivers.stop_all()
         self.audit.close()

@@ -62,7 +62,9 @@ class CatalogService:
         parts = parse_name(namespace, max_parts=2, what="namespace") if namespace is not None else None
         session = await self._session(principal, session_id)
         entries = await anyio.to_thread.run_sync(spark_catalog.list_tables, session.connect, parts, pattern)
-        default_catalog = await anyio.to_thread.run_sync(spark_catalog.current_catalog, session.connect)
+        default_catalog = ""
+        if any(e.catalog is None and not e.is_temporary for e in entries):  # only then is a round trip needed
+            default_catalog = await anyio.to_thread.run_sync(spark_catalog.current_catalog, session.connect)
         visible: list[TableEntry] = []
         for entry in entries:
             # Temp views live in the caller's own session; querying one is checked on its base tables.

@@ -180,13 +180,10 @@ class Executor:
             tables=sorted(str(t) for t in analysis.facts.reads | analysis.facts.writes),
             timeout_s=limits.query_timeout_s,
             work=work,
-            interrupt=self.interrupter(session),
+            interrupt=lambda tag: len(runner.interrupt(session.connect, tag)),
         )
         note(job_id=job.id)
         return job
-
-    def interrupter(self, session: Session) -> Callable[[str], int]:
-        return lambda tag: len(runner.interrupt(session.connect, tag))
 
     def stream_sql(self, session: Session, sql: str) -> Callable[[Job, runner.ArrowSink], None]:
         row_limit = self.config.results.max_rows + 1  # one more than kept, to know that more exist
@@ -309,9 +306,7 @@ class Executor:
 
     def cancel_on_exit(self, job: Job) -> None:
         """The caller went away (the MCP request was cancelled): stop the work in Spark too."""
-        session = self.sessions.find(job.session_id)
-        if session is not None:
-            self.jobs.stop_in_background(job, self.interrupter(session))
+        self.jobs.stop_in_background(job)
 
 
 def record_decision(statement: str, facts: StatementFacts, decision: Decision) -> None:

@@ -44,6 +44,9 @@ class JobState(StrEnum):
 _TERMINAL = {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.TIMED_OUT}
 
 
+Interrupt = Callable[[str], int]  # interrupts a tag, returns how many operations it stopped
+
+
 @dataclass(eq=False)
 class Job:
     id: str
@@ -55,6 +58,7 @@ class Job:
     tables: list[str]
     timeout_s: float
     tag: str
+    interrupt: Interrupt = field(repr=False)  # bound to the job's Spark session when it was submitted
     state: JobState = JobState.QUEUED
     created_at: float = field(default_factory=time.time)
     started_at: float | None = None
@@ -95,7 +99,6 @@ class Job:
 
 
 Work = Callable[[Job], ResultMeta]
-Interrupt = Callable[[str], int]  # interrupts a tag, returns how many operations it stopped
 
 
 def new_job_id() -> str:
@@ -133,14 +136,15 @@ class JobManager:
             tables=tables,
             timeout_s=timeout_s,
             tag=f"spark-mcp-{job_id}",
+            interrupt=interrupt,
         )
         with self._guard:
             self._jobs[job_id] = job
             self._prune(principal)
-        self._pool.submit(self._run, job, work, interrupt)
+        self._pool.submit(self._run, job, work)
         return job
 
-    def _run(self, job: Job, work: Work, interrupt: Interrupt) -> None:
+    def _run(self, job: Job, work: Work) -> None:
         with job._cond:
             if job.stop_reason is not None:  # cancelled while queued: never touches Spark
                 self._finish(job, job.stop_reason, None, QueryCancelled("cancelled before it started"))
@@ -149,7 +153,7 @@ class JobManager:
             job.started_at = time.time()
             job.version += 1
             job._cond.notify_all()
-        timer = threading.Timer(job.timeout_s, self._stop, args=(job, JobState.TIMED_OUT, interrupt))
+        timer = threading.Timer(job.timeout_s, self._stop, args=(job, JobState.TIMED_OUT))
         timer.daemon = True
         timer.start()
         try:
@@ -187,7 +191,7 @@ class JobManager:
             job._cond.notify_all()
         log.info("job.finished", job_id=job.id, state=state.value, elapsed_ms=job.elapsed_ms)
 
-    def _stop(self, job: Job, reason: JobState, interrupt: Interrupt) -> None:
+    def _stop(self, job: Job, reason: JobState) -> None:
         """Interrupt the job's tag until the job is over (at most about 60 s)."""
         with job._cond:
             if job.state.terminal or job.stop_reason is not None:
@@ -200,7 +204,7 @@ class JobManager:
         deadline = time.monotonic() + 60
         while not job.state.terminal and time.monotonic() < deadline:
             try:
-                job.interrupted_operations += interrupt(job.tag)
+                job.interrupted_operations += job.interrupt(job.tag)
             except SparkMcpError as exc:
                 log.warning("job.interrupt_failed", job_id=job.id, error=str(exc))
             job.wait_change(job.version, 0.5)
@@ -223,12 +227,12 @@ class JobManager:
         with self._guard:
             return [j for j in self._jobs.values() if not j.state.terminal]
 
-    async def cancel(self, job: Job, interrupt: Interrupt) -> None:
+    async def cancel(self, job: Job) -> None:
         """Ask the job to stop and wait until it has (the interrupt is confirmed by its end)."""
-        await anyio.to_thread.run_sync(self._stop, job, JobState.CANCELLED, interrupt, abandon_on_cancel=True)
+        await anyio.to_thread.run_sync(self._stop, job, JobState.CANCELLED, abandon_on_cancel=True)
 
-    def stop_in_background(self, job: Job, interrupt: Interrupt) -> None:
-        threading.Thread(target=self._stop, args=(job, JobState.CANCELLED, interrupt), daemon=True).start()
+    def stop_in_background(self, job: Job) -> None:
+        threading.Thread(target=self._stop, args=(job, JobState.CANCELLED), daemon=True).start()
 
     async def wait(self, job: Job, wait_s: float, on_change: Callable[[Job], Awaitable[None]] | None = None) -> bool:
         """Wait up to ``wait_s`` for the job to end; True when it has. Reports each change."""
@@ -251,13 +255,11 @@ class JobManager:
         for job in finished[: max(0, len(finished) - self._keep)]:
             del self._jobs[job.id]
 
-    def shutdown(self, interrupt_for: Callable[[Job], Interrupt | None]) -> None:
+    def shutdown(self) -> None:
         """Stop every job (interrupting it in Spark) and the worker threads."""
         for job in self.running():
-            interrupt = interrupt_for(job)
-            if interrupt is not None:
-                with job._cond:
-                    job.stop_reason = job.stop_reason or JobState.CANCELLED
-                with contextlib.suppress(SparkMcpError):
-                    interrupt(job.tag)
+            with job._cond:
+                job.stop_reason = job.stop_reason or JobState.CANCELLED
+            with contextlib.suppress(SparkMcpError):
+                job.interrupt(job.tag)
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -109,11 +109,6 @@ class SessionRegistry:
         with self._guard:
             return any(s.principal == principal and s.default for s in self._sessions.values())
 
-    def find(self, session_id: str) -> Session | None:
-        """Any principal's live session, for internal housekeeping only (never for a caller)."""
-        with self._guard:
-            return self._sessions.get(session_id)
-
     def get(self, principal: str, session_id: str) -> Session:
         """The caller's session; anyone else's, or an unknown id, is "not found"."""
         if not isinstance(session_id, str) or not session_id.startswith("ses_") or len(session_id) > 64:

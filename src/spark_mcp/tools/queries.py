@@ -157,9 +157,7 @@ def register(server: MCPServer) -> None:
         if job.state.terminal:
             notes.append(f"the job had already ended ({job.state.value}); nothing to cancel")
         else:
-            session = app.sessions.find(job.session_id)
-            if session is not None:
-                await app.jobs.cancel(job, app.executor.interrupter(session))
+            await app.jobs.cancel(job)
             notes.append(f"interrupted {job.interrupted_operations} Spark operation(s)")
         limits = app.executor.limits(principal)
         return job_reply(app, job, max_rows=10, max_chars=limits.max_chars, summary=False, notes=notes)
