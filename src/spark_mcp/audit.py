@@ -84,6 +84,9 @@ class AuditRecord(BaseModel):
     duration_ms: int
     job_id: str | None = None
     result_id: str | None = None
+    auth: str | None = None  # how the principal was authenticated: stdio, token, oidc, proxy
+    token_id: str | None = None  # the API token's id (never the token itself)
+    via: str | None = None  # the front door: mcp, gateway, console
     prev_hash: str = Field(pattern=_HASH)
     hash: str = Field(pattern=_HASH)
 
@@ -340,6 +343,9 @@ class AuditLog:
         rows: int | None = None,
         job_id: str | None = None,
         result_id: str | None = None,
+        auth: str | None = None,
+        token_id: str | None = None,
+        via: str | None = None,
     ) -> AuditRecord:
         """Append one record and return it once it is on disk (fsync-ed)."""
         given: dict[str, Any] = {
@@ -359,6 +365,9 @@ class AuditLog:
             "duration_ms": duration_ms,
             "job_id": job_id,
             "result_id": result_id,
+            "auth": auth,
+            "token_id": token_id,
+            "via": via,
         }
         redacted = {name: self._redactor.redact_value(value) for name, value in given.items()}
         with self._lock, self._locked(fcntl.LOCK_EX):

@@ -22,7 +22,8 @@ happened and what to do next; they never carry a JVM stack trace or a secret.
     ├── SparkError                     spark_error (plus Spark's own error class)
     ├── QueryTimedOut                  timed_out
     ├── QueryCancelled                 cancelled
-    └── AuditError                     audit_error
+    ├── AuditError                     audit_error
+    └── StateError                     state_error
 """
 
 from __future__ import annotations
@@ -160,3 +161,9 @@ class AuditError(SparkMcpError):
     """The audit log could not be written or does not verify."""
 
     code = "audit_error"
+
+
+class StateError(SparkMcpError):
+    """The state database is unreadable, corrupt, or from a newer spark-mcp."""
+
+    code = "state_error"
