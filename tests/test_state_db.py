@@ -48,7 +48,12 @@ def test_a_corrupt_database_is_refused_with_what_to_do(tmp_path: Path, content: 
 
 def test_a_failed_transaction_leaves_nothing_behind(tmp_path: Path) -> None:
     db = StateDB(tmp_path / "state.db", [NOTES_V1])
-    with pytest.raises(RuntimeError), db.transaction() as conn:
-        conn.execute("INSERT INTO notes (text) VALUES ('half')")
-        raise RuntimeError("boom")
+
+    def half_then_fail() -> None:
+        with db.transaction() as conn:
+            conn.execute("INSERT INTO notes (text) VALUES ('half')")
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        half_then_fail()
     assert db.query("SELECT count(*) AS n FROM notes")[0]["n"] == 0
