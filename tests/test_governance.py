@@ -271,6 +271,10 @@ async def test_admin_may_use_the_dangerous_surface(root: Client) -> None:
         "SELECT '${env:SPARK_CONNECT_AUTHENTICATE_TOKEN}' AS t",
         "SELECT * FROM text.`/proc/self/environ`",
         "SET -v",
+        # Errors quote the value that failed: the token would be in Spark's message itself.
+        "SELECT raise_error(java_method('java.lang.System', 'getenv', 'SPARK_CONNECT_AUTHENTICATE_TOKEN'))",
+        "SELECT CAST(java_method('java.lang.System', 'getenv', 'SPARK_CONNECT_AUTHENTICATE_TOKEN') AS INT)",
+        "SELECT assert_true(false, java_method('java.lang.System', 'getenv', 'SPARK_CONNECT_AUTHENTICATE_TOKEN'))",
     ],
 )
 async def test_the_driver_token_never_reaches_a_tool_reply_even_for_admin(root: Client, app: App, sql: str) -> None:
@@ -284,3 +288,55 @@ async def test_the_driver_token_never_reaches_a_tool_reply_even_for_admin(root: 
         everything += (await root.read_resource(f"spark://results/{rid}.csv")).contents[0].text
     for token in tokens:
         assert token not in everything
+
+
+async def test_the_driver_token_in_an_error_is_replaced_and_the_error_still_reads(root: Client, app: App) -> None:
+    sql = "SELECT raise_error(java_method('java.lang.System', 'getenv', 'SPARK_CONNECT_AUTHENTICATE_TOKEN'))"
+    text = await call_error(root, "run_sql", sql=sql)
+    token = app.drivers.current("root")
+    assert token is not None and token.token not in text
+    assert "[REDACTED]" in text  # the agent learns a secret was there, not what it was
+
+
+async def test_the_driver_token_never_reaches_a_job_record_or_a_resource_error(root: Client, app: App) -> None:
+    sql = "SELECT raise_error(java_method('java.lang.System', 'getenv', 'SPARK_CONNECT_AUTHENTICATE_TOKEN'))"
+    failed = await root.call_tool("run_sql", {"sql": sql, "wait_s": 0})
+    job_id = failed.structured_content["job_id"] if not failed.is_error else None
+    replies = [failed]
+    if job_id:
+        replies.append(await root.call_tool("get_job", {"job_id": job_id, "wait_s": 30}))
+    replies.append(await root.call_tool("list_jobs", {}))
+    driver = app.drivers.current("root")
+    assert driver is not None
+    for reply in replies:
+        everything = " ".join(c.text for c in reply.content if c.type == "text") + str(reply.structured_content)
+        assert driver.token not in everything
+
+
+async def test_explain_of_a_broken_statement_over_a_denied_table_reveals_none_of_its_columns(alice: Client) -> None:
+    # Spark would answer "did you mean one of the following? [name, salary]": the denied table's columns.
+    for sql in ("SELECT nme FROM hr.salaries", "SELECT code2 FROM tpch.secret_codes"):
+        result = await alice.call_tool("explain", {"sql": sql, "mode": "extended"})
+        assert not result.is_error, result.content[0].text
+        reply = result.structured_content
+        assert reply["decision"]["allowed"] is False
+        assert reply["decision"]["rule"] in ('roles.analyst.deny[1] "hr.*"', 'roles.analyst.deny[0] "*.secret_*"')
+        assert reply["error"] is None and reply["plan"] is None
+        everything = result.content[0].text + str(reply)
+        for column in ("salary", "`name`", "'name'", "value", "did you mean"):
+            assert column not in everything.lower(), everything
+
+
+async def test_explain_of_a_broken_statement_over_readable_tables_shows_sparks_reason(alice: Client) -> None:
+    reply = await call(alice, "explain", sql="SELECT n_nme FROM tpch.nation")
+    assert reply["decision"]["allowed"] is False and reply["decision"]["rule"] == "unanalysable"
+    assert reply["error"]["error_class"] == "UNRESOLVED_COLUMN.WITH_SUGGESTION"
+    assert "n_name" in reply["error"]["message"]  # a readable table's columns are fine to suggest
+
+
+async def test_explain_and_run_sql_give_the_same_verdict_on_a_broken_statement(alice: Client) -> None:
+    sql = "SELECT secrt FROM tpch.secret_codes"
+    explained = await call(alice, "explain", sql=sql)
+    refused = await call_error(alice, "run_sql", sql=sql)
+    assert refused.startswith("policy_denied:")
+    assert f"[rule: {explained['decision']['rule']}]" in refused

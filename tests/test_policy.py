@@ -22,8 +22,10 @@ from spark_mcp.policy import (
     decide,
     decide_statement,
     load_policies,
+    namespace_visible,
     policy_from_toml,
     readable,
+    tables_refusal,
 )
 from spark_mcp.policy.decide import DANGER_LABELS
 from spark_mcp.statement import Danger, DangerKind, StatementFacts, StatementKind, TableName
@@ -271,6 +273,70 @@ def test_readable_is_catalog_read_plus_a_read_rule() -> None:
     assert not readable(POLICY, who("alice"), t("spark_catalog.tpch.secret_x")).allowed
     # erin may read tpch with sql.read, but has no catalog.read to list it.
     assert not readable(POLICY, who("erin"), t("spark_catalog.tpch.lineitem")).allowed
+
+
+@pytest.mark.parametrize(
+    ("user", "catalog", "namespace", "visible", "rule"),
+    [
+        # A read pattern that can name a table there makes a place visible, naming that pattern.
+        ("alice", "spark_catalog", "tpch", True, 'roles.analyst.read[0] "tpch.*"'),
+        ("alice", "spark_catalog", "sales", True, 'roles.analyst.read[1] "Sales.Orders"'),
+        ("alice", "SPARK_CATALOG", "TPCH", True, 'roles.analyst.read[0] "tpch.*"'),
+        ("alice", "iceberg", "finance", True, 'roles.analyst.read[2] "iceberg.finance.*"'),
+        ("alice", "lake", "raw", True, 'roles.analyst.read[3] "lake.*.events"'),
+        ("alice", "lake", "raw.eu", True, 'roles.analyst.read[3] "lake.*.events"'),
+        ("alice", "warehouse", "db.x", True, 'roles.analyst.read[5] "warehouse.db.*.*"'),
+        # ...and nothing else: no pattern names a table in these.
+        ("alice", "spark_catalog", "hr", False, "default-deny"),
+        ("alice", "spark_catalog", "default", False, "default-deny"),
+        ("alice", "iceberg", "ops", False, "default-deny"),
+        ("alice", "warehouse", "db", False, "default-deny"),  # the pattern spells two levels
+        # Catalogs: visible when some pattern can name a table in them.
+        ("alice", "spark_catalog", None, True, 'roles.analyst.read[0] "tpch.*"'),
+        ("alice", "iceberg", None, True, 'roles.analyst.read[2] "iceberg.finance.*"'),
+        ("alice", "hive_metastore", None, False, "default-deny"),
+        # Reading everything shows everything, except a namespace a deny pattern covers whole.
+        ("ops", "anything", "at_all", True, 'roles.everything.read[0] "*"'),
+        ("ops", "anything", None, True, 'roles.everything.read[0] "*"'),
+        # A deny of some tables (a name glob, pii_*) does not hide the namespace around them.
+        ("ops", "spark_catalog", "customers", True, 'roles.everything.read[0] "*"'),
+        # Write patterns count too: writing implies reading.
+        ("erin", "spark_catalog", "staging", False, "default-deny"),  # erin has no catalog.read
+        ("dana", "spark_catalog", "staging", True, 'roles.engineer.write[0] "staging.*"'),
+        # No catalog.read at all: nothing is visible.
+        ("eve", "spark_catalog", "tpch", False, "default-deny"),
+        # viewer has catalog.read but no pattern.
+        ("nobody_listed", "spark_catalog", "tpch", False, "default-deny"),
+    ],
+)
+def test_namespace_visible(user: str, catalog: str, namespace: str | None, visible: bool, rule: str) -> None:
+    decision = namespace_visible(POLICY, who(user), catalog, namespace)
+    assert (decision.allowed, decision.rule) == (visible, rule), decision.reason
+
+
+def test_a_deny_pattern_covering_a_whole_namespace_hides_it_and_names_the_rule() -> None:
+    policy = policy_from_toml(
+        '[roles.r]\nactions = ["catalog.read"]\nread = ["*"]\ndeny = ["hr.*", "*.secret_*"]\n[users]\nu = ["r"]\n',
+        source="t.toml",
+    )
+    hidden = namespace_visible(policy, who("u"), "spark_catalog", "hr")
+    assert not hidden.allowed and hidden.rule == 'roles.r.deny[0] "hr.*"'
+    assert "may not read anything in spark_catalog.hr" in hidden.reason
+    # A name glob (secret_*) denies some tables, not the namespace.
+    assert namespace_visible(policy, who("u"), "spark_catalog", "tpch").allowed
+    # hr.* names the session catalog only: another catalog's hr stays visible.
+    assert namespace_visible(policy, who("u"), "iceberg", "hr").allowed
+
+
+def test_tables_refusal_checks_table_rules_whatever_the_action() -> None:
+    # dba has no catalog.read, but a broken statement's tables are still judged by the table rules.
+    assert tables_refusal(POLICY, who("dba"), reads=[t("spark_catalog.tpch.nation")]) is None
+    refusal = tables_refusal(
+        POLICY, who("alice"), reads=[t("spark_catalog.tpch.nation"), t("spark_catalog.tpch.secret_x")]
+    )
+    assert refusal is not None and refusal.rule == 'roles.analyst.deny[0] "*.secret_*"'
+    writing = tables_refusal(POLICY, who("alice"), writes=[t("spark_catalog.tpch.nation")])
+    assert writing is not None and writing.rule == "default-deny"
 
 
 # --- decide_statement ------------------------------------------------------------------------

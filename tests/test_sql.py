@@ -212,3 +212,24 @@ async def test_all_22_tpch_queries_run_for_a_read_only_analyst(alice: Client) ->
             assert reply["state"] == "succeeded" and reply["statement_kind"] == "query", f"Q{number}"
     finally:
         await call(alice, "close_session", session_id=session)
+
+
+async def test_a_statement_without_a_result_set_says_so_in_text_and_structure(connect: ClientFactory) -> None:
+    async with connect("alice") as alice:
+        session = (await call(alice, "create_session"))["session_id"]
+        try:
+            result = await alice.call_tool(
+                "run_sql", {"session_id": session, "sql": "CREATE TEMP VIEW few AS SELECT * FROM tpch.nation"}
+            )
+            assert not result.is_error, result.content[0].text
+            reply = result.structured_content
+            assert reply["result_set"] is False
+            assert reply["statement_kind"] == "temp_view"
+            assert (reply["rows"], reply["row_count"], reply["columns"], reply["result_id"]) == ([], 0, [], None)
+            text = result.content[0].text
+            assert "no result set" in text and "rows" not in text
+            assert [c.type for c in result.content] == ["text"]  # nothing to page, so no resource link
+            rows = await call(alice, "run_sql", session_id=session, sql="SELECT count(*) FROM few")
+            assert rows["result_set"] is True and rows["rows"] == [[25]]
+        finally:
+            await call(alice, "close_session", session_id=session)

@@ -21,6 +21,7 @@ from spark_mcp.config import Config
 from spark_mcp.drivers import Driver, DriverPool
 from spark_mcp.drivers.local import LocalBackend
 from spark_mcp.execution import Executor
+from spark_mcp.governance import Governance
 from spark_mcp.identity import Principal
 from spark_mcp.jobs import JobManager
 from spark_mcp.logs import configure_logging
@@ -39,6 +40,7 @@ _HOUSEKEEPING_EVERY_S = 30.0
 class App:
     config: Config
     policy: Policy
+    governance: Governance
     redactor: Redactor
     audit: AuditLog
     drivers: DriverPool
@@ -79,10 +81,12 @@ class App:
             max_workers=config.limits.max_concurrent_jobs, keep_per_principal=config.results.max_jobs_kept
         )
         results = ResultStore(config.home / "results", config.results, secrets=redactor.secrets)
-        executor = Executor(config=config, policy=policy, sessions=sessions, jobs=jobs, results=results)
+        governance = Governance(policy, config.limits)
+        executor = Executor(config=config, governance=governance, sessions=sessions, jobs=jobs, results=results)
         app = cls(
             config=config,
             policy=policy,
+            governance=governance,
             redactor=redactor,
             audit=audit,
             drivers=pool,

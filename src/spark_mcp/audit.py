@@ -39,6 +39,7 @@ import os
 import re
 import stat
 import threading
+import weakref
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -126,6 +127,16 @@ def _redact_assignment(match: re.Match[str]) -> str:
     return f"{match['key']}{match['sep']}{quote}{REDACTED}{quote}"
 
 
+_LIVE: weakref.WeakSet[Redactor] = weakref.WeakSet()
+
+
+def scrub_everywhere(text: str) -> str:
+    """``text`` with the secrets of every live ``Redactor`` replaced (for operational logs)."""
+    for redactor in list(_LIVE):
+        text = redactor.scrub(text)
+    return text
+
+
 class Redactor:
     """Removes secrets from text before it is written anywhere. Thread-safe.
 
@@ -138,6 +149,7 @@ class Redactor:
         self._lock = threading.Lock()
         self._secrets: Counter[str] = Counter()  # counted: two owners may register one value
         self._pattern: re.Pattern[str] | None = None
+        _LIVE.add(self)
 
     def add_secret(self, secret: str) -> None:
         if not secret:
@@ -169,6 +181,23 @@ class Redactor:
     def _compile(self) -> None:
         secrets = sorted(self._secrets, key=len, reverse=True)
         self._pattern = re.compile("|".join(re.escape(s) for s in secrets)) if secrets else None
+
+    def scrub(self, text: str) -> str:
+        """Only the registered secrets replaced: for replies, where heuristics would mangle data."""
+        pattern = self._pattern
+        return pattern.sub(REDACTED, text) if pattern is not None else text
+
+    def scrub_json(self, value: Any) -> Any:
+        """``scrub`` applied to every string (keys included) of a JSON-like value, at any depth."""
+        if self._pattern is None:
+            return value
+        if isinstance(value, str):
+            return self.scrub(value)
+        if isinstance(value, dict):
+            return {self.scrub(k) if isinstance(k, str) else k: self.scrub_json(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.scrub_json(item) for item in value]
+        return value
 
     def redact_value(self, value: Any) -> Any:
         """``redact`` applied to every string in ``value``, recursively through lists."""

@@ -195,19 +195,19 @@ async def _explain_policy(config: Config, user: str, sql: str) -> int:
     async with App.running(config) as app:
         principal = app.principal(user)
         session = await app.sessions.create(principal.id, max_sessions=10**6)
-        analysis, decision = await app.executor.analyze(principal, session, sql)
-        facts = analysis.facts
+        verdict = await app.executor.analyze(principal, session, sql)
+        facts, decision = verdict.facts, verdict.decision
         print(f"user:      {principal.id} (roles: {', '.join(principal.roles) or 'none'})")
         print(f"statement: {facts.kind.value} ({facts.operation})")
         print(f"reads:     {', '.join(map(str, sorted(facts.reads))) or '-'}")
         print(f"writes:    {', '.join(map(str, sorted(facts.writes))) or '-'}")
         if facts.dangers:
             print("dangers:   " + "; ".join(f"{d.kind.value}: {d.detail}" for d in facts.dangers))
-        if analysis.error:
-            print(f"spark:     {analysis.error.error_class}: {analysis.error.message}")
+        if verdict.spark_error:
+            print(f"spark:     {verdict.spark_error.error_class}: {verdict.spark_error.message}")
         print(f"decision:  {'ALLOWED' if decision.allowed else 'DENIED'}: {decision.reason}")
         print(f"rule:      {decision.rule}")
-        return 0 if decision.allowed else 2
+        return 0 if verdict.allowed else 2
 
 
 # -- call --------------------------------------------------------------------------------

@@ -86,6 +86,16 @@ def _scrub(array: pa.Array, secrets: Sequence[str]) -> pa.Array:
     return array
 
 
+def take(table: pa.Table, offset: int, limit: int) -> pa.Table:
+    """Rows ``offset`` to ``offset + limit`` of ``table``, never more than it has.
+
+    ``Table.slice`` alone is not enough: on a table without columns (what a command
+    returns) pyarrow reports the requested length as its row count.
+    """
+    offset = max(0, min(offset, table.num_rows))
+    return table.slice(offset, max(0, min(limit, table.num_rows - offset)))
+
+
 def new_result_id() -> str:
     return f"{_ID_PREFIX}{secrets.token_hex(8)}"
 
@@ -219,7 +229,7 @@ class ResultStore:
             raise ResultNotFound(f"no result {result_id}: its file is gone (expired or removed)") from None
 
     def page(self, principal: str, result_id: str, offset: int, limit: int) -> pa.Table:
-        return self.table(principal, result_id).slice(offset, limit)
+        return take(self.table(principal, result_id), offset, limit)
 
     def sweep(self, *, keep: str | None = None, now: float | None = None) -> list[str]:
         """Drop expired results, then the oldest until the disk budget holds. Returns dropped ids."""

@@ -1,9 +1,12 @@
 """The MCP server: ``build_server()``, its lifespan, and the middleware around every call.
 
 The middleware is where each request gets its principal (from the ``IdentitySource``, the
-one place identity comes from) and where each tool call gets exactly one audit record,
-written before the reply is sent: including calls that fail argument validation, name
-an unknown tool, or are cancelled.
+one place identity comes from), where each tool call gets exactly one audit record,
+written before the reply is sent (including calls that fail argument validation, name an
+unknown tool, or are cancelled), and the one outbound boundary: every reply, error and
+resource leaves through it with every registered secret (driver tokens, profile
+credentials) replaced, whatever produced the text (Spark's error messages, plan text,
+result rows, resources).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any, Literal, Protocol
 
 import anyio
 import structlog
+from mcp import MCPError
 from mcp.server import MCPServer
 
 from spark_mcp import __version__
@@ -82,11 +86,15 @@ class CallMiddleware:
             is_error = bool(result.get("isError")) if isinstance(result, dict) else False
             outcome = "error" if is_error else "ok"
             error_class = record.fields.get("error_class") or ("invalid_input" if is_error else None)
-            return result
+            return app.redactor.scrub_json(result)
         except anyio.get_cancelled_exc_class():
             error_class = "cancelled"
             raise
-        except Exception as exc:  # a protocol error (MCPError) or a resource error
+        except MCPError as exc:  # a protocol or resource error: its message reaches the client
+            error_class = record.fields.get("error_class") or type(exc).__name__
+            scrubbed = app.redactor.scrub_json({"message": exc.error.message, "data": exc.error.data})
+            raise MCPError(exc.error.code, scrubbed["message"], scrubbed["data"]) from None
+        except Exception as exc:  # anything else reaches the client as a generic internal error
             error_class = record.fields.get("error_class") or type(exc).__name__
             raise
         finally:

@@ -16,7 +16,9 @@ from spark_mcp.policy.decide import (
     Decision,
     decide,
     decide_statement,
+    namespace_visible,
     readable,
+    tables_refusal,
 )
 from spark_mcp.policy.loader import (
     load_policies,
@@ -56,7 +58,9 @@ __all__ = [
     "load_policies",
     "load_policy_file",
     "merge_policy_files",
+    "namespace_visible",
     "policy_files",
     "policy_from_toml",
     "readable",
+    "tables_refusal",
 ]

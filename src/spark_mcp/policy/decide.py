@@ -114,9 +114,15 @@ def decide(
     return Decision(True, f"{grant.name} may {action}{on}", f"roles.{grant.name}.actions")
 
 
-def decide_statement(policy: Policy, principal: Principal, facts: StatementFacts) -> Decision:
-    """May ``principal`` run the statement ``facts`` describes? (see the module docstring)"""
-    action = STATEMENT_ACTIONS[facts.kind]
+def decide_statement(
+    policy: Policy, principal: Principal, facts: StatementFacts, *, action: str | None = None
+) -> Decision:
+    """May ``principal`` run the statement ``facts`` describes? (see the module docstring)
+
+    ``action`` replaces the action the statement's kind implies for its tables: describing
+    a table resolves ``SELECT * FROM t`` but is a ``catalog.read``, not a ``sql.read``.
+    """
+    action = action or STATEMENT_ACTIONS[facts.kind]
     needs_admin = bool(facts.dangers) or facts.kind in (StatementKind.ADMIN, StatementKind.UNKNOWN)
     admin: Decision | None = None
     if needs_admin:
@@ -128,6 +134,56 @@ def decide_statement(policy: Policy, principal: Principal, facts: StatementFacts
         return verdict
     # Allowed with sql.admin: name the admin grant, since it is what let the statement through.
     return Decision(True, f"{admin.reason} ({_danger_summary(facts)}); {verdict.reason}", admin.rule)
+
+
+def namespace_visible(policy: Policy, principal: Principal, catalog: str, namespace: str | None = None) -> Decision:
+    """May ``principal`` see a catalog (``namespace`` None) or a namespace in listings?
+
+    Only when it has ``catalog.read`` and some ``read`` or ``write`` pattern of its roles can
+    name a table there, and no ``deny`` pattern covers all of it: a listing never shows a
+    place in which the caller may read nothing.
+    """
+    grant = _action_grant(policy, principal, "catalog.read")
+    if isinstance(grant, Decision):
+        return grant
+    roles = policy.roles_of(principal.id)
+    where = catalog if namespace is None else f"{catalog}.{namespace}"
+    if namespace is not None:
+        for role in roles:
+            for index, pattern in enumerate(role.deny):
+                if pattern.covers_whole_namespace(catalog, namespace):
+                    return Decision(
+                        False,
+                        f"{principal.id} may not read anything in {where}: denied by role {role.name} ({pattern.text})",
+                        _rule(role, "deny", index, pattern),
+                    )
+    for role in roles:
+        for key, patterns in (("read", role.read), ("write", role.write)):
+            for index, pattern in enumerate(patterns):
+                covers = (
+                    pattern.covers_catalog(catalog)
+                    if namespace is None
+                    else pattern.covers_namespace(catalog, namespace)
+                )
+                if covers:
+                    return Decision(True, f"{role.name} may read in {where}", _rule(role, key, index, pattern))
+    return Decision(False, f"no role of {principal.id} may read anything in {where}", DEFAULT_DENY)
+
+
+def tables_refusal(
+    policy: Policy, principal: Principal, *, reads: Iterable[TableName] = (), writes: Iterable[TableName] = ()
+) -> Decision | None:
+    """The first table rule (rule 4 alone, whatever the action) that refuses these tables, or None."""
+    roles = policy.roles_of(principal.id)
+    for table in sorted(set(reads)):
+        refusal = _check_table(principal, roles, table, writing=False)
+        if refusal is not None:
+            return refusal
+    for table in sorted(set(writes)):
+        refusal = _check_table(principal, roles, table, writing=True)
+        if refusal is not None:
+            return refusal
+    return None
 
 
 def readable(policy: Policy, principal: Principal, table: TableName) -> Decision:

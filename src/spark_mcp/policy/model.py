@@ -107,6 +107,28 @@ class TablePattern:
             fnmatchcase(level, glob) for level, glob in zip(levels, self.namespace, strict=True)
         )
 
+    def covers_catalog(self, catalog: str) -> bool:
+        """Whether this pattern can name a table in ``catalog``."""
+        return self.catalog is None or fnmatchcase(catalog.lower(), self.catalog)
+
+    def covers_namespace(self, catalog: str, namespace: str) -> bool:
+        """Whether this pattern can name a table in ``catalog.namespace``."""
+        if self.catalog is None:
+            return True
+        if not self.covers_catalog(catalog):
+            return False
+        namespace = namespace.lower()
+        if not self.per_level:
+            return fnmatchcase(namespace, self.namespace[0])
+        levels = namespace.split(".")
+        return len(levels) == len(self.namespace) and all(
+            fnmatchcase(level, glob) for level, glob in zip(levels, self.namespace, strict=True)
+        )
+
+    def covers_whole_namespace(self, catalog: str, namespace: str) -> bool:
+        """Whether this pattern names every table of ``catalog.namespace`` (its name part is ``*``)."""
+        return self.name == "*" and self.covers_namespace(catalog, namespace)
+
     def __str__(self) -> str:
         return self.text
 

@@ -12,10 +12,13 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import pyarrow as pa
+
 from spark_mcp.errors import SparkError
 from spark_mcp.spark.connect import ConnectSession
 from spark_mcp.spark.errors import translate
 from spark_mcp.spark.inspect import analysis_error, analyzed_section, inspect_explain
+from spark_mcp.spark.runner import command_result
 from spark_mcp.spark.sqltext import gate
 from spark_mcp.statement import Danger, DangerKind, StatementFacts, StatementKind
 
@@ -53,31 +56,31 @@ def analyze_sql(session: ConnectSession, sql: str, *, tag: str) -> Analysis:
     if gated.dangers:
         facts = StatementFacts(kind=StatementKind.ADMIN, operation="(not analysed)", dangers=gated.dangers)
         return Analysis(gated.sql, facts, None, None)
+    try:
+        text = _explain(session, f"EXPLAIN EXTENDED {gated.sql}", tag=tag)
+    except SparkError as error:
+        return _unanalysable(gated.sql, error)
+    return _from_explain(gated.sql, text, session)
+
+
+def _explain(session: ConnectSession, command: str, *, tag: str) -> str:
+    """The text an ``EXPLAIN`` command prints, in one round trip (its row comes back inline)."""
     spark = session.spark
     spark.addTag(tag)
     try:
-        text = str(spark.sql(f"EXPLAIN EXTENDED {gated.sql}").collect()[0][0])
+        result = command_result(session, command)
+        table = result if isinstance(result, pa.Table) else result.toArrow()
+        return str(table.column(0)[0].as_py())
     except Exception as exc:
-        error = translate(exc)
-        if isinstance(error, SparkError):
-            return _unanalysable(gated.sql, error)
-        raise error from None
+        raise translate(exc) from None
     finally:
         spark.removeTag(tag)
-    return _from_explain(gated.sql, text, session)
 
 
 def explain_sql_text(session: ConnectSession, sql: str, mode: ExplainMode, *, tag: str) -> str:
     """Spark's plan text in ``mode``; only for statements that already passed the gate."""
     keyword = {"simple": "", "extended": "EXTENDED ", "cost": "COST ", "formatted": "FORMATTED "}[mode]
-    spark = session.spark
-    spark.addTag(tag)
-    try:
-        return str(spark.sql(f"EXPLAIN {keyword}{sql}").collect()[0][0])
-    except Exception as exc:
-        raise translate(exc) from None
-    finally:
-        spark.removeTag(tag)
+    return _explain(session, f"EXPLAIN {keyword}{sql}", tag=tag)
 
 
 def analyze_frame(session: ConnectSession, frame: Any, statement: str) -> Analysis:

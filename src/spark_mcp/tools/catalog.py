@@ -34,10 +34,11 @@ def register(server: MCPServer) -> None:
     async def list_catalogs(ctx: Context, session_id: SessionId = None) -> Annotated[CallToolResult, CatalogList]:
         """The catalogs Spark knows (spark_catalog is the default)."""
         app, principal = app_of(ctx), caller()
-        catalogs, current = await app.catalog.list_catalogs(principal, session_id)
-        return reply(
-            CatalogList(catalogs=catalogs, current_catalog=current), f"{', '.join(catalogs)} (current: {current})"
-        )
+        catalogs, current, hidden = await app.catalog.list_catalogs(principal, session_id)
+        text = f"{', '.join(catalogs) or 'no catalogs you may read'} (current: {current})"
+        if hidden:
+            text += f"\n({hidden} more not shown: your policy lets you read nothing in them)"
+        return reply(CatalogList(catalogs=catalogs, current_catalog=current, hidden=hidden), text)
 
     @server.tool(title="List namespaces", annotations=_READ_ONLY)
     @guarded
@@ -48,8 +49,11 @@ def register(server: MCPServer) -> None:
     ) -> Annotated[CallToolResult, NamespaceList]:
         """The namespaces (databases) in a catalog."""
         app, principal = app_of(ctx), caller()
-        names = await app.catalog.list_namespaces(principal, session_id, catalog)
-        return reply(NamespaceList(catalog=catalog, namespaces=names), ", ".join(names) or "no namespaces")
+        names, hidden = await app.catalog.list_namespaces(principal, session_id, catalog)
+        text = ", ".join(names) or "no namespaces you may read"
+        if hidden:
+            text += f"\n({hidden} more not shown: your policy lets you read nothing in them)"
+        return reply(NamespaceList(catalog=catalog, namespaces=names, hidden=hidden), text)
 
     @server.tool(title="List tables", annotations=_READ_ONLY)
     @guarded
@@ -130,7 +134,7 @@ def register(server: MCPServer) -> None:
     ) -> Annotated[CallToolResult, QueryReply]:
         """The first rows of a table or view, with exact values (checked by policy like any query)."""
         app, principal = app_of(ctx), caller()
-        limits = app.executor.limits(principal)
+        limits = app.governance.limits(principal)
         notes: list[str] = []
         rows = clamp_rows(app, limit, limits.max_rows, notes)
         sql = f"SELECT * FROM {quote_name(parse_name(table))} LIMIT {rows}"

@@ -59,6 +59,7 @@ class QueryReply(BaseModel):
     rows: list[list[Any]] = Field(
         default=[], description="exact values: decimals as strings, dates and timestamps ISO 8601"
     )
+    result_set: bool = Field(default=True, description="false for statements that return no rows (DDL, views, SET)")
     row_count: int = Field(default=0, description="rows in this reply")
     truncated: bool = Field(default=False, description="more rows exist than this reply shows")
     total_rows: int | None = Field(default=None, description="rows kept in the stored result")
@@ -137,11 +138,13 @@ class SessionList(BaseModel):
 class CatalogList(BaseModel):
     catalogs: list[str]
     current_catalog: str | None = None
+    hidden: int = 0
 
 
 class NamespaceList(BaseModel):
     catalog: str | None
     namespaces: list[str]
+    hidden: int = 0
 
 
 class TableOut(BaseModel):

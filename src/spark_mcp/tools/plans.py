@@ -41,7 +41,7 @@ def register(server: MCPServer) -> None:
         error names the operation that failed.
         """
         app, principal = app_of(ctx), caller()
-        limits = app.executor.limits(principal)
+        limits = app.governance.limits(principal)
         notes: list[str] = []
         rows = clamp_rows(app, max_rows, limits.max_rows, notes)
         job = await app.executor.run_plan(principal, session_id, plan, tool="run_plan")
@@ -70,14 +70,15 @@ def register(server: MCPServer) -> None:
             raise InvalidInput("give exactly one of sql or plan")
         app, principal = app_of(ctx), caller()
         explained = await app.executor.explain(principal, session_id, sql=sql, plan=plan, mode=mode)
-        facts, decision = explained.analysis.facts, explained.decision
+        verdict = explained.verdict
+        facts, decision = verdict.facts, verdict.decision
         notes: list[str] = []
         plan_text = explained.plan_text
         estimates = None
         if plan_text is not None and mode == "cost":
             size, row_count = cost_estimates(plan_text)
             estimates = EstimatesOut(size_in_bytes=size, row_count=row_count)
-        limits = app.executor.limits(principal)
+        limits = app.governance.limits(principal)
         if plan_text is not None and len(plan_text) > limits.max_chars:
             plan_text = plan_text[: limits.max_chars] + f"\n…(+{len(plan_text) - limits.max_chars} chars)"
             notes.append(f"the plan text was cut at {limits.max_chars:,} characters")
@@ -96,14 +97,14 @@ def register(server: MCPServer) -> None:
             decision=DecisionOut(allowed=decision.allowed, reason=decision.reason, rule=decision.rule),
             plan=plan_text,
             estimates=estimates,
-            error=error_out(explained.analysis.error) if explained.analysis.error else None,
+            error=error_out(verdict.spark_error) if verdict.spark_error else None,
             notes=notes,
         )
-        verdict = "ALLOWED" if decision.allowed else "DENIED"
+        said = "ALLOWED" if decision.allowed else "DENIED"
         lines = [
             f"{facts.kind.value} ({facts.operation}); reads: {', '.join(reply.tables_read) or '-'}; "
             f"writes: {', '.join(reply.tables_written) or '-'}",
-            f"policy: {verdict}: {decision.reason} [{decision.rule}]",
+            f"policy: {said}: {decision.reason} [{decision.rule}]",
         ]
         if reply.error is not None:
             lines.append(f"Spark: {reply.error.error_class}: {reply.error.message}")

@@ -58,7 +58,7 @@ async def reply_when_done(
     await wait_for_job(app, ctx, job, app.config.limits.default_wait_s if wait_s is None else wait_s)
     if job.state.terminal and job.state is not JobState.SUCCEEDED and job.error is not None:
         raise job.error  # a statement that failed while the caller waited is the call's error
-    limits = app.executor.limits(caller())
+    limits = app.governance.limits(caller())
     return job_reply(app, job, max_rows=rows, max_chars=limits.max_chars, summary=summary, notes=notes)
 
 
@@ -108,7 +108,7 @@ def register(server: MCPServer) -> None:
         result without reading its rows. One statement per call; no `;`-separated scripts.
         """
         app, principal = app_of(ctx), caller()
-        limits = app.executor.limits(principal)
+        limits = app.governance.limits(principal)
         notes: list[str] = []
         rows = clamp_rows(app, max_rows, limits.max_rows, notes)
         job = await app.executor.run_sql(principal, session_id, sql, tool="run_sql")
@@ -132,7 +132,7 @@ def register(server: MCPServer) -> None:
         result structure as `run_sql`; a failed one returns its `error`.
         """
         app, principal = app_of(ctx), caller()
-        limits = app.executor.limits(principal)
+        limits = app.governance.limits(principal)
         notes: list[str] = []
         rows = clamp_rows(app, max_rows, limits.max_rows, notes)
         job = app.jobs.get(principal.id, job_id)
@@ -159,7 +159,7 @@ def register(server: MCPServer) -> None:
         else:
             await app.jobs.cancel(job)
             notes.append(f"interrupted {job.interrupted_operations} Spark operation(s)")
-        limits = app.executor.limits(principal)
+        limits = app.governance.limits(principal)
         return job_reply(app, job, max_rows=10, max_chars=limits.max_chars, summary=False, notes=notes)
 
     @server.tool(
@@ -200,7 +200,7 @@ def register(server: MCPServer) -> None:
     ) -> Annotated[CallToolResult, RowsPage]:
         """Page through a stored result: never more than `limit` rows, within the reply budget."""
         app, principal = app_of(ctx), caller()
-        limits = app.executor.limits(principal)
+        limits = app.governance.limits(principal)
         notes: list[str] = []
         limit = clamp_rows(app, limit, limits.max_rows, notes)
         meta = app.results.meta(principal.id, result_id)

@@ -18,7 +18,7 @@ from spark_mcp.calls import note
 from spark_mcp.errors import SparkError, SparkMcpError
 from spark_mcp.jobs import Job, JobState
 from spark_mcp.preview import column_infos, render_summary, render_table, summarize, to_json_rows
-from spark_mcp.results import ResultMeta
+from spark_mcp.results import ResultMeta, take
 from spark_mcp.spark.runner import Progress
 from spark_mcp.tools._base import error_text
 from spark_mcp.tools.models import (
@@ -112,9 +112,14 @@ def _stored_reply(
     summary: bool,
 ) -> CallToolResult:
     notes: list[str] = base["notes"]
+    table = app.results.table(job.principal, meta.result_id)
+    if table.num_columns == 0:
+        # A command (DDL, a temp view, SET...) has no result set: say so, and offer nothing to page.
+        note(rows=0)
+        reply = QueryReply(**base, result_set=False)
+        return _result(f"{job.kind} ok in {job.elapsed_ms} ms: the statement returns no result set.", reply, None)
     if meta.cap:
         notes.append(f"the stored result stopped at {meta.cap}; the statement had more rows")
-    table = app.results.table(job.principal, meta.result_id)
     columns = schema_columns(table.schema)
     more = meta.more_rows
     common = {
@@ -135,10 +140,10 @@ def _stored_reply(
             summary=[_summary_out(s) for s in summaries],
         )
         return _result(_header(job, meta) + text, reply, meta)
-    page = table.slice(0, max_rows)
+    page = take(table, 0, max_rows)
     json_rows = to_json_rows(page)
     fitting = fit_json_rows(json_rows, max_chars)
-    rendered = render_table(page.slice(0, fitting), max_chars=max_chars, more_rows=meta.row_count > fitting or more)
+    rendered = render_table(take(page, 0, fitting), max_chars=max_chars, more_rows=meta.row_count > fitting or more)
     shown = rendered.rows_shown
     note(rows=shown)
     if shown < min(max_rows, meta.row_count):

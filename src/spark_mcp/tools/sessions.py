@@ -42,7 +42,7 @@ def register(server: MCPServer) -> None:
         """
         app, principal = app_of(ctx), caller()
         grants = app.policy.grants_for(principal)
-        limits = app.executor.limits(principal)
+        limits = app.governance.limits(principal)
         who = WhoAmI(
             principal=principal.id,
             roles=list(grants.roles),
