@@ -346,7 +346,7 @@ async def test_explain_gives_kind_tables_decision_and_cost_estimates(alice: Clie
     assert reply["tables_read"] == ["spark_catalog.tpch.orders"]
     assert "count" in reply["functions"]
     assert reply["decision"]["allowed"] is True
-    assert reply["estimates"]["size_in_bytes"] > 0
+    assert reply["estimated_bytes"] > 0
     assert "Statistics(" in reply["plan"]
 
 

@@ -25,6 +25,7 @@ from spark_mcp.governance import Governance
 from spark_mcp.identity import Principal
 from spark_mcp.jobs import JobManager
 from spark_mcp.logs import configure_logging
+from spark_mcp.materialize import Materializer
 from spark_mcp.policy import Policy, load_policies
 from spark_mcp.results import ResultStore
 from spark_mcp.sessions import SessionRegistry
@@ -48,6 +49,7 @@ class App:
     jobs: JobManager
     results: ResultStore
     executor: Executor
+    materializer: Materializer
     catalog: CatalogService
 
     def principal(self, user_id: str) -> Principal:
@@ -78,7 +80,9 @@ class App:
         sessions = SessionRegistry(pool, idle_timeout_s=config.limits.session_idle_timeout_s)
         sessions_box.append(sessions)
         jobs = JobManager(
-            max_workers=config.limits.max_concurrent_jobs, keep_per_principal=config.results.max_jobs_kept
+            max_workers=config.limits.max_concurrent_jobs,
+            keep_per_principal=config.results.max_jobs_kept,
+            per_driver=config.limits.max_jobs_per_driver,
         )
         results = ResultStore(config.home / "results", config.results, secrets=redactor.secrets)
         governance = Governance(policy, config.limits)
@@ -94,6 +98,7 @@ class App:
             jobs=jobs,
             results=results,
             executor=executor,
+            materializer=Materializer(executor, jobs, results),
             catalog=CatalogService(executor),
         )
         log.info("app.started", home=str(config.home), policies=[str(p) for p in config.policies])

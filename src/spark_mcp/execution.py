@@ -21,12 +21,12 @@ import pyarrow as pa
 
 from spark_mcp.calls import note
 from spark_mcp.config import Config
-from spark_mcp.errors import QueryTimedOut
+from spark_mcp.errors import InvalidInput, QueryTimedOut, SessionClosed
 from spark_mcp.governance import Governance, Verdict
 from spark_mcp.identity import Principal
 from spark_mcp.jobs import Job, JobManager
 from spark_mcp.plans import Plan
-from spark_mcp.results import ResultMeta, ResultStore
+from spark_mcp.results import ResultMeta, ResultState, ResultStore
 from spark_mcp.sessions import Session, SessionRegistry
 from spark_mcp.spark import plans, runner
 from spark_mcp.spark.analyze import (
@@ -104,18 +104,37 @@ class Executor:
         *,
         tool: str,
         stream: Callable[[Job, runner.ArrowSink], None],
+        preview: int | None = None,
+        fill: ResultMeta | None = None,
+        language: str = "sql",
     ) -> Job:
-        """Start a job that streams into a new stored result; returns at once."""
+        """Start a job that streams into a stored result; returns at once.
+
+        ``preview``: the job streams at most that many rows plus one, and the result is
+        ``on_demand`` when there were more. ``fill``: the job produces the whole of that
+        on-demand result and replaces it; if it fails, the result says so (``failed``).
+        """
         verdict.enforce()  # never submit what governance refused
         limits = self.governance.limits(principal)
 
         def work(job: Job) -> ResultMeta:
-            writer = self.results.writer(principal.id, session.id)
+            writer = self.results.writer(
+                principal.id,
+                session.id,
+                result_id=fill.result_id if fill else None,
+                statement=verdict.statement if preview is not None else None,
+                language=language,
+                preview=preview,
+                expect_first=self.results.table(principal.id, fill.result_id) if fill else None,
+            )
             try:
                 stream(job, writer)
                 return writer.finish()
-            except BaseException:
+            except BaseException as exc:
                 writer.abort()
+                if fill is not None:
+                    why = job.stop_reason.value if job.stop_reason else str(exc) or type(exc).__name__
+                    self.results.set_state(fill, ResultState.FAILED, error=why)
                 raise
 
         job = self.jobs.submit(
@@ -128,12 +147,21 @@ class Executor:
             timeout_s=limits.query_timeout_s,
             work=work,
             interrupt=lambda tag: len(runner.interrupt(session.connect, tag)),
+            driver=session.driver.id,
         )
         note(job_id=job.id)
         return job
 
-    def stream_sql(self, session: Session, verdict: Verdict) -> Callable[[Job, runner.ArrowSink], None]:
-        row_limit = self.config.results.max_rows + 1  # one more than kept, to know that more exist
+    def row_limit(self, verdict: Verdict, preview: int | None) -> tuple[int, int | None]:
+        """How many rows to ask Spark for, and the preview size the result keeps (None: all).
+
+        Only a query is previewed: a command runs exactly once, and its answer is small.
+        """
+        if preview is not None and verdict.facts.kind is StatementKind.QUERY:
+            return preview + 1, preview  # one more than shown, to know that more exist
+        return self.config.results.max_rows + 1, None
+
+    def stream_sql(self, session: Session, verdict: Verdict, row_limit: int) -> Callable[[Job, runner.ArrowSink], None]:
         sql, query = verdict.statement, verdict.facts.kind is StatementKind.QUERY
 
         def stream(job: Job, sink: runner.ArrowSink) -> None:
@@ -150,11 +178,23 @@ class Executor:
 
         return stream
 
-    async def run_sql(self, principal: Principal, session_id: str | None, sql: str, *, tool: str) -> Job:
+    async def run_sql(
+        self,
+        principal: Principal,
+        session_id: str | None,
+        sql: str,
+        *,
+        tool: str,
+        preview: int | None = None,
+    ) -> Job:
+        """Analyse, judge and start ``sql``; with ``preview``, a query keeps only that many rows for now."""
         session = await self.session(principal, session_id)
         verdict = await self.analyze(principal, session, sql)
         verdict.enforce()
-        return self.submit(principal, session, verdict, tool=tool, stream=self.stream_sql(session, verdict))
+        limit, keep = self.row_limit(verdict, preview)
+        return self.submit(
+            principal, session, verdict, tool=tool, stream=self.stream_sql(session, verdict, limit), preview=keep
+        )
 
     # -- structured plans ----------------------------------------------------------------
 
@@ -164,6 +204,12 @@ class Executor:
         tag = f"spark-mcp-analyze-{secrets.token_hex(6)}"
 
         def load_result(result_id: str) -> pa.Table:
+            meta = self.results.meta(principal.id, result_id)
+            if not meta.complete:
+                raise InvalidInput(
+                    f"result {result_id} is {meta.state.value}: only its first {meta.row_count} rows exist so far; "
+                    f"fetch_rows(result_id='{result_id}', offset={meta.row_count}) produces the rest"
+                )
             return self.results.table(principal.id, result_id)
 
         def work() -> tuple[Analysis, plans.BuiltPlan]:
@@ -176,17 +222,24 @@ class Executor:
         analysis, built = await self._with_deadline(principal, session, tag, work)
         return self.governance.judge(principal, analysis), built
 
-    async def run_plan(self, principal: Principal, session_id: str | None, plan: Plan, *, tool: str) -> Job:
+    async def run_plan(
+        self, principal: Principal, session_id: str | None, plan: Plan, *, tool: str, preview: int | None = None
+    ) -> Job:
+        """Build, analyse, judge and start a plan; ``preview`` as for ``run_sql``."""
         self.governance.require(principal, "plan.run")
         session = await self.session(principal, session_id)
         verdict, built = await self.analyze_plan(principal, session, plan)
         verdict.enforce()
-        row_limit = self.config.results.max_rows + 1
-        frame, view = built.frame, plan.save_as
+        limit, keep = self.row_limit(verdict, preview)
+        stream = self.stream_frame(session, built.frame, limit, save_as=plan.save_as)
+        return self.submit(principal, session, verdict, tool=tool, stream=stream, preview=keep, language="plan")
 
+    def stream_frame(
+        self, session: Session, frame: runner.Frame, row_limit: int, *, save_as: str | None = None
+    ) -> Callable[[Job, runner.ArrowSink], None]:
         def stream(job: Job, sink: runner.ArrowSink) -> None:
-            if view is not None:
-                runner.save_temp_view(session.connect, frame, view, tag=job.tag)
+            if save_as is not None:
+                runner.save_temp_view(session.connect, frame, save_as, tag=job.tag)
             runner.stream(
                 session.connect,
                 lambda: frame,
@@ -197,7 +250,41 @@ class Executor:
                 check_stop=job.raise_if_stopping,
             )
 
-        return self.submit(principal, session, verdict, tool=tool, stream=stream)
+        return stream
+
+    # -- the rest of an on-demand result -------------------------------------------------
+
+    async def fill(self, principal: Principal, meta: ResultMeta) -> Job:
+        """Start producing all of an on-demand result by running its statement again, governed again.
+
+        It runs in the session that produced the preview (the statement may use that
+        session's temp views); if that session is gone, the rest cannot be produced.
+        """
+        assert meta.statement is not None and meta.session_id is not None
+        session = self.sessions.get(principal.id, meta.session_id)
+        try:
+            session.check_usable()
+        except SessionClosed as exc:
+            raise SessionClosed(
+                f"the rest of result {meta.result_id} cannot be produced: {exc}. Its first "
+                f"{meta.row_count} rows stay readable; run the statement again for the others."
+            ) from None
+        limit = self.config.results.max_rows + 1
+        if meta.language == "plan":
+            plan = Plan.model_validate_json(meta.statement).model_copy(update={"save_as": None})
+            verdict, built = await self.analyze_plan(principal, session, plan)
+            stream = self.stream_frame(session, built.frame, limit)
+        else:
+            verdict = await self.analyze(principal, session, meta.statement)
+            stream = self.stream_sql(session, verdict, limit)
+        verdict.enforce()
+        # Said before the job starts: a quick job's own "complete" must not be overwritten by it.
+        storing = self.results.set_state(meta, ResultState.STORING)
+        try:
+            return self.submit(principal, session, verdict, tool="fetch_rows", stream=stream, fill=storing)
+        except BaseException:
+            self.results.save_meta(meta)
+            raise
 
     # -- explain -------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ The rules on top of ``policy.decide_statement``:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from spark_mcp.calls import note
@@ -37,9 +37,10 @@ from spark_mcp.policy import (
     tables_refusal,
 )
 from spark_mcp.spark.analyze import Analysis
-from spark_mcp.statement import StatementFacts, TableName
+from spark_mcp.statement import Danger, DangerKind, StatementFacts, TableName
 
 UNANALYSABLE_RULE = "unanalysable"
+_WITHHELD = "Spark could not analyse it; its message is withheld, as it may describe a table you may not read"
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,7 @@ class Governance:
             if hidden is not None:
                 decision, shown = hidden, None
                 refusal = PolicyDenied(hidden.reason, rule=hidden.rule)
+                facts = _without_sparks_words(facts)
             else:
                 decision = Decision(False, f"Spark could not analyse it: {analysis.error}", UNANALYSABLE_RULE)
                 refusal = analysis.error
@@ -145,3 +147,9 @@ class Governance:
     def visible(self, principal: Principal, catalog: str, namespace: str | None = None) -> bool:
         """Whether a listing may show this catalog (or namespace of it) to ``principal``."""
         return namespace_visible(self.policy, principal, catalog, namespace).allowed
+
+
+def _without_sparks_words(facts: StatementFacts) -> StatementFacts:
+    """``facts`` with every trace of Spark's error message (dangers, notes) replaced."""
+    dangers = tuple(Danger(d.kind, _WITHHELD) if d.kind is DangerKind.UNANALYSABLE else d for d in facts.dangers)
+    return replace(facts, dangers=dangers, notes=())

@@ -5,6 +5,11 @@ or not, so there is one execution path. A job's deadline and ``cancel_job`` both
 interrupt its operation tag in Spark, and keep interrupting until the job has really
 stopped: an interrupt that lands between two of the job's Spark calls would otherwise
 be lost. Jobs belong to their principal; anyone else gets "not found".
+
+A driver runs at most ``limits.max_jobs_per_driver`` jobs at once (its gate): one agent's
+burst of heavy statements would otherwise hold more in the driver's memory than it has.
+The others wait in state ``queued``, which callers see, and their deadline starts when
+they run. A job cancelled while queued never reaches Spark.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import contextlib
 import secrets
 import threading
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -106,10 +112,13 @@ def new_job_id() -> str:
 
 
 class JobManager:
-    def __init__(self, *, max_workers: int, keep_per_principal: int) -> None:
+    def __init__(self, *, max_workers: int, keep_per_principal: int, per_driver: int | None = None) -> None:
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="spark-job")
         self._keep = keep_per_principal
+        self._per_driver = per_driver or max_workers
         self._jobs: dict[str, Job] = {}
+        self._running: dict[str, int] = {}  # driver -> jobs admitted to run
+        self._waiting: dict[str, deque[tuple[Job, Work]]] = {}  # driver -> jobs queued for it
         self._guard = threading.Lock()
 
     def submit(
@@ -124,6 +133,7 @@ class JobManager:
         timeout_s: float,
         work: Work,
         interrupt: Interrupt,
+        driver: str | None = None,
     ) -> Job:
         job_id = new_job_id()
         job = Job(
@@ -141,10 +151,51 @@ class JobManager:
         with self._guard:
             self._jobs[job_id] = job
             self._prune(principal)
-        self._pool.submit(self._run, job, work)
+        self._admit(driver, job, work)
         return job
 
-    def _run(self, job: Job, work: Work) -> None:
+    def _admit(self, driver: str | None, job: Job, work: Work) -> None:
+        """Run now if the driver has room, else queue behind its other jobs (first come, first run)."""
+        with self._guard:
+            if driver is not None and self._running.get(driver, 0) >= self._per_driver:
+                self._waiting.setdefault(driver, deque()).append((job, work))
+                return
+            if driver is not None:
+                self._running[driver] = self._running.get(driver, 0) + 1
+        self._pool.submit(self._run, driver, job, work)
+
+    def _run(self, driver: str | None, job: Job, work: Work) -> None:
+        try:
+            self._run_admitted(job, work)
+        finally:
+            if driver is not None:
+                with self._guard:
+                    waiting = self._waiting.get(driver)
+                    following = waiting.popleft() if waiting else None
+                    if following is None:
+                        self._running[driver] -= 1
+                if following is not None:  # its slot passes straight to the next queued job
+                    self._pool.submit(self._run, driver, *following)
+
+    def _unqueue(self, job: Job) -> bool:
+        with self._guard:
+            for waiting in self._waiting.values():
+                for entry in waiting:
+                    if entry[0] is job:
+                        waiting.remove(entry)
+                        return True
+        return False
+
+    def queued_before(self, job: Job) -> int:
+        """How many jobs wait ahead of ``job`` for the same driver (0 when it is not waiting)."""
+        with self._guard:
+            for waiting in self._waiting.values():
+                for index, (other, _) in enumerate(waiting):
+                    if other is job:
+                        return index
+        return 0
+
+    def _run_admitted(self, job: Job, work: Work) -> None:
         with job._cond:
             if job.stop_reason is not None:  # cancelled while queued: never touches Spark
                 self._finish(job, job.stop_reason, None, QueryCancelled("cancelled before it started"))
@@ -200,6 +251,8 @@ class JobManager:
             job.version += 1
             job._cond.notify_all()
         if job.state is JobState.QUEUED:
+            if self._unqueue(job):  # waiting for its driver: it never started, and never will
+                self._finish(job, reason, None, QueryCancelled("cancelled while queued; it never started"))
             return
         deadline = time.monotonic() + 60
         while not job.state.terminal and time.monotonic() < deadline:
@@ -257,6 +310,12 @@ class JobManager:
 
     def shutdown(self) -> None:
         """Stop every job (interrupting it in Spark) and the worker threads."""
+        with self._guard:
+            queued = [job for waiting in self._waiting.values() for job, _ in waiting]
+            self._waiting.clear()
+        for job in queued:
+            job.stop_reason = JobState.CANCELLED
+            self._finish(job, JobState.CANCELLED, None, QueryCancelled("the server stopped before it started"))
         for job in self.running():
             with job._cond:
                 job.stop_reason = job.stop_reason or JobState.CANCELLED

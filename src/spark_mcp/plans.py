@@ -12,9 +12,12 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from spark_mcp.errors import PlanError
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_FORM = re.compile(r"[A-Z][A-Za-z]+")  # a union branch in a validation error's location (TableSource, ...)
 Expr = Annotated[str, Field(min_length=1, max_length=10_000, description="a Spark SQL expression")]
 ColumnName = Annotated[str, Field(min_length=1, max_length=256)]
 
@@ -237,6 +240,54 @@ class Plan(_Strict):
         if value is not None and not _IDENT.fullmatch(value):
             raise ValueError("save_as must be a plain name: letters, digits and _")
         return value
+
+    def result_sources(self) -> list[str]:
+        """The stored results this plan reads, nested plans (joins, unions) included."""
+        found = [self.source.result_id] if isinstance(self.source, ResultSource) else []
+        for operation in self.operations:
+            if isinstance(operation, Join):
+                found += operation.right.result_sources()
+            elif isinstance(operation, Union):
+                found += operation.other.result_sources()
+        return list(dict.fromkeys(found))
+
+
+PLAN_GRAMMAR = """\
+plan = {"source": SOURCE, "operations": [OP, ...], "save_as": "view"?}
+SOURCE = {"table": "ns.t"} | {"sql": "SELECT ..."} | {"range": {"start"?, "end", "step"?}} | {"result_id": "res_..."}
+OP = {"op": NAME, ...} with E a Spark SQL expression string:
+ select {columns: [E]} | filter {condition: E} | with_column {name, expr: E} | drop {columns}
+ rename {mapping: {old: new}}
+ group_by {columns: [E], aggs: [AGG]} | order_by {keys: [E | KEY]} | limit {n} | distinct {columns?}
+ sample {fraction, seed?, with_replacement?} | pivot {group_by: [E], pivot_column, values?, aggs: [AGG]}
+ window {name, function: E, partition_by: [E], order_by: [E | KEY], rows_between?: [lo, hi] (null: unbounded)}
+ join {right: plan, on: [column] | condition: E, left_alias?, right_alias?,
+  how?: inner|left|right|full|left_semi|left_anti|cross}
+ union {other: plan, by_name?: true, distinct?: false}
+AGG = {fn, column ("*" for count), alias?, percentile? (approx_percentile)} | {expr: E, alias?}
+ fn: count sum avg min max count_distinct approx_count_distinct approx_percentile stddev variance
+  first last collect_list collect_set
+KEY = {column: E, descending?: false, nulls?: first|last}"""
+
+
+def parse_plan(data: object) -> Plan:
+    """A plan from JSON the caller sent; ``PlanError`` naming where it is wrong (at most three places)."""
+    try:
+        return Plan.model_validate(data)
+    except ValidationError as exc:
+        problems: dict[str, str] = {}
+        for error in exc.errors():
+            where, message = "plan", error["msg"]
+            for part in error["loc"]:
+                if isinstance(part, str) and _FORM.fullmatch(part):
+                    message = "matches none of the forms the grammar lists"  # a union: every branch failed
+                    break
+                where += f"[{part}]" if isinstance(part, int) else f".{part}"
+            problems.setdefault(where, message)
+        (first, message), *others = list(problems.items())
+        also = "; ".join(f"{where}: {why}" for where, why in others[:2])
+        also = f"; also {also}" + (f" (and {len(others) - 2} more)" if len(others) > 2 else "") if also else ""
+        raise PlanError(first, f"{message}{also}. The grammar is in run_plan's description") from None
 
 
 Join.model_rebuild()

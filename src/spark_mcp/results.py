@@ -5,6 +5,12 @@ at most ``results.max_rows`` rows and ``results.max_bytes`` bytes (the cap it hi
 recorded and reported), and expires after ``results.ttl_s``; when all results together
 pass ``results.disk_budget_bytes``, the oldest go first. Files are memory-mapped for
 paging, so fetching rows 900,000-900,050 reads 50 rows, not a million.
+
+A result has a state (``ResultState``): a query's reply is sent as soon as its preview
+rows are there, so its result may hold only those (``on_demand``) until someone asks for
+more; the rest is then produced by running the statement again (``storing``) and the
+file is replaced whole when it is done (``complete``), or the attempt's error is kept
+(``failed``). A result is never reported complete unless every row it could keep is in it.
 """
 
 from __future__ import annotations
@@ -16,7 +22,8 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from enum import StrEnum
 from pathlib import Path
 
 import pyarrow as pa
@@ -31,6 +38,13 @@ log = structlog.get_logger(__name__)
 _ID_PREFIX = "res_"
 
 
+class ResultState(StrEnum):
+    COMPLETE = "complete"  # every row the caps allow is stored
+    ON_DEMAND = "on_demand"  # only the preview is stored; the rest is produced when asked for
+    STORING = "storing"  # the rest is being produced now
+    FAILED = "failed"  # producing the rest failed or was cancelled; the preview stays readable
+
+
 @dataclass(frozen=True)
 class ResultMeta:
     result_id: str
@@ -38,13 +52,28 @@ class ResultMeta:
     session_id: str | None
     created_at: float
     expires_at: float
-    row_count: int
+    row_count: int  # rows stored now
     bytes: int
-    more_rows: bool  # the statement produced more rows than were kept
+    more_rows: bool  # the statement produced more rows than are stored
     cap: str | None  # which cap stopped the result, in words
+    state: ResultState = ResultState.COMPLETE
+    statement: str | None = None  # what produces the rest of an on-demand result
+    language: str | None = None  # "sql", or "plan" when ``statement`` is a structured plan (JSON)
+    error: str | None = None  # why producing the rest failed (state FAILED)
+    reordered: bool = False  # produced by a second run whose first rows differ from the preview's
+
+    @property
+    def complete(self) -> bool:
+        return self.state is ResultState.COMPLETE
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> ResultMeta:
+        data = json.loads(text)
+        data["state"] = ResultState(data.get("state", ResultState.COMPLETE))
+        return cls(**data)
 
 
 REDACTED = "[REDACTED]"
@@ -112,17 +141,37 @@ def _check_id(result_id: str) -> str:
 
 
 class ResultWriter:
-    """Receives one statement's Arrow stream and keeps what fits under the caps."""
+    """Receives one statement's Arrow stream and keeps what fits under the caps.
 
-    def __init__(self, store: ResultStore, principal: str, session_id: str | None) -> None:
-        self.result_id = new_result_id()
+    ``preview`` makes it keep a query's first rows only: when the statement had more, the
+    result is ``on_demand`` and remembers ``statement`` to produce the rest later. With
+    ``result_id`` it produces that (on-demand) result's rows in full and replaces it.
+    """
+
+    def __init__(
+        self,
+        store: ResultStore,
+        principal: str,
+        session_id: str | None,
+        *,
+        result_id: str | None = None,
+        statement: str | None = None,
+        language: str = "sql",
+        preview: int | None = None,
+        expect_first: pa.Table | None = None,
+    ) -> None:
+        self.result_id = result_id or new_result_id()
+        self._language = language
+        self._expect_first = expect_first
         self._store = store
         self._principal = principal
         self._session_id = session_id
+        self._statement = statement
+        self._preview = preview
         self._max_rows = store.config.max_rows
         self._max_bytes = store.config.max_bytes
         self._dir = store.principal_dir(principal)
-        self._tmp = self._dir / f"{self.result_id}.arrow.tmp"
+        self._tmp = self._dir / f"{self.result_id}.arrow.{secrets.token_hex(4)}.tmp"
         self._writer: pa.ipc.RecordBatchFileWriter | None = None
         self._schema: pa.Schema | None = None
         self.rows = 0
@@ -138,6 +187,10 @@ class ResultWriter:
     def write(self, table: pa.Table) -> bool:
         assert self._writer is not None, "begin() must come first"
         table = scrub(table, self._store.secrets())
+        if self._preview is not None and self.rows + table.num_rows > self._preview:
+            # The stream asked for one row more than the preview: that row says more exist.
+            table = table.slice(0, self._preview - self.rows)
+            self.more_rows = True
         room_rows = self._max_rows - self.rows
         if table.num_rows > room_rows:
             table = table.slice(0, room_rows)
@@ -162,8 +215,10 @@ class ResultWriter:
         self._writer.close()
         final = self._dir / f"{self.result_id}.arrow"
         os.chmod(self._tmp, 0o600)
+        reordered = self._expect_first is not None and not _starts_with(self._tmp, self._expect_first)
         os.replace(self._tmp, final)
         now = time.time()
+        on_demand = self._preview is not None and self.more_rows and self.cap is None
         meta = ResultMeta(
             result_id=self.result_id,
             principal=self._principal,
@@ -173,9 +228,13 @@ class ResultWriter:
             row_count=self.rows,
             bytes=final.stat().st_size,
             more_rows=self.more_rows,
-            cap=self.cap,
+            cap=None if on_demand else self.cap,
+            state=ResultState.ON_DEMAND if on_demand else ResultState.COMPLETE,
+            statement=self._statement if on_demand else None,
+            language=self._language if on_demand else None,
+            reordered=reordered,
         )
-        _write_private(self._dir / f"{self.result_id}.json", meta.to_json())
+        self._store.save_meta(meta)
         self._store.sweep(keep=self.result_id)
         return meta
 
@@ -184,6 +243,13 @@ class ResultWriter:
             with contextlib.suppress(OSError, pa.ArrowException):
                 self._writer.close()
         self._tmp.unlink(missing_ok=True)
+
+
+def _starts_with(path: Path, first: pa.Table) -> bool:
+    """Whether the Arrow file at ``path`` begins with exactly the rows of ``first``."""
+    stored = pa.ipc.open_file(pa.memory_map(str(path), "r")).read_all()
+    head = take(stored, 0, first.num_rows)
+    return bool(head.num_rows == first.num_rows and head.equals(first.cast(head.schema)))
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -205,14 +271,42 @@ class ResultStore:
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
         return path
 
-    def writer(self, principal: str, session_id: str | None) -> ResultWriter:
-        return ResultWriter(self, principal, session_id)
+    def writer(
+        self,
+        principal: str,
+        session_id: str | None,
+        *,
+        result_id: str | None = None,
+        statement: str | None = None,
+        language: str = "sql",
+        preview: int | None = None,
+        expect_first: pa.Table | None = None,
+    ) -> ResultWriter:
+        return ResultWriter(
+            self,
+            principal,
+            session_id,
+            result_id=result_id,
+            statement=statement,
+            language=language,
+            preview=preview,
+            expect_first=expect_first,
+        )
+
+    def save_meta(self, meta: ResultMeta) -> None:
+        _write_private(self.root / meta.principal / f"{meta.result_id}.json", meta.to_json())
+
+    def set_state(self, meta: ResultMeta, state: ResultState, *, error: str | None = None) -> ResultMeta:
+        """Record a new state of an on-demand result (its rows are unchanged)."""
+        updated = replace(meta, state=state, error=error)
+        self.save_meta(updated)
+        return updated
 
     def meta(self, principal: str, result_id: str) -> ResultMeta:
         _check_id(result_id)
         path = self.root / principal / f"{result_id}.json"
         try:
-            meta = ResultMeta(**json.loads(path.read_text()))
+            meta = ResultMeta.from_json(path.read_text())
         except (OSError, ValueError, TypeError):
             raise ResultNotFound(f"no result {result_id}: it never existed, expired, or is not yours") from None
         if meta.principal != principal or meta.expires_at < time.time():

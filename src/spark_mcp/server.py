@@ -30,6 +30,7 @@ from spark_mcp.errors import AuditError
 from spark_mcp.identity import Principal, acting_as, os_user, validate_principal_id
 from spark_mcp.tools import catalog, plans, queries, resources, sessions
 from spark_mcp.tools._base import ServerState
+from spark_mcp.tools.schema import compact_schema
 
 log = structlog.get_logger(__name__)
 
@@ -166,4 +167,18 @@ def build_server(
     catalog.register(server)
     plans.register(server)
     resources.register(server)
+    compact_tool_schemas(server)
     return server
+
+
+def compact_tool_schemas(server: MCPServer) -> None:
+    """Rewrite every tool's input and output schema in its compact, equivalent form (``tools.schema``).
+
+    The SDK reads these fields live when it lists tools ("reassigning them later takes
+    effect", func_metadata.py); it validates arguments and results with the pydantic
+    models, which stay as they are.
+    """
+    for tool in server._tool_manager.list_tools():  # the registered Tool objects (no public accessor)
+        tool.parameters = compact_schema(tool.parameters)
+        tool.fn_metadata.output_schema = compact_schema(tool.fn_metadata.output_schema, output=True)
+        tool.__dict__.pop("output_schema", None)  # a cached_property over the field above

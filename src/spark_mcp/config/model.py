@@ -130,6 +130,9 @@ class LimitsConfig(_Model):
     max_sessions: int = Field(default=8, ge=1)
     session_idle_timeout_s: float = Field(default=3600, gt=0)
     max_concurrent_jobs: int = Field(default=16, ge=1, le=256)
+    max_jobs_per_driver: int = Field(
+        default=4, ge=1, le=256, description="jobs one driver runs at once; the others wait, state queued"
+    )
 
     @model_validator(mode="after")
     def _coherent(self) -> LimitsConfig:

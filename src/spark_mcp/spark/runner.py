@@ -25,6 +25,8 @@ from spark_mcp.spark.errors import translate
 
 SPARK_TYPE_KEY = b"spark_type"
 
+Frame = DataFrame  # for layers above spark/, which never import pyspark themselves
+
 
 class ArrowSink(Protocol):
     def begin(self, schema: pa.Schema) -> None: ...
@@ -150,10 +152,14 @@ def command_result(session: ConnectSession, sql: str) -> pa.Table | DataFrame:
     relation: either comes back as a DataFrame still to execute.
     """
     spark = session.spark
-    client = spark.client
+    client: Any = spark.client
+    # execute_command_as_iterator refuses the metrics Spark sends along: read the responses here.
+    request = client._execute_plan_request_with_metadata()
+    client._set_command_in_plan(request.plan, SQL(sql, [], {}, []).command(client))
     relation: Any = None
-    for properties in client.execute_command_as_iterator(SQL(sql, [], {}, []).command(client)):
-        relation = properties.get("sql_command_result", relation)
+    for response in client._execute_and_fetch_as_iterator(request, {}):
+        if isinstance(response, dict):
+            relation = response.get("sql_command_result", relation)
     if relation is not None and relation.HasField("local_relation") and relation.local_relation.HasField("data"):
         return pa.ipc.open_stream(relation.local_relation.data).read_all()
     if relation is None:

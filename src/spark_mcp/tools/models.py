@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 JobStateName = Literal["queued", "running", "succeeded", "failed", "cancelled", "timed_out"]
+ResultStateName = Literal["complete", "on_demand", "storing", "failed"]
 
 
 class ColumnOut(BaseModel):
@@ -22,19 +23,12 @@ class ProgressOut(BaseModel):
     stages_done: int
     tasks: int
     tasks_done: int
-    inflight_tasks: int
-    fraction: float | None = Field(description="tasks done / tasks known so far")
 
 
 class ErrorOut(BaseModel):
     code: str = Field(description="spark-mcp's stable error code, e.g. spark_error, policy_denied, timed_out")
     error_class: str | None = Field(default=None, description="Spark's error class, e.g. TABLE_OR_VIEW_NOT_FOUND")
     message: str
-
-
-class TopValueOut(BaseModel):
-    value: Any
-    count: int
 
 
 class ColumnSummaryOut(BaseModel):
@@ -45,7 +39,7 @@ class ColumnSummaryOut(BaseModel):
     min: Any = None
     max: Any = None
     mean: float | None = None
-    top_values: list[TopValueOut] = []
+    top_values: list[list[Any]] = Field(default=[], description="[value, count], most frequent first")
 
 
 class QueryReply(BaseModel):
@@ -64,7 +58,9 @@ class QueryReply(BaseModel):
     truncated: bool = Field(default=False, description="more rows exist than this reply shows")
     total_rows: int | None = Field(default=None, description="rows kept in the stored result")
     result_id: str | None = Field(default=None, description="page through it with fetch_rows")
-    result_uri: str | None = None
+    result_state: ResultStateName | None = Field(
+        default=None, description="complete, or on_demand: fetch_rows computes rows past the preview when asked"
+    )
     elapsed_ms: int
     progress: ProgressOut | None = None
     summary: list[ColumnSummaryOut] | None = None
@@ -72,12 +68,25 @@ class QueryReply(BaseModel):
     error: ErrorOut | None = None
 
 
+class TablePreview(BaseModel):
+    """The first rows of a table or view."""
+
+    table: str
+    columns: list[ColumnOut]
+    rows: list[list[Any]] = Field(description="exact values: decimals as strings, dates and timestamps ISO 8601")
+    row_count: int
+    truncated: bool = Field(description="the table has more rows")
+    result_id: str
+    notes: list[str] = []
+
+
 class RowsPage(BaseModel):
     result_id: str
     format: Literal["table", "json", "csv"]
     offset: int
     row_count: int
-    total_rows: int
+    total_rows: int | None = Field(description="rows in the whole result, null until it is complete")
+    result_state: ResultStateName
     next_offset: int | None = Field(description="offset of the next page, or null at the end")
     columns: list[ColumnOut]
     rows: list[list[Any]] | None = Field(default=None, description="exact values (format=json)")
@@ -191,11 +200,6 @@ class DangerOut(BaseModel):
     detail: str
 
 
-class EstimatesOut(BaseModel):
-    size_in_bytes: float | None = Field(description="Spark's estimate of the result size (cost mode)")
-    row_count: int | None = Field(description="Spark's estimate of the row count, when it has one")
-
-
 class ExplainReply(BaseModel):
     session_id: str
     mode: Literal["simple", "extended", "cost", "formatted"]
@@ -208,6 +212,7 @@ class ExplainReply(BaseModel):
     dangers: list[DangerOut]
     decision: DecisionOut
     plan: str | None = Field(description="Spark's plan text; withheld when the policy denies the statement")
-    estimates: EstimatesOut | None = None
+    estimated_bytes: float | None = Field(default=None, description="Spark's estimate of the result size (cost)")
+    estimated_rows: int | None = Field(default=None, description="Spark's estimate of the row count (cost)")
     error: ErrorOut | None = None
     notes: list[str] = []

@@ -18,7 +18,7 @@ from spark_mcp.calls import note
 from spark_mcp.errors import SparkError, SparkMcpError
 from spark_mcp.jobs import Job, JobState
 from spark_mcp.preview import column_infos, render_summary, render_table, summarize, to_json_rows
-from spark_mcp.results import ResultMeta, take
+from spark_mcp.results import ResultMeta, ResultState, take
 from spark_mcp.spark.runner import Progress
 from spark_mcp.tools._base import error_text
 from spark_mcp.tools.models import (
@@ -27,7 +27,6 @@ from spark_mcp.tools.models import (
     ErrorOut,
     ProgressOut,
     QueryReply,
-    TopValueOut,
 )
 
 
@@ -43,8 +42,6 @@ def progress_out(progress: Progress) -> ProgressOut | None:
         stages_done=progress.stages_done,
         tasks=progress.tasks,
         tasks_done=progress.tasks_done,
-        inflight_tasks=progress.inflight_tasks,
-        fraction=progress.fraction,
     )
 
 
@@ -112,22 +109,22 @@ def _stored_reply(
     summary: bool,
 ) -> CallToolResult:
     notes: list[str] = base["notes"]
+    meta = app.results.meta(job.principal, meta.result_id)  # it may have been completed since the job ended
     table = app.results.table(job.principal, meta.result_id)
     if table.num_columns == 0:
         # A command (DDL, a temp view, SET...) has no result set: say so, and offer nothing to page.
         note(rows=0)
         reply = QueryReply(**base, result_set=False)
         return _result(f"{job.kind} ok in {job.elapsed_ms} ms: the statement returns no result set.", reply, None)
-    if meta.cap:
-        notes.append(f"the stored result stopped at {meta.cap}; the statement had more rows")
+    notes.extend(state_notes(meta))
     columns = schema_columns(table.schema)
     more = meta.more_rows
     common = {
         **base,
         "columns": columns,
-        "total_rows": meta.row_count,
+        "total_rows": meta.row_count if meta.complete else None,
         "result_id": meta.result_id,
-        "result_uri": result_uri(meta.result_id),
+        "result_state": meta.state.value,
     }
     note(result_id=meta.result_id)
     if summary:
@@ -139,7 +136,7 @@ def _stored_reply(
             truncated=meta.row_count > 0 or more,
             summary=[_summary_out(s) for s in summaries],
         )
-        return _result(_header(job, meta) + text, reply, meta)
+        return _result(_header(job, meta, shown=None) + text, reply, meta)
     page = take(table, 0, max_rows)
     json_rows = to_json_rows(page)
     fitting = fit_json_rows(json_rows, max_chars)
@@ -154,14 +151,40 @@ def _stored_reply(
         row_count=shown,
         truncated=meta.row_count > shown or more,
     )
-    return _result(_header(job, meta) + rendered.text, reply, meta)
+    return _result(_header(job, meta, shown=shown) + rendered.text, reply, meta)
 
 
-def _header(job: Job, meta: ResultMeta) -> str:
-    more = "+" if meta.more_rows else ""
+def state_notes(meta: ResultMeta) -> list[str]:
+    """What a reader of ``meta``'s rows must know about how complete and consistent they are."""
+    notes: list[str] = []
+    if meta.cap:
+        notes.append(f"the stored result stopped at {meta.cap}; the statement had more rows")
+    if meta.state is ResultState.FAILED:
+        notes.append(
+            f"producing the rows after the first {meta.row_count} failed ({meta.error}); "
+            "asking fetch_rows for them again retries"
+        )
+    elif meta.state is ResultState.STORING:
+        notes.append(f"the rows after the first {meta.row_count} are being produced now; ask fetch_rows again")
+    if meta.reordered:
+        notes.append(
+            "the statement ran again to produce every row, and its first rows differ from the preview's "
+            "(its row order is not fixed: add ORDER BY); page from offset 0 for one consistent result"
+        )
+    return notes
+
+
+def _header(job: Job, meta: ResultMeta, *, shown: int | None) -> str:
+    if meta.complete:
+        more = "+" if meta.more_rows else ""
+        return (
+            f"{job.kind} ok in {job.elapsed_ms} ms; result {meta.result_id} holds {meta.row_count:,}{more} rows "
+            f"(fetch_rows pages through it).\n"
+        )
+    offset = shown if shown is not None else meta.row_count
     return (
-        f"{job.kind} ok in {job.elapsed_ms} ms; result {meta.result_id} holds {meta.row_count:,}{more} rows "
-        f"(fetch_rows pages through it).\n"
+        f"{job.kind} ok in {job.elapsed_ms} ms; more rows exist: result {meta.result_id} keeps the first "
+        f"{meta.row_count:,} so far, and fetch_rows(offset={offset}) produces the rest on demand.\n"
     )
 
 
@@ -174,7 +197,7 @@ def _summary_out(s: Any) -> ColumnSummaryOut:
         min=s.min,
         max=s.max,
         mean=s.mean,
-        top_values=[TopValueOut(value=v, count=c) for v, c in s.top_values],
+        top_values=[[v, c] for v, c in s.top_values],
     )
 
 
