@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from spark_mcp.identity import Principal
+from spark_mcp.policy import decide_statement, policy_from_toml
 from spark_mcp.spark.inspect import analysis_error, analyzed_section, inspect_explain
 from spark_mcp.spark.sqltext import gate
 from spark_mcp.statement import DangerKind, StatementFacts, StatementKind, TableName
@@ -316,6 +318,26 @@ EXPECTED: dict[str, tuple[str, Expect]] = {
     "create_view": ("CREATE VIEW is DDL on the view", Expect(K.DDL, sc("t1"), sc("pv_new"))),
     "create_view_multiline": ("a view over several lines is DDL", Expect(K.DDL, sc("t1"), sc("pv_new2"))),
     "alter_view_as": ("ALTER VIEW AS is DDL on the view", Expect(K.DDL, (), (PV,))),
+    "alter_view_as_persistent_reads": (
+        "ALTER VIEW AS of a view is DDL on it that reads its new query's tables",
+        Expect(K.DDL, sc("secret"), (PV,)),
+    ),
+    "alter_view_as_temp": (
+        "ALTER VIEW AS of a temp view is a temp view statement reading its query's tables",
+        Expect(K.TEMP_VIEW, sc("secret"), temp_view="tv"),
+    ),
+    "alter_view_as_temp_over_view": (
+        "a temp view altered to read a view reads the view's base tables",
+        Expect(K.TEMP_VIEW, sc("t1", "secret"), views=(PV, "spark_catalog.default.pv_nested"), temp_view="tv"),
+    ),
+    "alter_view_as_global_temp": (
+        "ALTER VIEW AS of a global temp view is DDL on global_temp",
+        Expect(K.DDL, sc("t1"), ("spark_catalog.global_temp.gv",)),
+    ),
+    "alter_view_schema_binding_temp": (
+        "ALTER VIEW WITH SCHEMA BINDING of a temp view is a temp view statement",
+        Expect(K.TEMP_VIEW, temp_view="tv"),
+    ),
     "drop_table": ("DROP TABLE writes the table", Expect(K.DDL, (), sc("t1"))),
     "drop_table_if_exists_missing": (
         "DROP TABLE IF EXISTS names the missing table",
@@ -567,6 +589,69 @@ def test_every_fixture_has_an_expectation() -> None:
     fixtures = {p.stem for p in FIXTURES.glob("*.txt")}
     covered = set(EXPECTED) | {f"tpch_q{n:02d}" for n in TPCH_READS}
     assert fixtures == covered
+
+
+# --- ALTER VIEW of a temp view (decided under a policy, no driver) ----------------------
+
+ANALYST = policy_from_toml(
+    """
+[roles.analyst]
+actions = ["sql.read", "catalog.read"]
+read = ["default.*"]
+deny = ["default.secret"]
+
+[users]
+alice = ["analyst"]
+"""
+)
+
+
+@pytest.mark.parametrize(
+    ("fixture", "allowed", "reason", "rule"),
+    [
+        pytest.param(
+            "alter_view_as_temp",
+            False,
+            "alice may not read spark_catalog.default.secret: denied by role analyst (default.secret)",
+            'roles.analyst.deny[0] "default.secret"',
+            id="a temp view altered to read a denied table names the table and the deny rule",
+        ),
+        pytest.param(
+            "alter_view_as_temp_over_view",
+            False,
+            "alice may not read spark_catalog.default.secret: denied by role analyst (default.secret)",
+            'roles.analyst.deny[0] "default.secret"',
+            id="a denied table behind a view is named too",
+        ),
+        pytest.param(
+            "alter_view_schema_binding_temp",
+            True,
+            "analyst may sql.read",
+            "roles.analyst.actions",
+            id="changing a temp view's schema binding needs sql.read only",
+        ),
+        pytest.param(
+            "alter_view_as",
+            False,
+            "no role of alice grants sql.ddl",
+            "default-deny",
+            id="a persistent view stays DDL",
+        ),
+        pytest.param(
+            "alter_view_as_global_temp",
+            False,
+            "no role of alice grants sql.ddl",
+            "default-deny",
+            id="a global temp view is DDL",
+        ),
+    ],
+)
+def test_alter_view_is_decided_on_what_it_does(fixture: str, allowed: bool, reason: str, rule: str) -> None:
+    decision = decide_statement(ANALYST, Principal("alice"), facts_of(fixture))
+    assert decision.allowed is allowed
+    assert decision.reason.startswith(reason), decision
+    assert decision.rule == rule
+    assert "could not analyse" not in decision.reason
 
 
 # --- analysis errors ---------------------------------------------------------------------

@@ -189,6 +189,8 @@ def _classify_root(
         return _create_view(root, sections.analyzed, facts)
     if root.name == "DropTempViewCommand":
         return _drop_temp_view(root, facts)
+    if root.name in ("AlterViewAsCommand", "AlterViewSchemaBindingCommand"):
+        return _alter_view(root, facts)
     if root.name in ("CreateTempViewUsing", "CacheTableAsSelect"):
         # The view's name is printed first, right after the node name (no literal before it).
         pattern = (
@@ -250,4 +252,22 @@ def _drop_temp_view(root: Node, facts: Facts) -> tuple[StatementKind, str | None
     if len(parts) == 1:
         return _K.TEMP_VIEW, parts[0].lower()
     facts.writes.add(TableName.of("spark_catalog", ".".join(parts[:-1]), parts[-1]))
+    return _K.DDL, None
+
+
+def _alter_view(root: Node, facts: Facts) -> tuple[StatementKind, str | None]:
+    """ALTER VIEW: of a local temp view it is TEMP_VIEW, else DDL on the view.
+
+    Spark prints the view's name right after the node's name (no literal precedes it): one
+    part for a local temp view of the caller's own session, two for a global temp view
+    (``global_temp.v``), three for a persistent view. The view's new query is read like any
+    other (its relations are reads), so what a temp view is altered to read is checked too.
+    """
+    parts = first_identifier(root)
+    if not parts:
+        facts.danger(_D.UNANALYSABLE, "cannot read the name of the view being altered")
+        return _K.UNKNOWN, None
+    if len(parts) == 1:
+        return _K.TEMP_VIEW, parts[0].lower()
+    facts.writes.add(table_of(parts) or TableName.of("spark_catalog", parts[0], parts[1]))
     return _K.DDL, None

@@ -153,13 +153,15 @@ def _rules() -> dict[str, Rule]:
     # DDL on tables, views and namespaces.
     add(
         "CreateDataSourceTableCommand CreateDataSourceTableAsSelectCommand CreateTableCommand "
-        "CreateTableLikeCommand AlterViewAsCommand AlterViewSchemaBindingCommand DropTableCommand "
+        "CreateTableLikeCommand DropTableCommand "
         "AlterTableRenameCommand AlterTableAddColumnsCommand AlterTableChangeColumnCommand "
         "AlterTableSetPropertiesCommand AlterTableUnsetPropertiesCommand AlterTableSerDePropertiesCommand "
         "AlterTableAddPartitionCommand AlterTableDropPartitionCommand AlterTableRenamePartitionCommand "
         "CreateViewCommand",
         Rule(_K.DDL, Target.FIRST),
     )
+    # ALTER VIEW of a temporary view changes only the caller's session: see classify.py.
+    add("AlterViewAsCommand AlterViewSchemaBindingCommand", Rule(_K.DDL, Target.FIRST))
     add(
         "AlterTableSetLocationCommand",
         Rule(
