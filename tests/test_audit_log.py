@@ -10,8 +10,7 @@ from mcp import Client
 
 from spark_mcp.app import App
 from spark_mcp.audit import verify
-from tests.test_jobs import LONG_QUERY
-from tests.test_sql import call
+from tests.helpers import LONG_QUERY, call
 
 pytestmark = pytest.mark.anyio
 

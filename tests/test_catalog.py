@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 from mcp import Client
 
-from tests.conftest import ClientFactory
-from tests.test_sql import call, call_error
+from tests.helpers import ClientFactory, call, call_error
 
 pytestmark = pytest.mark.anyio
 

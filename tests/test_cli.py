@@ -13,9 +13,7 @@ import pytest
 from mcp import Client
 
 from spark_mcp.app import App
-from tests.conftest import TESTS, make_config
-from tests.test_drivers import driver_pids
-from tests.test_sql import call
+from tests.helpers import TESTS, call, driver_pids, make_config
 
 SPARK_MCP = str(Path(sys.executable).parent / "spark-mcp")
 

@@ -17,26 +17,9 @@ from spark_mcp.drivers.base import Driver
 from spark_mcp.drivers.process import free_loopback_port, process_has_marker
 from spark_mcp.errors import DriverLost, SessionClosed
 from spark_mcp.spark.connect import open_session
-from tests.conftest import ClientFactory, make_config
-from tests.test_sql import call, call_error
+from tests.helpers import ClientFactory, call, call_error, driver_pids, make_config
 
 pytestmark = pytest.mark.anyio
-
-
-def driver_pids() -> dict[str, int]:
-    """Every live spark-mcp driver on this machine, by driver id (from its command line)."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        for arg in cmdline:
-            if arg.startswith(b"spark.mcp.driver.id="):
-                found[arg.split(b"=", 1)[1].decode()] = int(entry.name)
-    return found
 
 
 def listening_addresses(pid: int) -> list[str]:

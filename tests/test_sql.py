@@ -8,23 +8,9 @@ from decimal import Decimal
 import pytest
 from mcp import Client
 
-from tests.conftest import ClientFactory
+from tests.helpers import ClientFactory, call, call_error
 
 pytestmark = pytest.mark.anyio
-
-
-async def call(client: Client, tool: str, **arguments: object) -> dict:
-    result = await client.call_tool(tool, arguments)
-    assert not result.is_error, result.content[0].text
-    assert result.structured_content is not None
-    return result.structured_content
-
-
-async def call_error(client: Client, tool: str, **arguments: object) -> str:
-    """The error text the model reads, without the SDK's "Error executing tool X: " prefix."""
-    result = await client.call_tool(tool, arguments)
-    assert result.is_error, f"expected an error, got {result.structured_content}"
-    return result.content[0].text.removeprefix(f"Error executing tool {tool}: ")
 
 
 async def test_a_query_returns_typed_columns_exact_rows_and_a_result_id(alice: Client) -> None:
