@@ -25,6 +25,18 @@ from spark_mcp.server import build_server
 from tests.helpers import ClientFactory, make_config
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test that uses the running App (real drivers) must say so with ``@pytest.mark.spark``,
+    so that ``pytest -m "not spark"`` never starts a driver."""
+    unmarked = [
+        item.nodeid
+        for item in items
+        if "app" in getattr(item, "fixturenames", ()) and item.get_closest_marker("spark") is None
+    ]
+    if unmarked:
+        raise pytest.UsageError("tests that use real Spark drivers need @pytest.mark.spark: " + ", ".join(unmarked))
+
+
 @pytest.fixture(scope="session")
 def anyio_backend() -> str:
     return "asyncio"

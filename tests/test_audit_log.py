@@ -12,7 +12,7 @@ from spark_mcp.app import App
 from spark_mcp.audit import verify
 from tests.helpers import LONG_QUERY, call
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.spark]
 
 
 def records(app: App) -> list[dict]:

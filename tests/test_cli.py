@@ -48,6 +48,7 @@ def test_policy_check_accepts_good_files_and_names_the_problem_in_bad_ones(tmp_p
     assert str(bad) in done.stderr and "roles.x.actions[1]" in done.stderr
 
 
+@pytest.mark.spark
 def test_policy_explain_prints_the_decision_and_its_rule(tmp_path: Path, data_dir: Path) -> None:
     config = tmp_path / "spark-mcp.toml"
     config.write_text(
@@ -60,6 +61,7 @@ def test_policy_explain_prints_the_decision_and_its_rule(tmp_path: Path, data_di
     assert "DENIED" in done.stdout and 'roles.analyst.deny[1] "hr.*"' in done.stdout
 
 
+@pytest.mark.spark
 @pytest.mark.anyio
 async def test_drivers_list_and_stop_see_and_stop_what_the_server_started(tmp_path: Path, data_dir: Path) -> None:
     config = make_config(tmp_path / "home", data_dir, datasets=[])
@@ -76,6 +78,7 @@ async def test_drivers_list_and_stop_see_and_stop_what_the_server_started(tmp_pa
         assert unknown.returncode == 1 and "no driver drv-nope" in unknown.stdout
 
 
+@pytest.mark.spark
 @pytest.mark.anyio
 async def test_audit_verify_and_tail(alice: Client, app: App, tmp_path: Path) -> None:
     await call(alice, "whoami")

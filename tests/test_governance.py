@@ -13,7 +13,7 @@ from mcp import Client
 from spark_mcp.app import App
 from tests.helpers import ClientFactory, call, call_error
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.spark]
 
 SALARIES_FILE = "__SALARIES__"  # replaced by the real path of the hr.salaries parquet file
 

@@ -17,7 +17,7 @@ from spark_mcp.app import App
 from spark_mcp.spark import runner
 from tests.helpers import LONG_QUERY, ClientFactory, call, call_error
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.spark]
 
 
 async def wait_terminal(client: Client, job_id: str) -> dict:

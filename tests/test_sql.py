@@ -10,7 +10,7 @@ from mcp import Client
 
 from tests.helpers import ClientFactory, call, call_error
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.spark]
 
 
 async def test_a_query_returns_typed_columns_exact_rows_and_a_result_id(alice: Client) -> None:
