@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -13,6 +14,8 @@ import pytest
 from mcp import Client
 
 from spark_mcp.app import App
+from spark_mcp.audit import AuditLog, Redactor
+from spark_mcp.errors import AuditError
 from tests.helpers import TESTS, call, driver_pids, make_config
 
 SPARK_MCP = str(Path(sys.executable).parent / "spark-mcp")
@@ -94,6 +97,27 @@ async def test_audit_verify_and_tail(alice: Client, app: App, tmp_path: Path) ->
     copy.write_text("\n".join(lines) + "\n")
     tampered = run("audit", "--path", str(copy), "verify")
     assert tampered.returncode == 1 and "line 1" in tampered.stdout
+
+
+def test_audit_verify_takes_the_path_the_logs_own_messages_suggest(tmp_path: Path) -> None:
+    path = tmp_path / "audit" / "audit.jsonl"
+    with AuditLog(path, Redactor()) as log:
+        log.emit(request_id="r1", principal="alice", tool="whoami", outcome="ok", duration_ms=1)
+    positional = run("audit", "verify", str(path))
+    assert positional.returncode == 0, positional.stdout + positional.stderr
+    assert f"{path}: 1 records, chain intact" in positional.stdout
+    assert run("audit", "--path", str(path), "verify").returncode == 0  # the older form still works
+    # A log whose head file is gone refuses to go on and names a command: that command must run.
+    Path(f"{path}.head").unlink()
+    with pytest.raises(AuditError) as refused:
+        AuditLog(path, Redactor())
+    suggested = re.search(r"`spark-mcp (audit verify [^`]+)`", str(refused.value))
+    assert suggested is not None, refused.value
+    done = run(*suggested.group(1).split())
+    assert done.returncode == 1, done.stdout + done.stderr  # it ran, and found the problem
+    assert "head file missing" in done.stdout
+    clash = run("audit", "--path", str(tmp_path / "other.jsonl"), "verify", str(path))
+    assert clash.returncode == 2 and "two different audit files" in clash.stderr
 
 
 def test_call_runs_one_tool_and_prints_its_reply(tmp_path: Path) -> None:
