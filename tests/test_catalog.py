@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 from mcp import Client
 
-from tests.conftest import ClientFactory
-from tests.test_sql import call, call_error
+from tests.helpers import ClientFactory, call, call_error
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.spark]
 
 
 async def test_list_catalogs_shows_the_session_catalog(alice: Client) -> None:

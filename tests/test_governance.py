@@ -11,10 +11,9 @@ import pytest
 from mcp import Client
 
 from spark_mcp.app import App
-from tests.conftest import ClientFactory
-from tests.test_sql import call, call_error
+from tests.helpers import ClientFactory, call, call_error
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.spark]
 
 SALARIES_FILE = "__SALARIES__"  # replaced by the real path of the hr.salaries parquet file
 
@@ -237,6 +236,32 @@ async def test_temp_views_work_and_are_checked_on_their_base_tables(connect: Cli
             # After USE, an unqualified name still resolves through Spark, so hr stays out of reach.
             text = await call_error(alice, "run_sql", session_id=session, sql="SELECT * FROM secret_codes")
             assert "policy_denied" in text
+        finally:
+            await call(alice, "close_session", session_id=session)
+
+
+async def test_altering_a_temp_view_to_read_a_denied_table_names_the_table_and_the_rule(
+    connect: ClientFactory,
+) -> None:
+    # Once refused as "text Spark could not analyse": ALTER VIEW of a temp view is a statement of
+    # the caller's own session, decided on the tables its new query reads.
+    async with connect("alice") as alice:
+        session = (await call(alice, "create_session"))["session_id"]
+        try:
+            await call(alice, "run_sql", session_id=session, sql="CREATE TEMP VIEW v AS SELECT * FROM tpch.nation")
+            text = await call_error(
+                alice, "run_sql", session_id=session, sql="ALTER VIEW v AS SELECT * FROM hr.salaries"
+            )
+            assert text.startswith(
+                "policy_denied: alice may not read spark_catalog.hr.salaries: denied by role analyst (hr.*)"
+            ), text
+            assert 'rule: roles.analyst.deny[1] "hr.*"' in text, text
+            unchanged = await call(alice, "run_sql", session_id=session, sql="SELECT count(*) FROM v")
+            assert unchanged["rows"] == [[25]]
+            # Altering it to read what alice may read is allowed, and takes effect.
+            await call(alice, "run_sql", session_id=session, sql="ALTER VIEW v AS SELECT r_name FROM tpch.region")
+            altered = await call(alice, "run_sql", session_id=session, sql="SELECT count(*) FROM v")
+            assert altered["rows"] == [[5]]
         finally:
             await call(alice, "close_session", session_id=session)
 

@@ -15,13 +15,9 @@ from mcp import Client
 
 from spark_mcp.app import App
 from spark_mcp.spark import runner
-from tests.conftest import ClientFactory
-from tests.test_sql import call, call_error
+from tests.helpers import LONG_QUERY, ClientFactory, call, call_error
 
-pytestmark = pytest.mark.anyio
-
-# About 4e10 joined rows: minutes of work on two cores, so it is still running when we look.
-LONG_QUERY = "SELECT count(*) FROM range(200000) a CROSS JOIN range(200000) b WHERE a.id + b.id < 0"
+pytestmark = [pytest.mark.anyio, pytest.mark.spark]
 
 
 async def wait_terminal(client: Client, job_id: str) -> dict:

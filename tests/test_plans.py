@@ -8,10 +8,9 @@ import pytest
 from mcp import Client
 
 from spark_mcp.app import App
-from tests.conftest import ClientFactory
-from tests.test_sql import call, call_error
+from tests.helpers import ClientFactory, call, call_error
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.spark]
 
 NATION = {"table": "tpch.nation"}
 

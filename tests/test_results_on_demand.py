@@ -11,8 +11,7 @@ import json
 import pytest
 from mcp import Client
 
-from tests.conftest import ClientFactory
-from tests.test_sql import call, call_error
+from tests.helpers import ClientFactory, call, call_error
 
 pytestmark = [pytest.mark.anyio, pytest.mark.spark]
 

@@ -23,9 +23,9 @@ from mcp import Client, StdioServerParameters
 
 from spark_mcp.drivers.process import pid_alive
 from spark_mcp.drivers.state import read_records
-from tests.conftest import TESTS, TPCH_TABLES
+from tests.helpers import TESTS, TPCH_TABLES
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.spark]
 
 SPARK_MCP = str(Path(sys.executable).parent / "spark-mcp")
 

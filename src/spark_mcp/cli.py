@@ -158,8 +158,12 @@ def cmd_drivers(args: argparse.Namespace) -> int:
 def cmd_audit(args: argparse.Namespace) -> int:
     from spark_mcp.audit import tail, verify
 
-    config = _config(args)
-    path = Path(args.path) if args.path else config.audit_path
+    given = getattr(args, "verify_path", None)
+    if given and args.path and Path(given) != Path(args.path):
+        print(f"two different audit files given: {args.path} and {given}", file=sys.stderr)
+        return 2
+    given = given or args.path
+    path = Path(given) if given else _config(args).audit_path
     if args.action == "verify":
         report = verify(path)
         for problem in report.problems:
@@ -280,7 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
     common(audit)
     audit.add_argument("--path", help="audit file (default: <home>/audit/audit.jsonl)")
     audit_sub = audit.add_subparsers(dest="action", required=True)
-    audit_sub.add_parser("verify")
+    audit_verify = audit_sub.add_parser("verify")
+    # The form the audit log's own messages suggest: spark-mcp audit verify <path>.
+    audit_verify.add_argument("verify_path", nargs="?", metavar="path", help="audit file (same as --path)")
     audit_tail = audit_sub.add_parser("tail")
     audit_tail.add_argument("-n", type=int, default=20)
     audit_tail.add_argument("--user", dest="filter_user")

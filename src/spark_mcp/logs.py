@@ -11,7 +11,7 @@ import sys
 import structlog
 from structlog.typing import EventDict, WrappedLogger
 
-from spark_mcp.audit import scrub_everywhere
+from spark_mcp.redaction import scrub_everywhere
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
