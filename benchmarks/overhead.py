@@ -116,13 +116,17 @@ async def run(scale: float, repeat: int, queries: list[int]) -> None:
     data = tpch_data(scale)
     home = Path(tempfile.mkdtemp(prefix="spark-mcp-overhead-"))
     datasets = [{"name": f"tpch.{t}", "path": str(data / f"{t}.parquet")} for t in TABLES]
-    config = load_config(None, environ={}, overrides={"home": str(home), "datasets": datasets})
+    # A page of 1,000 lineitem rows is ~250k characters: raise the reply budget so the paged read
+    # measures the machinery, not the budget (which would cut each page at ~40 rows by design).
+    limits = {"max_chars": 1_000_000}
+    config = load_config(None, environ={}, overrides={"home": str(home), "datasets": datasets, "limits": limits})
     print(f"TPC-H scale {scale:g}, {repeat} repetitions; {machine()}", flush=True)
     async with App.running(config) as app, Client(build_server(app=app, user=USER)) as client:
         await client.call_tool("run_sql", {"sql": "USE tpch"})  # the default session; TPC-H names bare tables
         driver = app.drivers.current(USER)
         assert driver is not None
-        direct = open_session(driver, user_id=f"{USER}-direct").spark
+        direct_session = open_session(driver, user_id=f"{USER}-direct")
+        direct = direct_session.spark
         direct.sql("USE tpch")
         bench = Bench(client, direct, repeat)
 
@@ -163,6 +167,7 @@ async def run(scale: float, repeat: int, queries: list[int]) -> None:
             )
             ours_total += bench.rows[-1][1]
             theirs_total += bench.rows[-1][2]
+        direct_session.close()
         print()
         print(bench.table())
         if queries:
