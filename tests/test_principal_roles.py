@@ -25,7 +25,10 @@ read = ["tpch.*"]
 write = ["staging.*"]
 
 [roles.admin]
-actions = ["session.create", "sql.read", "sql.write", "sql.ddl", "sql.admin", "plan.run", "catalog.read", "driver.admin", "audit.read"]
+actions = [
+    "session.create", "sql.read", "sql.write", "sql.ddl", "sql.admin", "plan.run", "catalog.read",
+    "driver.admin", "audit.read",
+]
 read = ["*"]
 write = ["*"]
 
@@ -52,7 +55,9 @@ LINEITEM = TableName.of("spark_catalog", "tpch", "lineitem")
         pytest.param("mallory", ("engineer",), ("engineer",), id="an empty users entry still takes group roles"),
     ],
 )
-def test_roles_for_takes_users_then_groups_that_name_roles(user: str, groups: tuple[str, ...], roles: tuple[str, ...]) -> None:
+def test_roles_for_takes_users_then_groups_that_name_roles(
+    user: str, groups: tuple[str, ...], roles: tuple[str, ...]
+) -> None:
     assert POLICY.roles_for(user, groups) == roles
 
 

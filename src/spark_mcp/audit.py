@@ -18,7 +18,8 @@ it. What it guarantees is that a partial edit, an accident or a crash is never s
 Writing rules (``AuditLog.emit``):
 
 - Every string is redacted first (``Redactor``): registered secrets (driver tokens) and
-  anything shaped like ``token=...``, ``PASSWORD: ...`` or ``Bearer ...``.
+  anything shaped like ``token=...``, ``PASSWORD: ...``, ``Bearer ...`` or an API token
+  (``smcp_<id>_<secret>``).
 - The record is appended, flushed and ``fsync``-ed before ``emit`` returns, under a thread
   lock and an exclusive ``flock`` on the file, so threads and processes sharing one log
   keep one chain: the tip is re-read under the lock before each append.
@@ -118,6 +119,8 @@ _ASSIGNMENT = re.compile(
     """
 )
 _BEARER = re.compile(r"(?i)\b(Bearer\s+)[A-Za-z0-9._~+/-]+=*")
+# spark-mcp's own API tokens, by shape (``state/tokens.py``): caught wherever they appear.
+_API_TOKEN = re.compile(r"smcp_[0-9a-f]{12}_[A-Za-z0-9_-]{43}")
 
 
 def _redact_assignment(match: re.Match[str]) -> str:
@@ -163,6 +166,7 @@ class Redactor:
         pattern = self._pattern  # read once: a concurrent add swaps it whole
         if pattern is not None:
             text = pattern.sub(REDACTED, text)
+        text = _API_TOKEN.sub(REDACTED, text)
         text = _ASSIGNMENT.sub(_redact_assignment, text)
         return _BEARER.sub(lambda m: f"{m[1]}{REDACTED}", text)
 

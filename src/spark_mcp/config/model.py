@@ -291,9 +291,8 @@ class OidcConfig(_Model):
             raise ValueError("name at least one algorithm")
         for name in value:
             if name not in ASYMMETRIC_ALGORITHMS:
-                raise ValueError(
-                    f"{name!r} is not allowed: use asymmetric algorithms only ({', '.join(sorted(ASYMMETRIC_ALGORITHMS))})"
-                )
+                allowed = ", ".join(sorted(ASYMMETRIC_ALGORITHMS))
+                raise ValueError(f"{name!r} is not allowed: use asymmetric algorithms only ({allowed})")
         return value
 
     @field_validator("principal_claim", "groups_claim")

@@ -270,10 +270,7 @@ class Policy:
         shuts one principal out while ``default`` still serves everyone else. A group that
         names no role gives nothing: groups are matched to roles by exact name, never created.
         """
-        if principal_id in self.users:
-            names = self.users[principal_id]
-        else:
-            names = self.users.get(DEFAULT_USER, ())
+        names = self.users[principal_id] if principal_id in self.users else self.users.get(DEFAULT_USER, ())
         from_groups = [group for group in groups if group in self.roles]
         return tuple(dict.fromkeys([*names, *from_groups]))
 
@@ -293,7 +290,16 @@ class Policy:
         return Grants(
             principal=principal.id,
             roles=tuple(role.name for role in roles),
-            actions=tuple(sorted({a for role in roles for a in role.actions})),
+            actions=tuple(
+                sorted(
+                    {
+                        a
+                        for role in roles
+                        for a in role.actions
+                        if not (principal.read_only and ACTIONS[a].changes)  # decide() refuses these
+                    }
+                )
+            ),
             read=union([p.text for role in roles for p in role.read]),
             write=union([p.text for role in roles for p in role.write]),
             deny=union([p.text for role in roles for p in role.deny]),
