@@ -256,3 +256,78 @@ def test_serve_refuses_an_unauthenticated_public_bind_from_the_command_line(tmp_
     assert done.returncode == 1
     assert "refusing to serve HTTP on 0.0.0.0 without authentication" in done.stderr
     assert done.stdout == ""
+
+
+async def test_the_stdio_principal_is_audited_as_stdio(tmp_path: Path) -> None:
+    from mcp import Client
+
+    from spark_mcp.server import build_server
+
+    config = http_config(tmp_path / "home").model_copy(update={"user": "carol"})
+    async with Client(build_server(config)) as client:
+        assert not (await client.call_tool("whoami", {})).is_error
+    record = tail(config.audit_path, 1)[0]
+    assert (record.principal, record.auth, record.token_id, record.via) == ("carol", "stdio", None, "mcp")
+
+
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    key_path.chmod(0o600)
+    return cert_path, key_path
+
+
+async def test_tls_serves_https_and_the_resource_url_says_so(tmp_path: Path) -> None:
+    import ssl
+
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    cert, key = self_signed(tmp_path)
+    config = http_config(tmp_path / "home", tls_cert=str(cert), tls_key=str(key))
+    async with serving(config) as running:
+        https = running.url.replace("http://", "https://")
+        assert running.service.resource == https
+        assert running.service.tokens is not None
+        token = running.service.tokens.create("alice", scopes=["spark:read"], resource=https).token
+        context = ssl.create_default_context(cafile=str(cert))
+        async with (
+            httpx2.AsyncClient(verify=context, headers={"Authorization": f"Bearer {token}"}) as http,
+            Client(streamable_http_client(https, http_client=http)) as client,
+        ):
+            result = await client.call_tool("whoami", {})
+        assert result.structured_content is not None
+        assert result.structured_content["principal"] == "alice"
+        async with httpx2.AsyncClient() as plain:
+            with pytest.raises(httpx2.HTTPError):
+                await plain.get(f"{running.base}/healthz")  # no plaintext on the TLS port

@@ -101,3 +101,15 @@ def test_proxy_mode_needs_trusted_addresses(tmp_path: Path) -> None:
         http_config(tmp_path, auth={"mode": "proxy", "proxy": {"trusted_proxies": ["the-proxy"]}})
     with pytest.raises(ConfigError, match="cannot carry an identity"):
         http_config(tmp_path, auth={"mode": "proxy", "proxy": {"header": "Authorization", "trusted_proxies": ["::1"]}})
+
+
+def test_the_envoy_examples_spark_mcp_config_is_valid_and_trusts_only_envoy() -> None:
+    from spark_mcp.config import load_config
+    from spark_mcp.http.app import allowed_hosts, check_exposure
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "envoy" / "spark-mcp.toml"
+    config = load_config(example, environ={})
+    check_exposure(config)
+    assert config.auth.mode == "proxy"
+    assert config.auth.proxy.trusted_proxies == ("127.0.0.1/32",)
+    assert "spark.example.com:8443" in allowed_hosts(config)
