@@ -299,9 +299,7 @@ def self_signed(folder: Path) -> tuple[Path, Path]:
     cert_path, key_path = folder / "cert.pem", folder / "key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     key_path.chmod(0o600)
     return cert_path, key_path
@@ -331,3 +329,43 @@ async def test_tls_serves_https_and_the_resource_url_says_so(tmp_path: Path) -> 
         async with httpx2.AsyncClient() as plain:
             with pytest.raises(httpx2.HTTPError):
                 await plain.get(f"{running.base}/healthz")  # no plaintext on the TLS port
+
+
+async def test_each_request_is_attributed_to_the_token_it_carried_even_within_one_mcp_session(
+    server: Running,
+) -> None:
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    first, first_id = issue(server, "alice")
+    second, second_id = issue(server, "alice")
+    async with (
+        bearer(first) as http,
+        Client(streamable_http_client(server.url, http_client=http), mode="legacy") as client,
+    ):
+        await client.call_tool("whoami", {})
+        http.headers["Authorization"] = f"Bearer {second}"  # the same user rotates tokens mid-session
+        await client.call_tool("whoami", {})
+        assert server.service.tokens is not None
+        server.service.tokens.revoke(second_id)
+        with pytest.raises((MCPError, httpx2.HTTPStatusError)):
+            await client.call_tool("whoami", {})
+    records = tail(server.config.audit_path, 2)
+    assert [r.token_id for r in records] == [first_id, second_id]
+
+
+async def test_another_users_token_cannot_ride_an_existing_mcp_session(server: Running) -> None:
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    alice, _ = issue(server, "alice")
+    erin, _ = issue(server, "erin")
+    async with (
+        bearer(alice) as http,
+        Client(streamable_http_client(server.url, http_client=http), mode="legacy") as client,
+    ):
+        await client.call_tool("whoami", {})
+        http.headers["Authorization"] = f"Bearer {erin}"
+        with pytest.raises((MCPError, httpx2.HTTPStatusError)):
+            await client.call_tool("whoami", {})
+    assert [r.principal for r in tail(server.config.audit_path, 5)] == ["alice"]

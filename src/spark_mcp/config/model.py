@@ -359,9 +359,10 @@ class AuthConfig(_Model):
     @field_validator("write_scope")
     @classmethod
     def _write_scope(cls, value: str | None) -> str | None:
-        if value is not None:
-            _scope_list((value,))
-        return value or None
+        if not value:
+            return None  # "": no write scope, the policy alone decides
+        _scope_list((value,))
+        return value
 
     @field_validator("resource_url")
     @classmethod
