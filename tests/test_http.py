@@ -369,3 +369,20 @@ async def test_another_users_token_cannot_ride_an_existing_mcp_session(server: R
         with pytest.raises((MCPError, httpx2.HTTPStatusError)):
             await client.call_tool("whoami", {})
     assert [r.principal for r in tail(server.config.audit_path, 5)] == ["alice"]
+
+
+def test_a_missing_tls_file_is_named_at_start(tmp_path: Path) -> None:
+    config = http_config(tmp_path / "home", tls_cert=str(tmp_path / "nope.pem"), tls_key=str(tmp_path / "k.pem"))
+    with pytest.raises(ConfigError, match=r"server\.tls_cert"):
+        build_http_app(config)
+
+
+def test_the_write_scope_can_be_switched_off_so_the_policy_alone_decides(tmp_path: Path) -> None:
+    from spark_mcp.auth.settings import token_is_read_only
+
+    default = http_config(tmp_path / "a")
+    assert token_is_read_only(default, ("spark:read",))
+    assert not token_is_read_only(default, ("spark:read", "spark:write"))
+    off = http_config(tmp_path / "b", auth={"write_scope": ""})
+    assert off.auth.write_scope is None
+    assert not token_is_read_only(off, ("spark:read",))

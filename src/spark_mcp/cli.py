@@ -135,6 +135,10 @@ def cmd_tokens(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             print("This is the only time the token is shown: store it now.", file=sys.stderr)
+            if config.auth.mode != "tokens":
+                print(
+                    f"Note: [auth] mode is {config.auth.mode}; API tokens work only with mode tokens.", file=sys.stderr
+                )
             return 0
         if args.action == "revoke":
             record = store.revoke(args.token_id)

@@ -71,6 +71,12 @@ def check_exposure(config: Config) -> None:
         )
 
 
+def check_tls_files(config: Config) -> None:
+    for key, path in (("tls_cert", config.server.tls_cert), ("tls_key", config.server.tls_key)):
+        if path is not None and not path.is_file():
+            raise ConfigError(f"server.{key}: {path} does not exist or is not a file")
+
+
 def allowed_hosts(config: Config) -> list[str]:
     """``server.allowed_hosts``, else the loopback names (on loopback) plus the public URL's host."""
     if config.server.allowed_hosts:
@@ -116,6 +122,7 @@ class HttpService:
 def build_http_app(config: Config, *, app: App | None = None, environ: Mapping[str, str] | None = None) -> HttpService:
     """The HTTP app for ``config``. With ``app`` it serves that running app (tests share one)."""
     check_exposure(config)
+    check_tls_files(config)
     env = dict(os.environ if environ is None else environ)
     resource = resource_url(config)
     hosts, origins = allowed_hosts(config), allowed_origins(config)
