@@ -1,9 +1,10 @@
 """The MCP server: ``build_server()``, its lifespan, and the middleware around every call.
 
 The middleware is where each request gets its principal (from the ``IdentitySource``, the
-one place identity comes from) and where each tool call gets exactly one audit record,
-written before the reply is sent: including calls that fail argument validation, name
-an unknown tool, or are cancelled.
+one place identity comes from: the launching user on stdio, the verified access token over
+HTTP) and where each tool call gets exactly one audit record, written before the reply is
+sent, with how the caller authenticated and which API token it used: including calls that
+fail argument validation, name an unknown tool, or are cancelled.
 """
 
 from __future__ import annotations
