@@ -5,6 +5,9 @@ the server could run a caller's work now: the app has started, Spark's jars and 
 Java are present (what a driver needs to start), and the state database answers. It
 never starts a driver: a probe every few seconds must cost next to nothing, so the Java
 check (a subprocess) is remembered for a minute.
+
+Probes need no token, so a 503 names only which check failed (``java``, ``spark``,
+``state``, ``starting``); the details, with paths, go to the server's log.
 """
 
 from __future__ import annotations
@@ -14,11 +17,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import anyio
+import structlog
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from spark_mcp.app import App
 from spark_mcp.state.db import StateDB
+
+log = structlog.get_logger(__name__)
 
 _JAVA_CHECK_EVERY_S = 60.0
 
@@ -31,22 +37,25 @@ class Readiness:
     _java: tuple[float, str | None] | None = None
 
     async def problems(self) -> list[str]:
+        """The names of the failed checks; each failure's detail is logged."""
         app = self.app()
         if app is None:
-            return ["the server is starting"]
-        found: list[str] = []
+            return ["starting"]
+        found: dict[str, str] = {}
         java = await self._java_problem(app)
         if java:
-            found.append(java)
+            found["java"] = java
         spark = await anyio.to_thread.run_sync(_spark_problem)
         if spark:
-            found.append(spark)
+            found["spark"] = spark
         if self.db is not None:
             try:
                 await anyio.to_thread.run_sync(self.db.query, "SELECT 1")
             except Exception as exc:
-                found.append(f"state database: {exc}")
-        return found
+                found["state"] = str(exc)
+        for check, detail in found.items():
+            log.warning("readyz.not_ready", check=check, detail=detail)
+        return list(found)
 
     async def _java_problem(self, app: App) -> str | None:
         from spark_mcp.drivers.environment import check_java
