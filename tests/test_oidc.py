@@ -61,6 +61,13 @@ class SigningKey:
         )
 
 
+@dataclass(frozen=True)
+class Relative:
+    """A time claim as an offset from when the test runs."""
+
+    seconds: int
+
+
 def rsa_key(kid: str) -> SigningKey:
     return SigningKey(kid, rsa.generate_private_key(public_exponent=65537, key_size=2048), "RS256")
 
@@ -153,8 +160,8 @@ async def test_a_good_token_names_its_principal_with_the_resource_and_claims(iss
     [
         ("wrong issuer", {"iss": "https://evil.example.com"}),
         ("wrong audience: a token for another resource", {"aud": "https://other.example.com/mcp"}),
-        ("expired beyond the clock skew", {"exp": int(time.time()) - 120}),
-        ("not yet valid beyond the clock skew", {"nbf": int(time.time()) + 120}),
+        ("expired beyond the clock skew", {"exp": Relative(-120)}),
+        ("not yet valid beyond the clock skew", {"nbf": Relative(120)}),
         ("no exp at all", {"exp": None}),
         ("no aud at all", {"aud": None}),
         ("a principal claim that is not a principal id", {"sub": "auth0|12345"}),
@@ -163,7 +170,9 @@ async def test_a_good_token_names_its_principal_with_the_resource_and_claims(iss
 )
 async def test_a_token_that_is_wrong_in_one_way_is_refused(issuer: Issuer, why: str, claims: dict[str, Any]) -> None:
     check = verifier(issuer)
-    assert await check.verify_token(issuer.sign(**claims)) is None, why
+    now = int(time.time())  # times are taken when the test runs, not when it was collected
+    resolved = {k: now + v.seconds if isinstance(v, Relative) else v for k, v in claims.items()}
+    assert await check.verify_token(issuer.sign(**resolved)) is None, why
 
 
 async def test_the_clock_skew_admits_a_token_just_past_exp_or_just_before_nbf(issuer: Issuer) -> None:
