@@ -101,8 +101,9 @@ def t(name: str) -> TableName:
     return TableName(parts[0], ".".join(parts[1:-1]), parts[-1])
 
 
-def who(name: str) -> Principal:
-    return Principal(name)
+def who(name: str, policy: Policy = POLICY) -> Principal:
+    """``name`` as the server builds it: with the roles ``policy`` gives it (the one source)."""
+    return Principal(name, roles=policy.roles_for(name))
 
 
 ALLOW, DENY = True, False
@@ -234,12 +235,12 @@ def test_table_names_are_compared_case_insensitively_even_when_not_normalised() 
 
 
 def test_without_a_default_entry_unlisted_principals_get_nothing() -> None:
-    assert decide(NO_DEFAULT, who("alice"), "sql.read").allowed
+    assert decide(NO_DEFAULT, who("alice", NO_DEFAULT), "sql.read").allowed
     for action in ACTIONS:
-        decision = decide(NO_DEFAULT, who("zed"), action)
+        decision = decide(NO_DEFAULT, who("zed", NO_DEFAULT), action)
         assert not decision.allowed
         assert decision.rule == DEFAULT_DENY
-    assert "zed has no roles" in decide(NO_DEFAULT, who("zed"), "sql.read").reason
+    assert "zed has no roles" in decide(NO_DEFAULT, who("zed", NO_DEFAULT), "sql.read").reason
 
 
 def test_an_unknown_action_is_a_programming_error() -> None:
@@ -319,13 +320,14 @@ def test_a_deny_pattern_covering_a_whole_namespace_hides_it_and_names_the_rule()
         '[roles.r]\nactions = ["catalog.read"]\nread = ["*"]\ndeny = ["hr.*", "*.secret_*"]\n[users]\nu = ["r"]\n',
         source="t.toml",
     )
-    hidden = namespace_visible(policy, who("u"), "spark_catalog", "hr")
+    u = who("u", policy)
+    hidden = namespace_visible(policy, u, "spark_catalog", "hr")
     assert not hidden.allowed and hidden.rule == 'roles.r.deny[0] "hr.*"'
     assert "may not read anything in spark_catalog.hr" in hidden.reason
     # A name glob (secret_*) denies some tables, not the namespace.
-    assert namespace_visible(policy, who("u"), "spark_catalog", "tpch").allowed
+    assert namespace_visible(policy, u, "spark_catalog", "tpch").allowed
     # hr.* names the session catalog only: another catalog's hr stays visible.
-    assert namespace_visible(policy, who("u"), "iceberg", "hr").allowed
+    assert namespace_visible(policy, u, "iceberg", "hr").allowed
 
 
 def test_tables_refusal_checks_table_rules_whatever_the_action() -> None:
@@ -676,7 +678,7 @@ def test_directories_load_their_toml_files_sorted_once_each(tmp_path: Path) -> N
 
 def test_an_empty_policy_file_loads_and_allows_nothing(tmp_path: Path) -> None:
     policy = load_policies([write(tmp_path, "empty.toml", "")])
-    assert not decide(policy, who("alice"), "session.create").allowed
+    assert not decide(policy, who("alice", policy), "session.create").allowed
 
 
 def test_a_policy_is_immutable() -> None:
@@ -695,7 +697,7 @@ def test_a_hand_built_policy_must_not_name_undefined_roles() -> None:
 def test_the_default_policy_lets_everyone_explore_and_change_nothing() -> None:
     policy = load_policies([POLICIES])
     assert policy.sources == (str(POLICIES / "default.toml"),)  # examples/ is not loaded
-    anyone = who("someone")
+    anyone = who("someone", policy)
     lineitem = TableName.of("spark_catalog", "tpch", "lineitem")
     for action in ("session.create", "catalog.read", "plan.run"):
         assert decide(policy, anyone, action).allowed, action
@@ -725,18 +727,18 @@ def with_user(tmp_path: Path, example: str, user: str) -> Policy:
 
 def test_the_analyst_example_reads_some_namespaces_and_never_secrets(tmp_path: Path) -> None:
     policy = with_user(tmp_path, "analyst", "carol")
-    carol = who("carol")
+    carol = who("carol", policy)
     assert decide(policy, carol, "sql.read", reads=[t("spark_catalog.tpch.lineitem")]).allowed
     assert decide(policy, carol, "sql.read", reads=[t("spark_catalog.sales.orders")]).allowed
     assert not decide(policy, carol, "sql.read", reads=[t("spark_catalog.hr.people")]).allowed
     assert not decide(policy, carol, "sql.read", reads=[t("spark_catalog.tpch.secret_keys")]).allowed
     assert not decide(policy, carol, "sql.write", writes=[t("spark_catalog.tpch.lineitem")]).allowed
-    assert not decide(policy, who("stranger"), "sql.read").allowed  # the example sets no default
+    assert not decide(policy, who("stranger", policy), "sql.read").allowed  # the example sets no default
 
 
 def test_the_engineer_example_writes_staging_only(tmp_path: Path) -> None:
     policy = with_user(tmp_path, "engineer", "alice")
-    alice = who("alice")
+    alice = who("alice", policy)
     assert decide(policy, alice, "sql.read", reads=[t("iceberg.any.table")]).allowed
     ddl = facts(StatementKind.DDL, reads=(LINEITEM,), writes=("spark_catalog.staging.daily",))
     assert decide_statement(policy, alice, ddl).allowed
@@ -747,7 +749,7 @@ def test_the_engineer_example_writes_staging_only(tmp_path: Path) -> None:
 
 def test_the_admin_example_may_do_everything(tmp_path: Path) -> None:
     policy = with_user(tmp_path, "admin", "bob")
-    bob = who("bob")
+    bob = who("bob", policy)
     for action in ACTIONS:
         assert decide(policy, bob, action, reads=[t("x.y.z")]).allowed, action
     unanalysable = facts(StatementKind.UNKNOWN, dangers=(Danger(DangerKind.UNANALYSABLE, "syntax"),))
@@ -763,5 +765,5 @@ def test_the_default_policy_merges_with_the_examples_as_its_comments_say(tmp_pat
         handle.write('alice = ["reader", "engineer"]\n')
     policy = load_policies([folder])
     assert policy.roles_for("alice") == ("reader", "engineer")
-    assert decide(policy, who("alice"), "sql.write", writes=[t("spark_catalog.staging.x")]).allowed
-    assert not decide(policy, who("bob"), "sql.write", writes=[t("spark_catalog.staging.x")]).allowed
+    assert decide(policy, who("alice", policy), "sql.write", writes=[t("spark_catalog.staging.x")]).allowed
+    assert not decide(policy, who("bob", policy), "sql.write", writes=[t("spark_catalog.staging.x")]).allowed

@@ -8,7 +8,7 @@ layer (``server.py``) wraps an ``App``; tests share one across many MCP clients.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -52,9 +52,23 @@ class App:
     materializer: Materializer
     catalog: CatalogService
 
-    def principal(self, user_id: str) -> Principal:
-        """A principal with the roles the policy gives ``user_id``."""
-        return Principal(id=user_id, roles=self.policy.roles_for(user_id))
+    def principal(
+        self,
+        user_id: str,
+        *,
+        groups: Sequence[str] = (),
+        auth: str = "stdio",
+        token_id: str | None = None,
+        read_only: bool = False,
+    ) -> Principal:
+        """A principal with the roles the policy gives ``user_id`` (and its OIDC ``groups``)."""
+        return Principal(
+            id=user_id,
+            roles=self.policy.roles_for(user_id, groups),
+            auth=auth,
+            token_id=token_id,
+            read_only=read_only,
+        )
 
     @classmethod
     @asynccontextmanager

@@ -2,7 +2,8 @@
 
 Two kinds of secret are removed: the values registered with ``add_secret`` (driver tokens,
 which live only in the ``Redactor``'s memory), and anything shaped like a credential
-whatever its value: ``token=...``, ``PASSWORD: ...``, ``"api_key": "..."``, ``Bearer ...``.
+whatever its value: ``token=...``, ``PASSWORD: ...``, ``"api_key": "..."``, ``Bearer ...``, and
+spark-mcp's own API tokens (``smcp_<id>_<secret>``).
 The audit log redacts every record with it, and the result store scrubs stored rows with
 ``secrets()``. Replies leave through ``scrub_json`` (registered secrets only: heuristics would
 mangle data), and operational logs through ``scrub_everywhere``. It has no dependencies
@@ -30,6 +31,8 @@ _ASSIGNMENT = re.compile(
     """
 )
 _BEARER = re.compile(r"(?i)\b(Bearer\s+)[A-Za-z0-9._~+/-]+=*")
+# spark-mcp's own API tokens, by shape (``state/tokens.py``): caught wherever they appear.
+_API_TOKEN = re.compile(r"smcp_[0-9a-f]{12}_[A-Za-z0-9_-]{43}")
 
 
 def _redact_assignment(match: re.Match[str]) -> str:
@@ -86,6 +89,7 @@ class Redactor:
         pattern = self._pattern  # read once: a concurrent add swaps it whole
         if pattern is not None:
             text = pattern.sub(REDACTED, text)
+        text = _API_TOKEN.sub(REDACTED, text)
         text = _ASSIGNMENT.sub(_redact_assignment, text)
         return _BEARER.sub(lambda m: f"{m[1]}{REDACTED}", text)
 
@@ -94,14 +98,13 @@ class Redactor:
         self._pattern = re.compile("|".join(re.escape(s) for s in secrets)) if secrets else None
 
     def scrub(self, text: str) -> str:
-        """Only the registered secrets replaced: for replies, where heuristics would mangle data."""
+        """Registered secrets and API tokens replaced, no heuristics: for replies, whose data they would mangle."""
         pattern = self._pattern
-        return pattern.sub(REDACTED, text) if pattern is not None else text
+        text = pattern.sub(REDACTED, text) if pattern is not None else text
+        return _API_TOKEN.sub(REDACTED, text) if "smcp_" in text else text
 
     def scrub_json(self, value: Any) -> Any:
         """``scrub`` applied to every string (keys included) of a JSON-like value, at any depth."""
-        if self._pattern is None:
-            return value
         if isinstance(value, str):
             return self.scrub(value)
         if isinstance(value, dict):

@@ -1,12 +1,13 @@
 """The MCP server: ``build_server()``, its lifespan, and the middleware around every call.
 
 The middleware is where each request gets its principal (from the ``IdentitySource``, the
-one place identity comes from), where each tool call gets exactly one audit record,
-written before the reply is sent (including calls that fail argument validation, name an
-unknown tool, or are cancelled), and the one outbound boundary: every reply, error and
-resource leaves through it with every registered secret (driver tokens, profile
-credentials) replaced, whatever produced the text (Spark's error messages, plan text,
-result rows, resources).
+one place identity comes from: the launching user on stdio, the verified access token over
+HTTP), where each tool call gets exactly one audit record, written before the reply is sent,
+with how the caller authenticated and which API token it used (including calls that fail
+argument validation, name an unknown tool, or are cancelled), and the one outbound boundary:
+every reply, error and resource leaves through it with every registered secret (driver
+tokens, profile credentials) and any API token replaced, whatever produced the text (Spark's
+error messages, plan text, result rows, resources).
 """
 
 from __future__ import annotations
@@ -21,9 +22,14 @@ import anyio
 import structlog
 from mcp import MCPError
 from mcp.server import MCPServer
+from mcp.server.auth.middleware.auth_context import get_access_token
+from mcp.server.auth.provider import TokenVerifier
+from mcp.server.auth.settings import AuthSettings
 
 from spark_mcp import __version__
 from spark_mcp.app import App
+from spark_mcp.auth.claims import identity_of
+from spark_mcp.auth.settings import token_is_read_only
 from spark_mcp.calls import CallRecord, recording
 from spark_mcp.config import Config
 from spark_mcp.errors import AuditError
@@ -52,21 +58,66 @@ class IdentitySource(Protocol):
 
 
 class StaticIdentity:
-    """stdio and in-memory: the caller is whoever launched the server (``--user``, else the OS user)."""
+    """stdio and in-memory: the caller is whoever launched the server (``--user``, else the OS user).
 
-    def __init__(self, user_id: str) -> None:
+    Over HTTP with ``[auth] mode = "none"`` (loopback only) it is that same user, recorded
+    with ``auth="none"``.
+    """
+
+    def __init__(self, user_id: str, *, auth: str = "stdio") -> None:
         self.user_id = user_id
+        self.auth = auth
 
     def principal(self, app: App, ctx: Any) -> Principal:
-        return app.principal(self.user_id)
+        return app.principal(self.user_id, auth=self.auth)
+
+
+class VerifiedIdentity:
+    """HTTP: the principal a verifier vouched for, from the request's verified access token.
+
+    Only ``get_access_token()`` counts: the token the SDK's bearer middleware (or the
+    trusted-proxy middleware) verified for this very request. Tool arguments, request
+    fields and other headers never name the caller. No verified token means a bug in the
+    HTTP stack, and the call fails instead of running as anyone.
+    """
+
+    def principal(self, app: App, ctx: Any) -> Principal:
+        token = get_access_token()
+        identity = identity_of(token.subject, token.scopes, token.claims) if token is not None else None
+        if identity is None:
+            raise RuntimeError("an HTTP call reached the server without a verified identity")
+        return app.principal(
+            validate_principal_id(identity.principal),
+            groups=identity.groups,
+            auth=identity.auth,
+            token_id=identity.token_id,
+            read_only=token_is_read_only(app.config, identity.scopes),
+        )
+
+
+class AppRef:
+    """The running ``App`` a server serves, once its lifespan has started it (else None)."""
+
+    def __init__(self, app: App | None = None) -> None:
+        self._apps: list[App] = [app] if app is not None else []
+
+    def get(self) -> App | None:
+        return self._apps[-1] if self._apps else None
+
+    def push(self, app: App) -> None:
+        self._apps.append(app)
+
+    def pop(self, app: App) -> None:
+        self._apps.remove(app)
 
 
 class CallMiddleware:
     """Binds the principal and writes one audit record per tool call and resource read."""
 
-    def __init__(self, app: Callable[[], App | None], identity: IdentitySource) -> None:
+    def __init__(self, app: Callable[[], App | None], identity: IdentitySource, *, via: str = "mcp") -> None:
         self._app = app
         self._identity = identity
+        self._via = via
 
     async def __call__(self, ctx: Any, call_next: Any) -> Any:
         if ctx.method not in ("tools/call", "resources/read"):
@@ -78,6 +129,7 @@ class CallMiddleware:
         tool = str(params.get("name")) if ctx.method == "tools/call" else f"resource:{params.get('uri')}"
         principal = self._identity.principal(app, ctx)
         record = CallRecord(tool=tool, request_id=uuid.uuid4().hex[:16], principal=principal.id)
+        record.fields.update(auth=principal.auth, token_id=principal.token_id, via=self._via)
         started = time.monotonic()
         outcome: Literal["ok", "error"] = "error"
         error_class: str | None = "cancelled"
@@ -127,15 +179,29 @@ def build_server(
     app: App | None = None,
     user: str | None = None,
     on_stopped: Callable[[], None] | None = None,
+    identity: IdentitySource | None = None,
+    token_verifier: TokenVerifier | None = None,
+    auth: AuthSettings | None = None,
+    ref: AppRef | None = None,
 ) -> MCPServer:
     """The MCP server. With ``app``, it serves that running app (tests share one);
     otherwise its lifespan starts an app from ``config`` and stops it (and its drivers) at
     exit, then calls ``on_stopped``.
+
+    ``identity`` says who calls (default: the stdio user); the HTTP layer passes a
+    ``VerifiedIdentity`` with the ``token_verifier`` and ``auth`` settings that verify each
+    request, and a ``ref`` through which it sees the running app (for readiness).
     """
     if app is None and config is None:
         raise ValueError("build_server needs a config or a running app")
-    user_id = validate_principal_id(user or (app.config.user if app else config.user if config else None) or os_user())
-    current: list[App] = [app] if app is not None else []
+    if identity is None:
+        user_id = validate_principal_id(
+            user or (app.config.user if app else config.user if config else None) or os_user()
+        )
+        identity = StaticIdentity(user_id)
+    current = ref or AppRef()
+    if app is not None and current.get() is not app:
+        current.push(app)
 
     @asynccontextmanager
     async def lifespan(_: MCPServer) -> AsyncIterator[ServerState]:
@@ -145,11 +211,11 @@ def build_server(
         assert config is not None
         try:
             async with App.running(config) as running:
-                current.append(running)
+                current.push(running)
                 try:
                     yield ServerState(app=running)
                 finally:
-                    current.remove(running)
+                    current.pop(running)
         finally:
             if on_stopped is not None:
                 on_stopped()
@@ -160,7 +226,9 @@ def build_server(
         version=__version__,
         instructions=INSTRUCTIONS,
         lifespan=lifespan,
-        middleware=[CallMiddleware(lambda: current[-1] if current else None, StaticIdentity(user_id))],
+        token_verifier=token_verifier,
+        auth=auth,
+        middleware=[CallMiddleware(current.get, identity)],
     )
     sessions.register(server)
     queries.register(server)

@@ -4,10 +4,15 @@ The rules, in the order ``decide()`` applies them:
 
 1. Deny by default. Nothing is allowed unless a rule allows it; a verdict that no rule
    allows carries the rule ``default-deny``.
-2. A principal's roles are its own ``[users]`` entry if it has one, else the entry
-   ``default`` if there is one, else none (and then everything is denied).
+2. A principal's roles are ``principal.roles``, resolved once when the principal was
+   built (``Policy.roles_for``): its own ``[users]`` entry if it has one, else the entry
+   ``default`` if there is one, else none; plus, for OIDC, the token's groups that name
+   a role. A role name the policy does not define gives nothing. No roles: all denied.
 3. Actions: at least one of the principal's roles must list the action. An action that
-   is not in the registry (``actions.py``) is a programming error: ``ValueError``.
+   is not in the registry (``actions.py``) is a programming error: ``ValueError``. An
+   action that changes something (``Action.changes``) is refused to a read-only
+   credential (a token without the write scope) whatever the roles grant, with the rule
+   ``token-scope``.
 4. Tables, checked one by one (reads, then writes, each in name order); the first table
    that fails decides the verdict:
    - a table matching a ``deny`` pattern of ANY of the principal's roles is denied, even
@@ -40,6 +45,7 @@ from spark_mcp.policy.model import Policy, Role, TablePattern
 from spark_mcp.statement import DangerKind, StatementFacts, StatementKind, TableName
 
 DEFAULT_DENY = "default-deny"
+TOKEN_SCOPE = "token-scope"
 
 # The action a statement needs for its tables, by kind. ADMIN and UNKNOWN have no table
 # action of their own: ``sql.admin`` covers them, and their tables still need patterns.
@@ -99,7 +105,7 @@ def decide(
     grant = _action_grant(policy, principal, action)
     if isinstance(grant, Decision):
         return grant
-    roles = policy.roles_of(principal.id)
+    roles = policy.roles_named(principal.roles)
     read_list, write_list = sorted(set(reads)), sorted(set(writes))
     for table in read_list:
         refusal = _check_table(principal, roles, table, writing=False)
@@ -146,7 +152,7 @@ def namespace_visible(policy: Policy, principal: Principal, catalog: str, namesp
     grant = _action_grant(policy, principal, "catalog.read")
     if isinstance(grant, Decision):
         return grant
-    roles = policy.roles_of(principal.id)
+    roles = policy.roles_named(principal.roles)
     where = catalog if namespace is None else f"{catalog}.{namespace}"
     if namespace is not None:
         for role in roles:
@@ -174,7 +180,7 @@ def tables_refusal(
     policy: Policy, principal: Principal, *, reads: Iterable[TableName] = (), writes: Iterable[TableName] = ()
 ) -> Decision | None:
     """The first table rule (rule 4 alone, whatever the action) that refuses these tables, or None."""
-    roles = policy.roles_of(principal.id)
+    roles = policy.roles_named(principal.roles)
     for table in sorted(set(reads)):
         refusal = _check_table(principal, roles, table, writing=False)
         if refusal is not None:
@@ -193,8 +199,15 @@ def readable(policy: Policy, principal: Principal, table: TableName) -> Decision
 
 def _action_grant(policy: Policy, principal: Principal, action: str) -> Role | Decision:
     """The first of the principal's roles that grants ``action``, or the denial (rule 3)."""
-    get_action(action)  # unknown action: ValueError, a bug in the caller
-    roles = policy.roles_of(principal.id)
+    registered = get_action(action)  # unknown action: ValueError, a bug in the caller
+    if principal.read_only and registered.changes:
+        return Decision(
+            False,
+            f"{principal.id} may not {action} with this credential: it is read-only "
+            "(a token without the write scope); use a token with write access",
+            TOKEN_SCOPE,
+        )
+    roles = policy.roles_named(principal.roles)
     for role in roles:
         if action in role.actions:
             return role

@@ -24,7 +24,7 @@ and spaces are rejected rather than interpreted, so a pattern always means what 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from types import MappingProxyType
@@ -284,21 +284,27 @@ class Policy:
         object.__setattr__(self, "roles", MappingProxyType(dict(self.roles)))
         object.__setattr__(self, "users", MappingProxyType({u: tuple(r) for u, r in self.users.items()}))
 
-    def roles_for(self, principal_id: str) -> tuple[str, ...]:
-        """The principal's role names: its own ``[users]`` entry, else ``default``'s, else none.
+    def roles_for(self, principal_id: str, groups: Iterable[str] = ()) -> tuple[str, ...]:
+        """The principal's role names: its own ``[users]`` entry, else ``default``'s, else none;
+        then every group (from an OIDC token's groups claim) that names a role of this policy.
 
-        A user listed with an empty list has no roles at all: that is how a policy shuts
-        one principal out while ``default`` still serves everyone else.
+        A user listed with an empty list has no roles from ``[users]``: that is how a policy
+        shuts one principal out while ``default`` still serves everyone else. A group that
+        names no role gives nothing: groups are matched to roles by exact name, never created.
         """
-        if principal_id in self.users:
-            return self.users[principal_id]
-        return self.users.get(DEFAULT_USER, ())
+        names = self.users[principal_id] if principal_id in self.users else self.users.get(DEFAULT_USER, ())
+        from_groups = [group for group in groups if group in self.roles]
+        return tuple(dict.fromkeys([*names, *from_groups]))
 
     def roles_of(self, principal_id: str) -> tuple[Role, ...]:
-        return tuple(self.roles[name] for name in self.roles_for(principal_id))
+        return self.roles_named(self.roles_for(principal_id))
+
+    def roles_named(self, names: Iterable[str]) -> tuple[Role, ...]:
+        """The roles called ``names``; a name this policy does not define gives nothing."""
+        return tuple(self.roles[name] for name in dict.fromkeys(names) if name in self.roles)
 
     def grants_for(self, principal: Principal) -> Grants:
-        roles = self.roles_of(principal.id)
+        roles = self.roles_named(principal.roles)
 
         def union(items: list[str]) -> tuple[str, ...]:
             return tuple(dict.fromkeys(items))  # first-seen order, no duplicates
@@ -306,7 +312,16 @@ class Policy:
         return Grants(
             principal=principal.id,
             roles=tuple(role.name for role in roles),
-            actions=tuple(sorted({a for role in roles for a in role.actions})),
+            actions=tuple(
+                sorted(
+                    {
+                        a
+                        for role in roles
+                        for a in role.actions
+                        if not (principal.read_only and ACTIONS[a].changes)  # decide() refuses these
+                    }
+                )
+            ),
             read=union([p.text for role in roles for p in role.read]),
             write=union([p.text for role in roles for p in role.write]),
             deny=union([p.text for role in roles for p in role.deny]),
