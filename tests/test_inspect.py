@@ -648,7 +648,7 @@ alice = ["analyst"]
     ],
 )
 def test_alter_view_is_decided_on_what_it_does(fixture: str, allowed: bool, reason: str, rule: str) -> None:
-    decision = decide_statement(ANALYST, Principal("alice"), facts_of(fixture))
+    decision = decide_statement(ANALYST, Principal("alice", roles=ANALYST.roles_for("alice")), facts_of(fixture))
     assert decision.allowed is allowed
     assert decision.reason.startswith(reason), decision
     assert decision.rule == rule
