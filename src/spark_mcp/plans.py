@@ -253,20 +253,18 @@ class Plan(_Strict):
 
 
 PLAN_GRAMMAR = """\
-plan = {"source": SOURCE, "operations": [OP, ...], "save_as": "view"?}
+plan = {"source": SOURCE, "operations": [OP, ...], "save_as"?: "view"}
 SOURCE = {"table": "ns.t"} | {"sql": "SELECT ..."} | {"range": {"start"?, "end", "step"?}} | {"result_id": "res_..."}
-OP = {"op": NAME, ...} with E a Spark SQL expression string:
+OP = {"op": NAME, ...}; E = a Spark SQL expression string:
  select {columns: [E]} | filter {condition: E} | with_column {name, expr: E} | drop {columns}
- rename {mapping: {old: new}}
- group_by {columns: [E], aggs: [AGG]} | order_by {keys: [E | KEY]} | limit {n} | distinct {columns?}
- sample {fraction, seed?, with_replacement?} | pivot {group_by: [E], pivot_column, values?, aggs: [AGG]}
+ rename {mapping: {old: new}} | group_by {columns: [E], aggs: [AGG]} | order_by {keys: [E | KEY]}
+ limit {n} | distinct {columns?} | sample {fraction, seed?, with_replacement?}
+ pivot {group_by: [E], pivot_column, values?, aggs: [AGG]}
  window {name, function: E, partition_by: [E], order_by: [E | KEY], rows_between?: [lo, hi] (null: unbounded)}
- join {right: plan, on: [column] | condition: E, left_alias?, right_alias?,
-  how?: inner|left|right|full|left_semi|left_anti|cross}
- union {other: plan, by_name?: true, distinct?: false}
-AGG = {fn, column ("*" for count), alias?, percentile? (approx_percentile)} | {expr: E, alias?}
- fn: count sum avg min max count_distinct approx_count_distinct approx_percentile stddev variance
-  first last collect_list collect_set
+ join {right: plan, on: [column] | condition: E, how?: inner|left|right|full|left_semi|left_anti|cross,
+  left_alias?, right_alias?} | union {other: plan, by_name?: true, distinct?: false}
+AGG = {fn, column ("*" for count), alias?, percentile?} | {expr: E, alias?}; fn: count sum avg min max
+ count_distinct approx_count_distinct approx_percentile stddev variance first last collect_list collect_set
 KEY = {column: E, descending?: false, nulls?: first|last}"""
 
 

@@ -31,17 +31,6 @@ class ErrorOut(BaseModel):
     message: str
 
 
-class ColumnSummaryOut(BaseModel):
-    name: str
-    type: str
-    null_count: int
-    distinct_count: int | None
-    min: Any = None
-    max: Any = None
-    mean: float | None = None
-    top_values: list[list[Any]] = Field(default=[], description="[value, count], most frequent first")
-
-
 class QueryReply(BaseModel):
     """The result of a statement, or the handle of a job still running it."""
 
@@ -63,7 +52,7 @@ class QueryReply(BaseModel):
     )
     elapsed_ms: int
     progress: ProgressOut | None = None
-    summary: list[ColumnSummaryOut] | None = None
+    summary: bool = Field(default=False, description="rows are per-column statistics of the result (summary=true)")
     notes: list[str] = Field(default=[], description="caps that applied and other things to know")
     error: ErrorOut | None = None
 

@@ -23,7 +23,6 @@ from spark_mcp.spark.runner import Progress
 from spark_mcp.tools._base import error_text
 from spark_mcp.tools.models import (
     ColumnOut,
-    ColumnSummaryOut,
     ErrorOut,
     ProgressOut,
     QueryReply,
@@ -132,9 +131,11 @@ def _stored_reply(
         summaries = summarize(table)
         text = render_summary(summaries, row_count=meta.row_count, max_chars=max_chars)
         reply = QueryReply(
-            **common,
+            **{**common, "columns": SUMMARY_COLUMNS},
+            rows=[_summary_row(s) for s in summaries],
+            row_count=len(summaries),
             truncated=meta.row_count > 0 or more,
-            summary=[_summary_out(s) for s in summaries],
+            summary=True,
         )
         return _result(_header(job, meta, shown=None) + text, reply, meta)
     page = take(table, 0, max_rows)
@@ -188,17 +189,21 @@ def _header(job: Job, meta: ResultMeta, *, shown: int | None) -> str:
     )
 
 
-def _summary_out(s: Any) -> ColumnSummaryOut:
-    return ColumnSummaryOut(
-        name=s.name,
-        type=s.type,
-        null_count=s.null_count,
-        distinct_count=s.distinct_count,
-        min=s.min,
-        max=s.max,
-        mean=s.mean,
-        top_values=[[v, c] for v, c in s.top_values],
-    )
+# A summary is a table too: one row per column of the result (min and max keep its values' types).
+SUMMARY_COLUMNS = [
+    ColumnOut(name="column", type="string"),
+    ColumnOut(name="type", type="string"),
+    ColumnOut(name="null_count", type="bigint"),
+    ColumnOut(name="distinct_count", type="bigint"),
+    ColumnOut(name="min", type="the column's type"),
+    ColumnOut(name="max", type="the column's type"),
+    ColumnOut(name="mean", type="double"),
+    ColumnOut(name="top_values", type="array<array<value, count>>"),
+]
+
+
+def _summary_row(s: Any) -> list[Any]:
+    return [s.name, s.type, s.null_count, s.distinct_count, s.min, s.max, s.mean, [[v, c] for v, c in s.top_values]]
 
 
 def _result(text: str, reply: QueryReply, meta: ResultMeta | None, *, is_error: bool = False) -> CallToolResult:
