@@ -235,7 +235,7 @@ class ResultWriter:
             reordered=reordered,
         )
         self._store.save_meta(meta)
-        self._store.sweep(keep=self.result_id)
+        self._store.added(meta.bytes, keep=self.result_id)
         return meta
 
     def abort(self) -> None:
@@ -264,6 +264,7 @@ class ResultStore:
         self.config = config
         self.secrets = secrets
         self._sweep_lock = threading.Lock()
+        self._stored_bytes: int | None = None  # all results together, known after the first sweep
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     def principal_dir(self, principal: str) -> Path:
@@ -325,6 +326,19 @@ class ResultStore:
     def page(self, principal: str, result_id: str, offset: int, limit: int) -> pa.Table:
         return take(self.table(principal, result_id), offset, limit)
 
+    def added(self, size: int, *, keep: str) -> None:
+        """Count a new result's bytes; sweep at once only when the disk budget is passed.
+
+        A sweep reads every result's metadata: doing it after every statement made each
+        one cost more the more results there were. Expiry is the housekeeping loop's job.
+        """
+        with self._sweep_lock:
+            if self._stored_bytes is not None:
+                self._stored_bytes += size
+            over = self._stored_bytes is None or self._stored_bytes > self.config.disk_budget_bytes
+        if over:
+            self.sweep(keep=keep)
+
     def sweep(self, *, keep: str | None = None, now: float | None = None) -> list[str]:
         """Drop expired results, then the oldest until the disk budget holds. Returns dropped ids."""
         now = time.time() if now is None else now
@@ -347,6 +361,7 @@ class ResultStore:
                     meta_path.with_suffix(".arrow").unlink(missing_ok=True)
                     total -= size
                     dropped.append(result_id)
+            self._stored_bytes = total
             if dropped:
                 log.info("results.swept", dropped=len(dropped))
             return dropped
