@@ -26,7 +26,7 @@ from spark_mcp.errors import PolicyDenied, QueryTimedOut
 from spark_mcp.identity import Principal
 from spark_mcp.jobs import Job, JobManager
 from spark_mcp.plans import Plan
-from spark_mcp.policy import Decision, Policy, decide, decide_statement, readable
+from spark_mcp.policy import Decision, Policy, decide, decide_engine, decide_statement, readable
 from spark_mcp.results import ResultMeta, ResultStore
 from spark_mcp.sessions import Session, SessionRegistry
 from spark_mcp.spark import plans, runner
@@ -95,9 +95,19 @@ class Executor:
             raise PolicyDenied(decision.reason, rule=decision.rule)
         return decision
 
-    async def create_session(self, principal: Principal) -> Session:
+    def require_engine(self, principal: Principal, engine: str) -> None:
+        decision = decide_engine(self.policy, principal, engine)
+        if not decision.allowed:
+            note(decision="denied", reason=decision.reason, rule=decision.rule)
+            raise PolicyDenied(decision.reason, rule=decision.rule)
+
+    async def create_session(self, principal: Principal, engine: str | None = None) -> Session:
         self.require(principal, "session.create")
-        session = await self.sessions.create(principal.id, max_sessions=self.limits(principal).max_sessions)
+        engine = engine or self.sessions.default_engine
+        self.require_engine(principal, engine)
+        session = await self.sessions.create(
+            principal.id, max_sessions=self.limits(principal).max_sessions, engine=engine
+        )
         note(session_id=session.id, decision="allowed")
         return session
 
@@ -105,6 +115,7 @@ class Executor:
         """The named session, or the caller's default one (created on first use)."""
         if session_id is None and not self.sessions.has_default(principal.id):
             self.require(principal, "session.create")
+            self.require_engine(principal, self.sessions.default_engine)
         session = await self.sessions.resolve(
             principal.id, session_id, max_sessions=self.limits(principal).max_sessions
         )

@@ -89,6 +89,11 @@ class DriverConfig(_Model):
     """How drivers are started."""
 
     backend: Literal["local"] = "local"
+    engine: Literal["spark", "sail"] = Field(
+        default="spark",
+        description="the engine of a session created without one: spark (a JVM driver) or sail (pysail, "
+        "Rust; no authentication of its own, loopback only)",
+    )
     catalog: Literal["in-memory", "hive"] = Field(
         default="in-memory",
         description="in-memory: tables created by users live as long as their driver (fast start); "

@@ -15,6 +15,7 @@ from spark_mcp.policy.decide import (
     STATEMENT_ACTIONS,
     Decision,
     decide,
+    decide_engine,
     decide_statement,
     readable,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "RoleSpec",
     "TablePattern",
     "decide",
+    "decide_engine",
     "decide_statement",
     "get_action",
     "load_policies",

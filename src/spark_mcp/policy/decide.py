@@ -130,6 +130,23 @@ def decide_statement(policy: Policy, principal: Principal, facts: StatementFacts
     return Decision(True, f"{admin.reason} ({_danger_summary(facts)}); {verdict.reason}", admin.rule)
 
 
+def decide_engine(policy: Policy, principal: Principal, engine: str) -> Decision:
+    """May ``principal`` have sessions on ``engine``? A role lists its engines (default ``["spark"]``).
+
+    The first role listing the engine allows it; none listing it is ``default-deny``.
+    """
+    roles = policy.roles_of(principal.id)
+    for role in roles:
+        if engine in role.engines:
+            return Decision(True, f"{role.name} may use the {engine} engine", f"roles.{role.name}.engines")
+    return Decision(
+        False,
+        f"no role of {principal.id} may use the {engine} engine (a role lists its engines in "
+        f'engines = [...], default ["spark"])',
+        DEFAULT_DENY,
+    )
+
+
 def readable(policy: Policy, principal: Principal, table: TableName) -> Decision:
     """May ``principal`` see ``table`` in catalog listings (``catalog.read`` plus a read rule)?"""
     return decide(policy, principal, "catalog.read", reads=(table,))
