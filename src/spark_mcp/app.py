@@ -19,7 +19,9 @@ from spark_mcp.audit import AuditLog, Redactor
 from spark_mcp.catalog import CatalogService
 from spark_mcp.config import Config
 from spark_mcp.drivers import Driver, DriverPool
+from spark_mcp.drivers.kubernetes_backend import KubernetesBackend
 from spark_mcp.drivers.local import LocalBackend
+from spark_mcp.drivers.pool import Backend
 from spark_mcp.drivers.sail import SailBackend
 from spark_mcp.execution import Executor
 from spark_mcp.identity import Principal
@@ -76,7 +78,10 @@ class App:
 
         # Sail keeps its catalog per session: every new session registers the datasets.
         sail = SailBackend(config, env, session_setup=sail_session_setup(config.datasets))
-        pool = DriverPool(LocalBackend(config, env), on_ready=on_ready, on_lost=on_lost, engines={"sail": sail})
+        spark: Backend = (
+            KubernetesBackend(config) if config.driver.backend == "kubernetes" else LocalBackend(config, env)
+        )
+        pool = DriverPool(spark, on_ready=on_ready, on_lost=on_lost, engines={"sail": sail})
         sessions = SessionRegistry(
             pool, idle_timeout_s=config.limits.session_idle_timeout_s, default_engine=config.driver.engine
         )
