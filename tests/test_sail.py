@@ -309,3 +309,68 @@ async def test_sail_can_be_the_default_engine(tmp_path: Path, data_dir: Path) ->
         async with Client(build_server(app=app, user="erin")) as erin:
             text = await call_error(erin, "run_sql", sql="SELECT 1")
             assert "sail engine" in text  # the default engine is checked like a named one
+
+
+# What Sail itself runs, as an admin (so governance lets everything through): the README's
+# table of SQL features on Sail comes from this list.
+SAIL_SQL_FEATURES = [
+    (
+        "window functions",
+        "SELECT n_name, rank() OVER (PARTITION BY n_regionkey ORDER BY n_name) FROM tpch.nation",
+        True,
+    ),
+    ("GROUPING SETS", "SELECT n_regionkey, count(*) FROM tpch.nation GROUP BY GROUPING SETS ((n_regionkey), ())", True),
+    ("CUBE / ROLLUP", "SELECT n_regionkey, count(*) FROM tpch.nation GROUP BY CUBE(n_regionkey)", True),
+    ("UNPIVOT", "SELECT * FROM (SELECT 1 a, 2 b) UNPIVOT (v FOR k IN (a, b))", True),
+    ("LATERAL VIEW explode", "SELECT * FROM tpch.region LATERAL VIEW explode(array(1, 2)) e AS x", True),
+    ("higher-order functions", "SELECT transform(array(1, 2), x -> x + 1), filter(array(1, 2), x -> x > 1)", True),
+    ("JSON functions", "SELECT get_json_object('{\"a\":1}', '$.a'), to_json(named_struct('a', 1))", True),
+    ("maps and structs", "SELECT map('a', 1)['a'], named_struct('x', 1).x", True),
+    (
+        "dates and intervals",
+        "SELECT DATE'2024-01-31' + INTERVAL 1 MONTH, date_trunc('month', TIMESTAMP'2024-02-29 10:00')",
+        True,
+    ),
+    (
+        "approximate aggregates",
+        "SELECT approx_count_distinct(n_name), percentile_approx(n_nationkey, 0.5) FROM tpch.nation",
+        True,
+    ),
+    ("EXCEPT ALL", "SELECT n_regionkey FROM tpch.nation EXCEPT ALL SELECT 1", True),
+    ("DECIMAL(38,9)", "SELECT CAST('12345678901234567890.123456789' AS DECIMAL(38,9)) AS d", True),
+    ("QUALIFY", "SELECT n_name, rank() OVER (ORDER BY n_name) r FROM tpch.nation QUALIFY r = 1", False),
+    (
+        "PIVOT in SQL",
+        "SELECT * FROM (SELECT n_regionkey k, 1 v FROM tpch.nation) PIVOT (sum(v) FOR k IN (0, 1))",
+        False,
+    ),
+    (
+        "recursive CTE",
+        "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 3) SELECT * FROM r",
+        False,
+    ),
+    ("pipe syntax", "FROM tpch.nation |> WHERE n_regionkey = 1", False),
+    ("time travel on Parquet", "SELECT * FROM tpch.nation VERSION AS OF 1", False),
+    ("SHOW CREATE TABLE", "SHOW CREATE TABLE tpch.nation", False),
+    ("CACHE TABLE", "CACHE TABLE tpch.nation", False),
+    ("ANALYZE TABLE", "ANALYZE TABLE tpch.nation COMPUTE STATISTICS", False),
+    ("ALTER TABLE RENAME", "ALTER TABLE tpch.nation RENAME TO tpch.n2", False),
+    ("DELETE on Parquet", "DELETE FROM tpch.nation WHERE 1 = 0", False),
+    ("reflect()", "SELECT reflect('java.lang.System', 'getenv', 'HOME')", False),
+    ("TRANSFORM ... USING", "SELECT TRANSFORM(n_name) USING 'cat' AS (x) FROM tpch.nation", False),
+]
+
+
+@pytest.fixture
+async def root_sail(root: Client) -> AsyncIterator[str]:
+    session = (await call(root, "create_session", engine="sail"))["session_id"]
+    yield session
+    await root.call_tool("close_session", {"session_id": session})
+
+
+@pytest.mark.parametrize(("what", "sql", "works"), SAIL_SQL_FEATURES, ids=[f[0] for f in SAIL_SQL_FEATURES])
+async def test_sql_features_on_sail(root: Client, root_sail: str, what: str, sql: str, works: bool) -> None:
+    result = await root.call_tool("run_sql", {"sql": sql, "session_id": root_sail, "max_rows": 5})
+    assert result.is_error is not works, result.content[0].text
+    if not works:
+        assert "policy_denied" not in result.content[0].text  # Sail refuses it, not spark-mcp
