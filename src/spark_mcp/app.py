@@ -19,7 +19,10 @@ from spark_mcp.audit import AuditLog, Redactor
 from spark_mcp.catalog import CatalogService
 from spark_mcp.config import Config
 from spark_mcp.drivers import Driver, DriverPool
+from spark_mcp.drivers.kubernetes_backend import KubernetesBackend
 from spark_mcp.drivers.local import LocalBackend
+from spark_mcp.drivers.pool import Backend
+from spark_mcp.drivers.sail import SailBackend
 from spark_mcp.execution import Executor
 from spark_mcp.governance import Governance
 from spark_mcp.identity import Principal
@@ -31,6 +34,7 @@ from spark_mcp.results import ResultStore
 from spark_mcp.sessions import SessionRegistry
 from spark_mcp.spark import bootstrap
 from spark_mcp.spark.connect import open_session
+from spark_mcp.spark.sail import session_setup as sail_session_setup
 
 log = structlog.get_logger(__name__)
 
@@ -90,8 +94,15 @@ class App:
             if sessions_box:
                 sessions_box[0].on_driver_lost(driver)
 
-        pool = DriverPool(LocalBackend(config, env), on_ready=on_ready, on_lost=on_lost)
-        sessions = SessionRegistry(pool, idle_timeout_s=config.limits.session_idle_timeout_s)
+        # Sail keeps its catalog per session: every new session registers the datasets.
+        sail = SailBackend(config, env, session_setup=sail_session_setup(config.datasets))
+        spark: Backend = (
+            KubernetesBackend(config) if config.driver.backend == "kubernetes" else LocalBackend(config, env)
+        )
+        pool = DriverPool(spark, on_ready=on_ready, on_lost=on_lost, engines={"sail": sail})
+        sessions = SessionRegistry(
+            pool, idle_timeout_s=config.limits.session_idle_timeout_s, default_engine=config.driver.engine
+        )
         sessions_box.append(sessions)
         jobs = JobManager(
             max_workers=config.limits.max_concurrent_jobs,

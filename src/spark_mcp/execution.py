@@ -67,10 +67,12 @@ class Executor:
 
     # -- sessions ------------------------------------------------------------------------
 
-    async def create_session(self, principal: Principal) -> Session:
+    async def create_session(self, principal: Principal, engine: str | None = None) -> Session:
         self.governance.require(principal, "session.create")
+        engine = engine or self.sessions.default_engine
+        self.governance.require_engine(principal, engine)
         limits = self.governance.limits(principal)
-        session = await self.sessions.create(principal.id, max_sessions=limits.max_sessions)
+        session = await self.sessions.create(principal.id, max_sessions=limits.max_sessions, engine=engine)
         note(session_id=session.id, decision="allowed")
         return session
 
@@ -78,6 +80,7 @@ class Executor:
         """The named session, or the caller's default one (created on first use)."""
         if session_id is None and not self.sessions.has_default(principal.id):
             self.governance.require(principal, "session.create")
+            self.governance.require_engine(principal, self.sessions.default_engine)
         session = await self.sessions.resolve(
             principal.id, session_id, max_sessions=self.governance.limits(principal).max_sessions
         )

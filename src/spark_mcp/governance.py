@@ -31,6 +31,7 @@ from spark_mcp.policy import (
     Decision,
     Policy,
     decide,
+    decide_engine,
     decide_statement,
     namespace_visible,
     readable,
@@ -96,6 +97,14 @@ class Governance:
     def require(self, principal: Principal, action: str) -> Decision:
         """The allowance for ``action``, or ``PolicyDenied`` naming the rule (noted for the audit)."""
         decision = decide(self.policy, principal, action)
+        if not decision.allowed:
+            note(decision="denied", reason=decision.reason, rule=decision.rule)
+            raise PolicyDenied(decision.reason, rule=decision.rule)
+        return decision
+
+    def require_engine(self, principal: Principal, engine: str) -> Decision:
+        """The allowance to have sessions on ``engine`` (a role lists its engines), or ``PolicyDenied``."""
+        decision = decide_engine(self.policy, principal, engine)
         if not decision.allowed:
             note(decision="denied", reason=decision.reason, rule=decision.rule)
             raise PolicyDenied(decision.reason, rule=decision.rule)

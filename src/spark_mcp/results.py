@@ -108,7 +108,9 @@ def _scrub(array: pa.Array, secrets: Sequence[str]) -> pa.Array:
         return pa.MapArray.from_arrays(array.offsets, keys, items, mask=array.is_null())
     if isinstance(array, pa.ListArray | pa.LargeListArray):
         values = _scrub(array.values, secrets)
-        return type(array).from_arrays(array.offsets, values, mask=array.is_null())
+        # type= keeps the element field (its name and non-null flag): without it the scrubbed
+        # chunk no longer matches its column's type.
+        return type(array).from_arrays(array.offsets, values, type=array.type, mask=array.is_null())
     if isinstance(array, pa.StructArray):
         children = [_scrub(array.field(i), secrets) for i in range(kind.num_fields)]
         return pa.StructArray.from_arrays(children, fields=list(kind), mask=array.is_null())

@@ -73,8 +73,9 @@ def new_session_id() -> str:
 
 
 class SessionRegistry:
-    def __init__(self, pool: DriverPool, *, idle_timeout_s: float) -> None:
+    def __init__(self, pool: DriverPool, *, idle_timeout_s: float, default_engine: str = "spark") -> None:
         self._pool = pool
+        self.default_engine = default_engine  # the engine of default sessions (config driver.engine)
         self._idle_timeout_s = idle_timeout_s
         self._sessions: dict[str, Session] = {}
         # Closed, expired and lost sessions are remembered a while so they can be reported as such.
@@ -86,7 +87,9 @@ class SessionRegistry:
         with self._guard:
             return [s for s in self._sessions.values() if s.principal == principal and s.state is SessionState.OPEN]
 
-    async def create(self, principal: str, *, max_sessions: int, default: bool = False) -> Session:
+    async def create(
+        self, principal: str, *, max_sessions: int, default: bool = False, engine: str | None = None
+    ) -> Session:
         for session in self._open(principal):
             if not session.driver.usable:
                 session._mark_lost()
@@ -96,7 +99,7 @@ class SessionRegistry:
                 f"you have {len(open_now)} open sessions, the limit for your role is {max_sessions}: "
                 "close one with close_session (list_sessions shows them)"
             )
-        driver = await self._pool.acquire(principal)
+        driver = await self._pool.acquire(principal, engine or self.default_engine)
         session_id = new_session_id()
         connect = await anyio.to_thread.run_sync(lambda: open_session(driver, user_id=principal))
         session = Session(id=session_id, principal=principal, driver=driver, connect=connect, default=default)

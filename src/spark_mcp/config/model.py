@@ -85,10 +85,55 @@ class DatasetConfig(_Model):
         return Path(self.path.removeprefix("file://").removeprefix("file:"))
 
 
+_K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+class KubernetesConfig(_Model):
+    """Drivers as pods (``driver.backend = "kubernetes"``): see ``drivers/kubernetes.py``."""
+
+    kubeconfig: str | None = Field(default=None, description="a kubeconfig file; none: in-cluster credentials")
+    namespace: str = Field(default="spark-mcp-{tenant}", description="the driver namespace of a tenant")
+    tenants: dict[str, str] = Field(default_factory=dict, description="principal -> tenant")
+    default_tenant: str = "default"
+    image: str = Field(default="apache/spark:4.1.1", description="a Spark image with the Connect jar, Spark = client")
+    spark_home: str = "/opt/spark"
+    run_as_user: int = Field(default=185, ge=1, description="the image's non-root user (185 in apache/spark)")
+    executor_instances: int = Field(default=0, ge=0, le=1000, description="0: local[N] in the pod; more: pods")
+    executor_cores: int = Field(default=1, ge=1, le=256)
+    executor_memory: str = "1g"
+    service_account: str = Field(default="spark-mcp-driver", description="used only when executors are pods")
+    credentials_secret: str | None = Field(default=None, description="a Secret mounted into the driver pod only")
+    server_namespace: str = Field(default="spark-mcp", description="where spark-mcp runs (NetworkPolicy)")
+    server_labels: dict[str, str] = Field(default_factory=lambda: {"app.kubernetes.io/name": "spark-mcp"})
+    scratch_size: str = Field(default="10Gi", description="emptyDir for /tmp and spark.local.dir")
+    image_pull_secrets: tuple[str, ...] = ()
+
+    @field_validator("default_tenant", "service_account", "server_namespace")
+    @classmethod
+    def _dns_name(cls, value: str) -> str:
+        if not _K8S_NAME.fullmatch(value):
+            raise ValueError("must be a Kubernetes name (lower-case letters, digits and '-', at most 63)")
+        return value
+
+    @field_validator("tenants")
+    @classmethod
+    def _tenant_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for tenant in value.values():
+            if not _K8S_NAME.fullmatch(tenant):
+                raise ValueError(f"tenant {tenant!r} must be a Kubernetes name part (a-z, 0-9, '-')")
+        return value
+
+
 class DriverConfig(_Model):
     """How drivers are started."""
 
-    backend: Literal["local"] = "local"
+    backend: Literal["local", "kubernetes"] = "local"
+    kubernetes: KubernetesConfig = KubernetesConfig()
+    engine: Literal["spark", "sail"] = Field(
+        default="spark",
+        description="the engine of a session created without one: spark (a JVM driver) or sail (pysail, "
+        "Rust; no authentication of its own, loopback only)",
+    )
     catalog: Literal["in-memory", "hive"] = Field(
         default="in-memory",
         description="in-memory: tables created by users live as long as their driver (fast start); "

@@ -42,6 +42,10 @@ class Driver:
     exit_code: int | None = None
     spark_version: str = ""
     builtin_functions: frozenset[str] = field(default=frozenset(), repr=False)
+    engine: str = "spark"  # "spark" (a JVM SparkConnectServer) or "sail" (pysail's Rust server)
+    # Statements every new session on this driver runs first: Sail keeps its catalog per
+    # session, so the configured datasets are registered in each one (empty for Spark).
+    session_setup: tuple[str, ...] = field(default=(), repr=False)
 
     @property
     def pid(self) -> int | None:
@@ -57,6 +61,7 @@ class Driver:
             "driver_id": self.id,
             "principal": self.principal,
             "backend": self.backend,
+            "engine": self.engine,
             "state": self.state.value,
             "pid": self.pid,
             "endpoint": f"{self.host}:{self.port}",

@@ -1,4 +1,4 @@
-"""One driver per principal: started on demand, supervised, stopped at exit.
+"""One driver per principal and engine: started on demand, supervised, stopped at exit.
 
 Isolation between principals is a driver per principal (Spark Connect has no identity of
 its own); the sessions of one principal multiplex on its driver. A supervisor thread per
@@ -11,7 +11,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol
 
 import anyio
@@ -37,13 +37,21 @@ OnLost = Callable[[Driver], None]
 
 
 class DriverPool:
-    def __init__(self, backend: Backend, *, on_ready: OnReady | None = None, on_lost: OnLost | None = None) -> None:
-        self._backend = backend
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        on_ready: OnReady | None = None,
+        on_lost: OnLost | None = None,
+        engines: Mapping[str, Backend] | None = None,
+    ) -> None:
+        # ``backend`` starts Spark drivers; ``engines`` adds others by engine name ("sail").
+        self._backends: dict[str, Backend] = {"spark": backend, **(engines or {})}
         self._on_ready = on_ready
         self._on_lost = on_lost
-        self._drivers: dict[str, Driver] = {}  # principal -> its current driver
+        self._drivers: dict[tuple[str, str], Driver] = {}  # (principal, engine) -> its current driver
         self._all: dict[str, Driver] = {}  # driver id -> driver, while not stopped
-        self._locks: dict[str, anyio.Lock] = {}
+        self._locks: dict[tuple[str, str], anyio.Lock] = {}
         self._guard = threading.Lock()
         self._closed = False
         atexit.register(self._kill_all_now)
@@ -56,21 +64,24 @@ class DriverPool:
         with self._guard:
             return self._all.get(driver_id)
 
-    def current(self, principal: str) -> Driver | None:
+    def current(self, principal: str, engine: str = "spark") -> Driver | None:
         with self._guard:
-            driver = self._drivers.get(principal)
+            driver = self._drivers.get((principal, engine))
         return driver if driver is not None and driver.usable else None
 
-    async def acquire(self, principal: str) -> Driver:
-        """The principal's ready driver, starting (and preparing) one when there is none."""
+    async def acquire(self, principal: str, engine: str = "spark") -> Driver:
+        """The principal's ready driver of ``engine``, starting (and preparing) one when there is none."""
         if self._closed:
             raise DriverError("the server is shutting down; no new drivers are started")
-        lock = self._locks.setdefault(principal, anyio.Lock())
+        backend = self._backends.get(engine)
+        if backend is None:
+            raise DriverError(f"the {engine} engine is not available on this server")
+        lock = self._locks.setdefault((principal, engine), anyio.Lock())
         async with lock:
-            driver = self.current(principal)
+            driver = self.current(principal, engine)
             if driver is not None:
                 return driver
-            driver = await self._backend.start(principal)
+            driver = await backend.start(principal)
             with self._guard:
                 self._all[driver.id] = driver
             self._supervise(driver)
@@ -87,7 +98,7 @@ class DriverPool:
             with self._guard:
                 if self._closed:
                     raise DriverError("the server is shutting down")
-                self._drivers[principal] = driver
+                self._drivers[(principal, engine)] = driver
             return driver
 
     def _supervise(self, driver: Driver) -> None:
@@ -102,8 +113,8 @@ class DriverPool:
                 driver.state = DriverState.LOST
                 log.error("driver.lost", driver_id=driver.id, principal=driver.principal, exit_code=code)
                 with self._guard:
-                    if self._drivers.get(driver.principal) is driver:
-                        del self._drivers[driver.principal]
+                    if self._drivers.get((driver.principal, driver.engine)) is driver:
+                        del self._drivers[(driver.principal, driver.engine)]
                 if self._on_lost is not None:
                     self._on_lost(driver)
 
@@ -115,10 +126,10 @@ class DriverPool:
         if driver is None:
             raise DriverError(f"no running driver {driver_id}")
         with self._guard:
-            if self._drivers.get(driver.principal) is driver:
-                del self._drivers[driver.principal]
+            if self._drivers.get((driver.principal, driver.engine)) is driver:
+                del self._drivers[(driver.principal, driver.engine)]
         driver.state = DriverState.STOPPING
-        await self._backend.stop(driver)
+        await self._backends[driver.engine].stop(driver)
         with self._guard:
             self._all.pop(driver_id, None)
         return driver

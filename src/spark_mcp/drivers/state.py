@@ -27,6 +27,7 @@ class DriverRecord:
     started_at: float
     workdir: str
     log: str
+    engine: str = "spark"
 
     @property
     def marker(self) -> str:

@@ -192,6 +192,23 @@ def tables_refusal(
     return None
 
 
+def decide_engine(policy: Policy, principal: Principal, engine: str) -> Decision:
+    """May ``principal`` have sessions on ``engine``? A role lists its engines (default ``["spark"]``).
+
+    The first role listing the engine allows it; none listing it is ``default-deny``.
+    """
+    roles = policy.roles_named(principal.roles)
+    for role in roles:
+        if engine in role.engines:
+            return Decision(True, f"{role.name} may use the {engine} engine", f"roles.{role.name}.engines")
+    return Decision(
+        False,
+        f"no role of {principal.id} may use the {engine} engine (a role lists its engines in "
+        f'engines = [...], default ["spark"])',
+        DEFAULT_DENY,
+    )
+
+
 def readable(policy: Policy, principal: Principal, table: TableName) -> Decision:
     """May ``principal`` see ``table`` in catalog listings (``catalog.read`` plus a read rule)?"""
     return decide(policy, principal, "catalog.read", reads=(table,))

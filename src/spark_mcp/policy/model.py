@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from types import MappingProxyType
-from typing import Annotated, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -193,6 +193,13 @@ class _FileModel(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
 
+Engine = Literal["spark", "sail"]
+
+
+def _default_engines() -> list[Engine]:
+    return ["spark"]
+
+
 class RoleSpec(_FileModel):
     """One ``[roles.<name>]`` table as written."""
 
@@ -204,6 +211,8 @@ class RoleSpec(_FileModel):
     max_rows: int | None = Field(default=None, ge=1)
     query_timeout_s: float | None = Field(default=None, gt=0)
     max_sessions: int | None = Field(default=None, ge=1)
+    # The engines whose drivers the role may start sessions on (create_session(engine=...)).
+    engines: list[Engine] = Field(default_factory=_default_engines)
 
 
 class PolicyFile(_FileModel):
@@ -230,6 +239,7 @@ class Role:
     max_rows: int | None = None
     query_timeout_s: float | None = None
     max_sessions: int | None = None
+    engines: tuple[str, ...] = ("spark",)
 
     @classmethod
     def from_spec(cls, name: str, spec: RoleSpec, *, source: str) -> Role:
@@ -244,6 +254,7 @@ class Role:
             max_rows=spec.max_rows,
             query_timeout_s=spec.query_timeout_s,
             max_sessions=spec.max_sessions,
+            engines=tuple(dict.fromkeys(spec.engines)),
         )
 
 
@@ -265,6 +276,7 @@ class Grants(BaseModel):
     max_rows: int | None
     query_timeout_s: float | None
     max_sessions: int | None
+    engines: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -328,6 +340,7 @@ class Policy:
             max_rows=_largest([role.max_rows for role in roles]),
             query_timeout_s=_largest([role.query_timeout_s for role in roles]),
             max_sessions=_largest([role.max_sessions for role in roles]),
+            engines=union([engine for role in roles for engine in role.engines]),
         )
 
 

@@ -15,6 +15,7 @@ from typing import Any, Literal
 import pyarrow as pa
 
 from spark_mcp.errors import SparkError
+from spark_mcp.spark import sail
 from spark_mcp.spark.connect import ConnectSession
 from spark_mcp.spark.errors import translate
 from spark_mcp.spark.inspect import analysis_error, analyzed_section, inspect_explain
@@ -52,6 +53,8 @@ def _from_explain(statement: str, text: str, session: ConnectSession) -> Analysi
 
 def analyze_sql(session: ConnectSession, sql: str, *, tag: str) -> Analysis:
     """Gate, then EXPLAIN EXTENDED under ``tag`` (so a deadline can interrupt it)."""
+    if session.driver.engine == "sail":  # DataFusion's plan text: Sail's own gate and reader
+        return Analysis(*sail.analyze_sql(session, sql, tag=tag))
     gated = gate(sql)
     if gated.dangers:
         facts = StatementFacts(kind=StatementKind.ADMIN, operation="(not analysed)", dangers=gated.dangers)
@@ -85,6 +88,8 @@ def explain_sql_text(session: ConnectSession, sql: str, mode: ExplainMode, *, ta
 
 def analyze_frame(session: ConnectSession, frame: Any, statement: str) -> Analysis:
     """The same facts for a DataFrame built from a structured plan (nothing runs)."""
+    if session.driver.engine == "sail":
+        return Analysis(*sail.analyze_frame(session, frame, statement))
     try:
         text = str(frame._explain_string(extended=True))
     except Exception as exc:

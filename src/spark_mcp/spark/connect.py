@@ -91,4 +91,10 @@ def open_session(driver: Driver, *, user_id: str) -> ConnectSession:
         if isinstance(error, DriverLost):
             raise error from None
         raise DriverLost(f"could not open a session on driver {driver.id}: {error}") from None
+    for statement in driver.session_setup:  # Sail keeps its catalog per session: register the datasets
+        try:
+            spark.sql(statement)
+        except Exception as exc:
+            spark.stop()
+            raise translate(exc, what=f"driver {driver.id}") from None
     return ConnectSession(spark, driver, user_id)

@@ -22,7 +22,7 @@ def session_info(session: Session) -> SessionInfo:
         state=session.state.value,
         default=session.default,
         driver_id=session.driver.id,
-        engine="spark",
+        engine=session.driver.engine,
         created_at=iso(session.created_at),
         last_used_at=iso(session.last_used),
         note=session.why_closed,
@@ -76,7 +76,13 @@ def register(server: MCPServer) -> None:
     @guarded
     async def create_session(
         ctx: Context,
-        engine: Annotated[Literal["spark"], Field(description="the execution engine")] = "spark",
+        engine: Annotated[
+            Literal["spark", "sail"] | None,
+            Field(
+                description="the execution engine: spark (a JVM driver) or sail (pysail, fast start, partial "
+                "Spark SQL coverage); default: the server's driver.engine"
+            ),
+        ] = None,
     ) -> Annotated[CallToolResult, SessionInfo]:
         """Start a new, isolated Spark session (its own temp views and settings).
 
@@ -85,9 +91,12 @@ def register(server: MCPServer) -> None:
         session may take several seconds while a Spark driver starts.
         """
         app, principal = app_of(ctx), caller()
-        session = await app.executor.create_session(principal)
+        session = await app.executor.create_session(principal, engine)
         note(session_id=session.id)
-        return reply(session_info(session), f"Session {session.id} is open on driver {session.driver.id}.")
+        return reply(
+            session_info(session),
+            f"Session {session.id} is open on {session.driver.engine} driver {session.driver.id}.",
+        )
 
     @server.tool(
         title="List sessions",
