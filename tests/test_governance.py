@@ -7,11 +7,12 @@ denied before execution, with a reason; the controls show that real analysis sti
 
 from __future__ import annotations
 
+import anyio
 import pytest
 from mcp import Client
 
 from spark_mcp.app import App
-from tests.helpers import ClientFactory, call, call_error
+from tests.helpers import LONG_QUERY, ClientFactory, call, call_error
 
 pytestmark = [pytest.mark.anyio, pytest.mark.spark]
 
@@ -365,3 +366,31 @@ async def test_explain_and_run_sql_give_the_same_verdict_on_a_broken_statement(a
     refused = await call_error(alice, "run_sql", sql=sql)
     assert refused.startswith("policy_denied:")
     assert f"[rule: {explained['decision']['rule']}]" in refused
+
+
+async def test_use_waits_for_the_statements_its_session_is_running(connect: ClientFactory) -> None:
+    # A statement is judged on the names Spark resolved when it was analysed. Were USE to run
+    # while it is still running, "orders" judged as sales.orders could be read as hr.orders.
+    async with connect("alice") as alice:
+        session = (await call(alice, "create_session"))["session_id"]
+        try:
+            long = await call(alice, "run_sql", session_id=session, sql=LONG_QUERY, wait_s=0)
+            switched = anyio.Event()
+
+            async def use_sales() -> None:
+                await call(alice, "run_sql", session_id=session, sql="USE sales")
+                switched.set()
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(use_sales)
+                # Nothing will set it while the long statement runs: give it a fair chance to, then look.
+                with anyio.move_on_after(3):
+                    await switched.wait()
+                assert not switched.is_set(), "USE ran while another statement of its session was running"
+                await call(alice, "cancel_job", job_id=long["job_id"])
+                with anyio.fail_after(60):
+                    await switched.wait()
+            orders = await call(alice, "run_sql", session_id=session, sql="SELECT count(*) FROM orders")
+            assert orders["rows"] == [[3]]  # sales.orders, resolved after the switch
+        finally:
+            await call(alice, "close_session", session_id=session)

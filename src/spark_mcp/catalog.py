@@ -94,8 +94,13 @@ class CatalogService:
     async def describe(self, principal: Principal, session_id: str | None, table: str) -> TableDescription:
         parts = parse_name(table)
         session = await self._session(principal, session_id)
-        reads = await self.check_readable(principal, session, parts)
-        details = await anyio.to_thread.run_sync(spark_catalog.describe_table, session.connect, parts)
+        # The name must resolve to the same table for the check and for the description.
+        lease = await self._executor.lease(principal, session)
+        try:
+            reads = await self.check_readable(principal, session, parts)
+            details = await anyio.to_thread.run_sync(spark_catalog.describe_table, session.connect, parts)
+        finally:
+            lease.release()
         info = details.info
         qualified = ".".join(p for p in (info.get("Catalog"), info.get("Database"), info.get("Table")) if p)
         return TableDescription(

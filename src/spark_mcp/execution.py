@@ -27,6 +27,7 @@ from spark_mcp.identity import Principal
 from spark_mcp.jobs import Job, JobManager
 from spark_mcp.plans import Plan
 from spark_mcp.results import ResultMeta, ResultState, ResultStore
+from spark_mcp.scope_gate import Lease, ScopeGates, changes_scope
 from spark_mcp.sessions import Session, SessionRegistry
 from spark_mcp.spark import plans, runner
 from spark_mcp.spark.analyze import (
@@ -64,6 +65,7 @@ class Executor:
         self.sessions = sessions
         self.jobs = jobs
         self.results = results
+        self._gates = ScopeGates()
 
     # -- sessions ------------------------------------------------------------------------
 
@@ -97,6 +99,47 @@ class Executor:
         )
         return self.governance.judge(principal, analysis, action=action)
 
+    async def lease(self, principal: Principal, session: Session, *, exclusive: bool = False) -> Lease:
+        """The session's scope gate (``scope_gate.py``), waited for at most the statement deadline."""
+        gate = self._gates.gate(session)
+        waited_s = 0.0
+        limit_s = self.governance.limits(principal).query_timeout_s
+        if exclusive:
+            gate.want_exclusive(True)
+        try:
+            while not (gate.try_exclusive() if exclusive else gate.try_shared()):
+                if waited_s > limit_s:
+                    raise QueryTimedOut(
+                        f"waited {limit_s:g} s for the other statements of session {session.id} "
+                        "(a USE or SET runs alone in its session); cancel them or use another session"
+                    )
+                await anyio.sleep(0.01)
+                waited_s += 0.01
+        finally:
+            if exclusive:
+                gate.want_exclusive(False)
+        return Lease(gate.release_exclusive if exclusive else gate.release_shared)
+
+    async def judge_sql(
+        self, principal: Principal, session: Session, sql: str, *, action: str | None = None
+    ) -> tuple[Verdict, Lease]:
+        """The verdict on ``sql`` and the lease it must hold until it has run.
+
+        A statement that changes name resolution (USE, SET) gives up its shared lease, waits
+        to hold the session alone, and is analysed again then: nothing can change under it.
+        """
+        lease = await self.lease(principal, session)
+        try:
+            verdict = await self.analyze(principal, session, sql, action=action)
+            if changes_scope(verdict.facts):
+                lease.release()
+                lease = await self.lease(principal, session, exclusive=True)
+                verdict = await self.analyze(principal, session, sql, action=action)
+        except BaseException:
+            lease.release()
+            raise
+        return verdict, lease
+
     # -- running -------------------------------------------------------------------------
 
     def submit(
@@ -110,14 +153,21 @@ class Executor:
         preview: int | None = None,
         fill: ResultMeta | None = None,
         language: str = "sql",
+        lease: Lease | None = None,
     ) -> Job:
         """Start a job that streams into a stored result; returns at once.
 
         ``preview``: the job streams at most that many rows plus one, and the result is
         ``on_demand`` when there were more. ``fill``: the job produces the whole of that
         on-demand result and replaces it; if it fails, the result says so (``failed``).
+        ``lease``: the statement's hold on its session's scope gate, released when the job ends.
         """
-        verdict.enforce()  # never submit what governance refused
+        try:
+            verdict.enforce()  # never submit what governance refused
+        except BaseException:
+            if lease is not None:
+                lease.release()
+            raise
         limits = self.governance.limits(principal)
 
         def work(job: Job) -> ResultMeta:
@@ -151,6 +201,7 @@ class Executor:
             work=work,
             interrupt=lambda tag: len(runner.interrupt(session.connect, tag)),
             driver=session.driver.id,
+            on_end=lease.release if lease is not None else None,
         )
         note(job_id=job.id)
         return job
@@ -192,12 +243,10 @@ class Executor:
     ) -> Job:
         """Analyse, judge and start ``sql``; with ``preview``, a query keeps only that many rows for now."""
         session = await self.session(principal, session_id)
-        verdict = await self.analyze(principal, session, sql)
-        verdict.enforce()
+        verdict, lease = await self.judge_sql(principal, session, sql)
         limit, keep = self.row_limit(verdict, preview)
-        return self.submit(
-            principal, session, verdict, tool=tool, stream=self.stream_sql(session, verdict, limit), preview=keep
-        )
+        stream = self.stream_sql(session, verdict, limit)
+        return self.submit(principal, session, verdict, tool=tool, stream=stream, preview=keep, lease=lease)
 
     # -- structured plans ----------------------------------------------------------------
 
@@ -231,11 +280,17 @@ class Executor:
         """Build, analyse, judge and start a plan; ``preview`` as for ``run_sql``."""
         self.governance.require(principal, "plan.run")
         session = await self.session(principal, session_id)
-        verdict, built = await self.analyze_plan(principal, session, plan)
-        verdict.enforce()
+        lease = await self.lease(principal, session)  # a plan's table names resolve in the session too
+        try:
+            verdict, built = await self.analyze_plan(principal, session, plan)
+        except BaseException:
+            lease.release()
+            raise
         limit, keep = self.row_limit(verdict, preview)
         stream = self.stream_frame(session, built.frame, limit, save_as=plan.save_as)
-        return self.submit(principal, session, verdict, tool=tool, stream=stream, preview=keep, language="plan")
+        return self.submit(
+            principal, session, verdict, tool=tool, stream=stream, preview=keep, language="plan", lease=lease
+        )
 
     def stream_frame(
         self, session: Session, frame: runner.Frame, row_limit: int, *, save_as: str | None = None
@@ -275,16 +330,20 @@ class Executor:
         limit = self.config.results.max_rows + 1
         if meta.language == "plan":
             plan = Plan.model_validate_json(meta.statement).model_copy(update={"save_as": None})
-            verdict, built = await self.analyze_plan(principal, session, plan)
+            lease = await self.lease(principal, session)
+            try:
+                verdict, built = await self.analyze_plan(principal, session, plan)
+            except BaseException:
+                lease.release()
+                raise
             stream = self.stream_frame(session, built.frame, limit)
         else:
-            verdict = await self.analyze(principal, session, meta.statement)
+            verdict, lease = await self.judge_sql(principal, session, meta.statement)
             stream = self.stream_sql(session, verdict, limit)
-        verdict.enforce()
         # Said before the job starts: a quick job's own "complete" must not be overwritten by it.
-        storing = self.results.set_state(meta, ResultState.STORING)
+        storing = self.results.set_state(meta, ResultState.STORING) if verdict.allowed else meta
         try:
-            return self.submit(principal, session, verdict, tool="fetch_rows", stream=stream, fill=storing)
+            return self.submit(principal, session, verdict, tool="fetch_rows", stream=stream, fill=storing, lease=lease)
         except BaseException:
             self.results.save_meta(meta)
             raise
@@ -302,6 +361,15 @@ class Executor:
     ) -> Explanation:
         """What a statement or plan would do and whether policy allows it, without running it."""
         session = await self.session(principal, session_id)
+        lease = await self.lease(principal, session)  # the plan text must describe what was judged
+        try:
+            return await self._explain(principal, session, sql=sql, plan=plan, mode=mode)
+        finally:
+            lease.release()
+
+    async def _explain(
+        self, principal: Principal, session: Session, *, sql: str | None, plan: Plan | None, mode: ExplainMode
+    ) -> Explanation:
         if plan is not None:
             self.governance.require(principal, "plan.run")
             verdict, built = await self.analyze_plan(principal, session, plan)

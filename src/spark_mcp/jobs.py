@@ -65,6 +65,7 @@ class Job:
     timeout_s: float
     tag: str
     interrupt: Interrupt = field(repr=False)  # bound to the job's Spark session when it was submitted
+    on_end: Callable[[], None] | None = field(default=None, repr=False)  # runs once, when the job ends
     state: JobState = JobState.QUEUED
     created_at: float = field(default_factory=time.time)
     started_at: float | None = None
@@ -134,6 +135,7 @@ class JobManager:
         work: Work,
         interrupt: Interrupt,
         driver: str | None = None,
+        on_end: Callable[[], None] | None = None,
     ) -> Job:
         job_id = new_job_id()
         job = Job(
@@ -147,6 +149,7 @@ class JobManager:
             timeout_s=timeout_s,
             tag=f"spark-mcp-{job_id}",
             interrupt=interrupt,
+            on_end=on_end,
         )
         with self._guard:
             self._jobs[job_id] = job
@@ -240,6 +243,12 @@ class JobManager:
             job.finished_at = time.time()
             job.version += 1
             job._cond.notify_all()
+            on_end, job.on_end = job.on_end, None
+        if on_end is not None:
+            try:
+                on_end()
+            except Exception:
+                log.exception("job.on_end_failed", job_id=job.id)
         log.info("job.finished", job_id=job.id, state=state.value, elapsed_ms=job.elapsed_ms)
 
     def _stop(self, job: Job, reason: JobState) -> None:
