@@ -3,7 +3,8 @@
 A session belongs to one principal; any other principal is told it does not exist. Each
 principal has at most one *default* session, created on first use by any tool called
 without ``session_id``. When a driver dies, its sessions are marked lost and say so
-once; a lost default session is then replaced on the next call.
+once (or the call that was running when it died says so); a lost default session is
+then replaced on the next call.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import anyio
 import structlog
 
 from spark_mcp.drivers import Driver, DriverPool
-from spark_mcp.errors import InvalidInput, LimitExceeded, SessionClosed, SessionNotFound
+from spark_mcp.errors import DriverLost, InvalidInput, LimitExceeded, SessionClosed, SessionNotFound
 from spark_mcp.spark.connect import ConnectSession, open_session
 
 log = structlog.get_logger(__name__)
@@ -43,6 +44,17 @@ class Session:
     last_used: float = field(default_factory=time.time)
     state: SessionState = SessionState.OPEN
     why_closed: str | None = None
+    loss_reported: bool = False  # a call running on it when its driver died already said so
+
+    def lost_driver(self) -> DriverLost:
+        """The error of a call that was running when the driver died. It tells the caller the
+        session is gone, so the next call without session_id gets a new default session at once."""
+        self.loss_reported = True
+        return DriverLost(
+            f"the Spark driver {self.driver.id} stopped while this ran: session {self.id} is lost with its "
+            "temp views and settings. Call again (without session_id for a new default session): "
+            "a new driver is started."
+        )
 
     def touch(self) -> None:
         self.last_used = time.time()
@@ -135,7 +147,7 @@ class SessionRegistry:
                     current.check_usable()
                 except SessionClosed:
                     self._forget(current)
-                    if current.state is SessionState.LOST:
+                    if current.state is SessionState.LOST and not current.loss_reported:
                         raise
                 else:
                     current.touch()
