@@ -15,12 +15,13 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NoReturn, Protocol
 
 import anyio
 import structlog
 from mcp import MCPError
 from mcp.server import MCPServer
+from mcp.types import INTERNAL_ERROR
 
 from spark_mcp import __version__
 from spark_mcp.app import App
@@ -62,7 +63,13 @@ class StaticIdentity:
 
 
 class CallMiddleware:
-    """Binds the principal and writes one audit record per tool call and resource read."""
+    """Binds the principal and writes one audit record per tool call and resource read.
+
+    It fails closed when the audit log cannot be written: a call whose record cannot be
+    written gets a JSON-RPC error ``audit_error: ...`` instead of its reply, and while the log
+    keeps failing, calls are refused before they run (each refusal tries to write its own
+    record; once one is written, calls run again).
+    """
 
     def __init__(self, app: Callable[[], App | None], identity: IdentitySource) -> None:
         self._app = app
@@ -78,9 +85,24 @@ class CallMiddleware:
         tool = str(params.get("name")) if ctx.method == "tools/call" else f"resource:{params.get('uri')}"
         principal = self._identity.principal(app, ctx)
         record = CallRecord(tool=tool, request_id=uuid.uuid4().hex[:16], principal=principal.id)
+        try:
+            if app.audit.failure is not None:
+                self._emit(app, record, "error", "audit_error", time.monotonic())
+                self._withheld(
+                    "this call did not run: the audit log could not be written until now; it can be again: retry"
+                )
+            return await self._audited(app, ctx, call_next, record, principal)
+        except AuditError:
+            self._withheld(
+                "the audit log cannot be written, so calls do not run and their replies are withheld; "
+                "the server's operator must make it writable (the server's log says why)",
+            )
+
+    async def _audited(self, app: App, ctx: Any, call_next: Any, record: CallRecord, principal: Principal) -> Any:
         started = time.monotonic()
         outcome: Literal["ok", "error"] = "error"
         error_class: str | None = "cancelled"
+        cancelled = False
         try:
             with acting_as(principal), recording(record):
                 result = await call_next(ctx)
@@ -89,7 +111,7 @@ class CallMiddleware:
             error_class = record.fields.get("error_class") or ("invalid_input" if is_error else None)
             return app.redactor.scrub_json(result)
         except anyio.get_cancelled_exc_class():
-            error_class = "cancelled"
+            error_class, cancelled = "cancelled", True
             raise
         except MCPError as exc:  # a protocol or resource error: its message reaches the client
             error_class = record.fields.get("error_class") or type(exc).__name__
@@ -99,7 +121,11 @@ class CallMiddleware:
             error_class = record.fields.get("error_class") or type(exc).__name__
             raise
         finally:
-            self._emit(app, record, outcome, error_class, started)
+            try:
+                self._emit(app, record, outcome, error_class, started)
+            except AuditError:
+                if not cancelled:  # replaces the reply with audit_error (``__call__``)
+                    raise
 
     def _emit(
         self, app: App, record: CallRecord, outcome: Literal["ok", "error"], error_class: str | None, started: float
@@ -119,6 +145,14 @@ class CallMiddleware:
         except AuditError:
             log.exception("audit.write_failed", tool=record.tool)
             raise
+        except Exception as exc:  # a bug, but still a call that cannot be recorded: fail closed
+            log.exception("audit.write_failed", tool=record.tool)
+            raise AuditError(f"cannot write the audit record: {type(exc).__name__}") from exc
+
+    @staticmethod
+    def _withheld(what: str) -> NoReturn:
+        """A JSON-RPC error, not a tool result: the call produced nothing the client may have."""
+        raise MCPError(INTERNAL_ERROR, f"audit_error: {what}")
 
 
 def build_server(
