@@ -93,6 +93,7 @@ class SessionRegistry:
         self._ended: dict[str, Session] = {}
         self._guard = threading.Lock()
         self._default_locks: dict[str, anyio.Lock] = {}
+        self._opening: dict[str, int] = {}  # principal -> sessions being opened now
 
     def _open(self, principal: str) -> list[Session]:
         with self._guard:
@@ -102,18 +103,32 @@ class SessionRegistry:
         for session in self._open(principal):
             if not session.driver.usable:
                 session._mark_lost()
-        open_now = self._open(principal)
-        if len(open_now) >= max_sessions:
-            raise LimitExceeded(
-                f"you have {len(open_now)} open sessions, the limit for your role is {max_sessions}: "
-                "close one with close_session (list_sessions shows them)"
-            )
-        driver = await self._pool.acquire(principal)
-        session_id = new_session_id()
-        connect = await anyio.to_thread.run_sync(lambda: open_session(driver, user_id=principal))
-        session = Session(id=session_id, principal=principal, driver=driver, connect=connect, default=default)
+        # The check and the reservation are one step: sessions being opened count against the
+        # limit, or concurrent calls would each see room and all open one (seen: 20 at once
+        # opened 20 sessions under a limit of 3).
         with self._guard:
-            self._sessions[session_id] = session
+            open_now = sum(
+                1 for s in self._sessions.values() if s.principal == principal and s.state is SessionState.OPEN
+            )
+            opening = self._opening.get(principal, 0)
+            if open_now + opening >= max_sessions:
+                raise LimitExceeded(
+                    f"you have {open_now + opening} open sessions, the limit for your role is {max_sessions}: "
+                    "close one with close_session (list_sessions shows them)"
+                )
+            self._opening[principal] = opening + 1
+        try:
+            driver = await self._pool.acquire(principal)
+            session_id = new_session_id()
+            connect = await anyio.to_thread.run_sync(lambda: open_session(driver, user_id=principal))
+            session = Session(id=session_id, principal=principal, driver=driver, connect=connect, default=default)
+            with self._guard:
+                self._sessions[session_id] = session
+        finally:
+            with self._guard:
+                self._opening[principal] -= 1
+                if not self._opening[principal]:
+                    del self._opening[principal]
         log.info("session.created", session_id=session_id, principal=principal, driver_id=driver.id)
         return session
 
