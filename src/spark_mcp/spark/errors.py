@@ -19,7 +19,7 @@ _SQLSTATE_TAIL = re.compile(r"\s*SQLSTATE:\s*\w+.*$")
 _MAX_LINE = 400
 # What grpc's call objects print when the server sent no error details of its own.
 _GRPC_REPR = re.compile(r"^\s*<_\w+ of RPC that terminated with:")
-_GRPC_DETAILS = re.compile(r'details = "(.*)"')
+_GRPC_DETAILS = re.compile(r'details = "(.*?)"\n\s*debug_error_string', re.S)
 _STATUS_MISMATCH = re.compile(r"Code in Status proto .* doesn't match status code \(StatusCode\.(\w+)\)")
 
 # Status codes that mean "the driver is not there" rather than "your statement is wrong".
@@ -63,7 +63,10 @@ def translate(exc: BaseException, *, what: str = "Spark") -> SparkMcpError:
             # thousands of levels deep overflows the parser's stack); the client then holds
             # only gRPC's description of the call, which tells an agent nothing.
             details = _GRPC_DETAILS.search(raw)
-            said = first_line(details.group(1)) if details else ""
+            said = details.group(1).strip() if details else ""
+            if error_class_of(said):  # Spark's own error, only inside the call's description
+                return SparkError(first_line(said), error_class=error_class_of(said) or "", sqlstate=exc.getSqlState())
+            said = first_line(said)
             return SparkError(
                 f"Spark failed the request without an error of its own ({said or 'no details'}); "
                 "a statement or plan that is very deeply nested or very large can cause this: simplify it",
