@@ -27,6 +27,8 @@ MAX_PLAN_OPERATIONS = 500  # operations in the whole tree
 MAX_JSON_DEPTH = 100  # nesting of the JSON itself (a legitimate plan needs about 4 per plan level)
 MAX_JSON_NODES = 100_000  # values in the JSON (objects, arrays, strings, numbers...)
 _FORM = re.compile(r"[A-Z][A-Za-z]+")  # a union branch in a validation error's location (TableSource, ...)
+_NOT_THIS_FORM = {"missing", "extra_forbidden"}  # how a branch the caller did not mean fails
+_NO_FORM = "matches none of the forms the grammar lists"
 Expr = Annotated[str, Field(min_length=1, max_length=10_000, description="a Spark SQL expression")]
 ColumnName = Annotated[str, Field(min_length=1, max_length=256)]
 
@@ -337,11 +339,19 @@ def parse_plan(data: object) -> Plan:
         for error in exc.errors():
             where, message = "plan", error["msg"]
             for part in error["loc"]:
-                if isinstance(part, str) and _FORM.fullmatch(part):
-                    message = "matches none of the forms the grammar lists"  # a union: every branch failed
-                    break
+                if isinstance(part, str) and _FORM.fullmatch(part):  # a branch of a union (a source's forms)
+                    if error["type"] in _NOT_THIS_FORM:
+                        message = _NO_FORM
+                        break
+                    continue  # the form the caller meant, wrong inside: say what is wrong there
                 where += f"[{part}]" if isinstance(part, int) else f".{part}"
             problems.setdefault(where, message)
+        # A union none of whose forms fit says so only when no form says more precisely what is wrong.
+        problems = {
+            where: why
+            for where, why in problems.items()
+            if why != _NO_FORM or not any(other.startswith((f"{where}.", f"{where}[")) for other in problems)
+        }
         (first, message), *others = list(problems.items())
         also = "; ".join(f"{where}: {why}" for where, why in others[:2])
         also = f"; also {also}" + (f" (and {len(others) - 2} more)" if len(others) > 2 else "") if also else ""
