@@ -12,7 +12,7 @@ import grpc
 from pyspark.errors import PySparkException
 from pyspark.errors.exceptions.connect import SparkConnectGrpcException
 
-from spark_mcp.errors import DriverLost, QueryCancelled, SparkError, SparkMcpError
+from spark_mcp.errors import DriverLost, InvalidInput, QueryCancelled, SparkError, SparkMcpError
 
 _CLASS_PREFIX = re.compile(r"^\s*(?:\([\w.$]+\)\s*)?\[([A-Z0-9_.]+)\]\s*")
 _SQLSTATE_TAIL = re.compile(r"\s*SQLSTATE:\s*\w+.*$")
@@ -83,6 +83,13 @@ def translate(exc: BaseException, *, what: str = "Spark") -> SparkMcpError:
         return SparkError(first_line(exc.getMessage()), error_class=exc.getCondition() or type(exc).__name__)
     if isinstance(exc, grpc.RpcError):
         return DriverLost(f"{what} is unreachable: the driver may have stopped; retry to get a new one")
+    if isinstance(exc, UnicodeEncodeError):
+        # Text with a lone surrogate (Python's JSON decoder accepts "\ud800") cannot be sent to Spark.
+        bad = exc.object[exc.start : exc.end] if isinstance(exc.object, str) else ""
+        return InvalidInput(
+            f"the text holds {bad.encode('unicode_escape').decode() or 'a character'}, which is not valid Unicode "
+            "(a lone surrogate): send UTF-8 text"
+        )
     status_mismatch = _STATUS_MISMATCH.search(str(exc)) if isinstance(exc, ValueError) else None
     if status_mismatch is not None:
         # pyspark could not read the error the driver sent (seen under load: RESOURCE_EXHAUSTED,
