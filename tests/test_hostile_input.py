@@ -17,6 +17,7 @@ sized for a slow 2-core machine; ``-m slow`` runs many more, with fresh random e
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -27,6 +28,7 @@ from hypothesis import strategies as st
 from mcp import Client, MCPError
 
 from spark_mcp.app import App
+from spark_mcp.audit import verify
 from spark_mcp.plans import MAX_JSON_DEPTH, MAX_PLAN_DEPTH
 from tests.helpers import (
     STACK_TRACE,
@@ -35,6 +37,7 @@ from tests.helpers import (
     ClientFactory,
     actionable_error,
     call,
+    call_error,
     nested_joins,
     text_of,
 )
@@ -366,3 +369,42 @@ async def test_odd_resource_uris_are_refused_by_name_and_audited(fuzzed: tuple[C
     message = refused.value.error.message
     assert message and not STACK_TRACE.search(message)
     assert len(audit.new()) == 1
+
+
+# -- what the fuzzing found, kept as plain regressions -----------------------------------
+
+
+async def test_strings_spark_holds_as_bytes_that_are_not_utf8_come_back_readable(alice: Client) -> None:
+    # Spark's strings are bytes: invalid UTF-8 answered every reader with internal_error.
+    sql = "SELECT cast(unhex('FF41') AS STRING) AS s, cast(unhex('EDA080') AS STRING) AS t"
+    reply = await call(alice, "run_sql", sql=sql)
+    assert reply["rows"] == [["\ufffdA", "\ufffd\ufffd\ufffd"]]
+    page = await call(alice, "fetch_rows", result_id=reply["result_id"], format="csv")
+    assert page["text"].splitlines()[1] == '"\ufffdA","\ufffd\ufffd\ufffd"'
+    whole = json.loads((await alice.read_resource(f"spark://results/{reply['result_id']}")).contents[0].text)
+    assert whole["rows"] == reply["rows"]
+
+
+async def test_a_lone_surrogate_in_an_argument_is_answered_and_audited(alice: Client, app: App) -> None:
+    # Python's JSON decoder accepts "\ud800" (spark-mcp call, the in-memory transport): the
+    # record could not be hashed, so the call ran unaudited and answered "Internal server error".
+    audit = AuditCursor(app.config.audit_path, "alice")
+    for tool, arguments in (("describe_table", {"table": "tpch.\ud800"}), ("close_session", {"session_id": "\ud800"})):
+        result = await alice.call_tool(tool, arguments)
+        assert actionable_error(tool, result).startswith(("invalid_input:", "session_not_found:"))
+        records = audit.new()
+        assert [r["tool"] for r in records] == [tool]
+    assert verify(app.config.audit_path).ok
+
+
+async def test_a_driver_token_in_a_spark_error_reaches_no_log(
+    root: Client, app: App, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # pyspark logged every Spark error itself, through a handler of its own that skipped redaction.
+    sql = "SELECT cast(java_method('java.lang.System', 'getenv', 'SPARK_CONNECT_AUTHENTICATE_TOKEN') AS INT)"
+    said = await call_error(root, "run_sql", sql=sql)
+    assert said.startswith("CAST_INVALID_INPUT:") and "[REDACTED]" in said
+    driver = app.drivers.current("root")
+    assert driver is not None
+    out, err = capfd.readouterr()
+    assert driver.token not in out + err
