@@ -218,6 +218,20 @@ class AuditCursor:
         return [r for r in records if r["principal"] == self.principal]
 
 
+def pid_running(argument: str) -> int:
+    """The pid of the one process of ours whose command line holds ``argument``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if argument.encode() in (entry / "cmdline").read_bytes().split(b"\0"):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    assert len(found) == 1, found
+    return found[0]
+
+
 def open_fds(pid: int | str = "self") -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 

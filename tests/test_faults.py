@@ -43,6 +43,7 @@ from tests.helpers import (
     driver_pids,
     handshake,
     make_config,
+    pid_running,
     raw_server,
     read_replies,
     rpc_line,
@@ -69,20 +70,6 @@ def limited_server(config: Path, limit: int) -> StdioServerParameters:
         args=["-c", LIMITED, str(limit), SPARK_MCP, "serve", "--config", str(config), "--user", "alice"],
         env=server_env(),
     )
-
-
-def pid_running(argument: str) -> int:
-    """The pid of the one process of ours whose command line holds ``argument``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if argument.encode() in (entry / "cmdline").read_bytes().split(b"\0"):
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    assert len(found) == 1, found
-    return found[0]
 
 
 def audit_records(path: Path) -> list[dict]:
