@@ -200,6 +200,16 @@ async def open_sessions(client: Client) -> list[str]:
 async def test_concurrent_and_repeated_session_requests_stop_at_the_users_limit(
     connect: ClientFactory, app: App
 ) -> None:
+    await sessions_past_the_limit(connect, app, at_once=50, after=1000)
+
+
+@pytest.mark.slow
+@pytest.mark.spark
+async def test_thousands_of_session_requests_at_once_stop_at_the_users_limit(connect: ClientFactory, app: App) -> None:
+    await sessions_past_the_limit(connect, app, at_once=2000, after=5000)
+
+
+async def sessions_past_the_limit(connect: ClientFactory, app: App, *, at_once: int, after: int) -> None:
     async with connect("lena") as lena:
         await call(lena, "run_sql", sql="SELECT 1")  # her default session and driver
         before = await open_sessions(lena)
@@ -214,20 +224,20 @@ async def test_concurrent_and_repeated_session_requests_stop_at_the_users_limit(
         try:
             with anyio.fail_after(300):
                 async with anyio.create_task_group() as group:
-                    for _ in range(50):
+                    for _ in range(at_once):
                         group.start_soon(create)
             opened = await open_sessions(lena)
             assert len(opened) + 1 == limit  # the default session counts too
             assert outcomes.count("ok") == limit - 1 - len(before)
             refused = [o for o in outcomes if o != "ok"]
             assert all(o.startswith(f"limit_exceeded: you have {limit} open sessions, the limit") for o in refused)
-            with anyio.fail_after(600):
-                for _ in range(1000):  # thousands more, one after another: each refused, none opened
+            with anyio.fail_after(600 + after * 0.5):
+                for _ in range(after):  # thousands more, one after another: each refused, none opened
                     assert (await call_error(lena, "create_session")).startswith("limit_exceeded:")
             assert len(await open_sessions(lena)) + 1 == limit
             tools = [r["tool"] for r in audit.new()]  # every attempt, and each listing, audited once
-            assert tools.count("create_session") == 50 + 1000 and tools.count("list_sessions") == 2
-            assert len(tools) == 50 + 1000 + 2
+            assert tools.count("create_session") == at_once + after and tools.count("list_sessions") == 2
+            assert len(tools) == at_once + after + 2
         finally:
             for session_id in await open_sessions(lena):
                 if session_id not in before:

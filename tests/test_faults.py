@@ -23,6 +23,7 @@ import pytest
 from mcp import Client, MCPError, StdioServerParameters
 from mcp.client._memory import InMemoryTransport
 from mcp.client._transport import TransportStreams
+from mcp.types import CallToolResult
 from pyspark.errors.exceptions.connect import SparkConnectGrpcException
 
 from spark_mcp.app import App
@@ -443,3 +444,41 @@ def test_odd_failures_of_spark_s_client_are_translated_into_errors_an_agent_can_
         assert isinstance(error, SparkError) and error.error_class == error_class
     else:
         assert isinstance(error, DriverLost)
+
+
+# -- longer runs, by hand (-m slow) ------------------------------------------------------
+
+# Its first rows come at once, and every row costs a hash of 20 kB: a preview is quick, the
+# whole result (fetch_rows past the preview: up to results.max_rows rows) takes minutes.
+QUICK_THEN_SLOW = "SELECT id, sha2(repeat(cast(id AS STRING), 20000), 512) AS h FROM range(100000000)"
+
+
+@pytest.mark.slow
+@pytest.mark.spark
+async def test_a_driver_killed_while_it_produces_the_rest_of_a_result_leaves_the_preview_readable(
+    connect: ClientFactory, app: App
+) -> None:
+    async with connect("dora") as dora:
+        audit = AuditCursor(app.config.audit_path, "dora")
+        for _ in range(3):  # and again, each time on the driver that replaced the last one
+            preview = await call(dora, "run_sql", sql=QUICK_THEN_SLOW, max_rows=5, wait_s=150)
+            assert preview["result_state"] == "on_demand"
+            driver = app.drivers.current("dora")
+            assert driver is not None and driver.pid is not None
+            replies: dict[str, CallToolResult] = {}
+
+            async def fetch_the_rest(result_id: str, into: dict[str, CallToolResult]) -> None:
+                into["rest"] = await dora.call_tool("fetch_rows", {"result_id": result_id, "offset": 5, "wait_s": 150})
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(fetch_the_rest, preview["result_id"], replies)
+                await running_job(app, "dora")
+                os.kill(driver.pid, signal.SIGKILL)
+            said = actionable_error("fetch_rows", replies["rest"])
+            assert said.startswith("driver_lost:"), said
+            page = await call(dora, "fetch_rows", result_id=preview["result_id"], limit=5, format="json")
+            assert page["rows"] == preview["rows"] and page["result_state"] == "failed"
+            after = await call(dora, "run_sql", sql="SELECT 2 AS two", wait_s=150)
+            assert after["rows"] == [[2]]
+        tools = [(r["tool"], r["error_class"]) for r in audit.new()]
+        assert tools == [("run_sql", None), ("fetch_rows", "driver_lost"), ("fetch_rows", None), ("run_sql", None)] * 3
