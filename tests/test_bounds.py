@@ -17,7 +17,8 @@ import pytest
 from mcp import Client
 
 from spark_mcp.app import App
-from spark_mcp.plans import MAX_JSON_DEPTH, MAX_JSON_NODES, MAX_PLAN_DEPTH, MAX_PLAN_OPERATIONS
+from spark_mcp.errors import PlanError
+from spark_mcp.plans import MAX_JSON_DEPTH, MAX_JSON_NODES, MAX_PLAN_DEPTH, MAX_PLAN_OPERATIONS, parse_plan
 from spark_mcp.spark import runner
 from tests.helpers import (
     AuditCursor,
@@ -242,3 +243,42 @@ async def sessions_past_the_limit(connect: ClientFactory, app: App, *, at_once: 
             for session_id in await open_sessions(lena):
                 if session_id not in before:
                     await call(lena, "close_session", session_id=session_id)
+
+
+# -- the plan size limits, as pure logic ---------------------------------------------------
+
+
+def _deep_json(levels: int) -> dict[str, Any]:
+    value: dict[str, Any] = {"source": {"range": {"end": 1}}}
+    for _ in range(levels - 4):  # the innermost plan is four levels deep, its number counted
+        value = {"source": value}
+    return value
+
+
+def _unions(plans: int, filters_each: int) -> dict[str, Any]:
+    branch = {"source": {"range": {"end": 1}}, "operations": filters(filters_each)}
+    return {"source": {"range": {"end": 1}}, "operations": [{"op": "union", "other": branch}] * plans}
+
+
+@pytest.mark.parametrize(
+    ("plan", "refused_because"),
+    [
+        (nested_joins(MAX_PLAN_DEPTH), None),
+        (nested_joins(MAX_PLAN_DEPTH + 1), f"nested more than {MAX_PLAN_DEPTH} deep"),
+        (_unions(5, 99), None),  # 5 + 5 * 99 = 500 operations
+        (_unions(5, 100), f"more than {MAX_PLAN_OPERATIONS} operations in all"),
+        (_deep_json(MAX_JSON_DEPTH), "matches none of the forms"),  # deep enough, and still read
+        (_deep_json(MAX_JSON_DEPTH + 1), f"nested more than {MAX_JSON_DEPTH} levels deep"),
+        ({"source": {"range": {"end": 1}}, "operations": [{"op": "select", "columns": ["id"] * 99_990}]}, None),
+        (
+            {"source": {"range": {"end": 1}}, "operations": [{"op": "select", "columns": ["id"] * MAX_JSON_NODES}]},
+            f"more than {MAX_JSON_NODES:,} values",
+        ),
+    ],
+)
+def test_plan_size_limits(plan: dict[str, Any], refused_because: str | None) -> None:
+    if refused_because is None:
+        parse_plan(plan)
+    else:
+        with pytest.raises(PlanError, match=refused_because):
+            parse_plan(plan)

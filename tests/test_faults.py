@@ -15,6 +15,7 @@ import os
 import resource
 import signal
 import sys
+import time
 from pathlib import Path
 
 import anyio
@@ -28,6 +29,7 @@ from pyspark.errors.exceptions.connect import SparkConnectGrpcException
 
 from spark_mcp.app import App
 from spark_mcp.audit import AuditLog, Redactor, verify
+from spark_mcp.drivers.process import spawn, terminate
 from spark_mcp.drivers.state import read_records
 from spark_mcp.errors import DriverLost, SparkError
 from spark_mcp.jobs import Job, JobState
@@ -482,3 +484,31 @@ async def test_a_driver_killed_while_it_produces_the_rest_of_a_result_leaves_the
             assert after["rows"] == [[2]]
         tools = [(r["tool"], r["error_class"]) for r in audit.new()]
         assert tools == [("run_sql", None), ("fetch_rows", "driver_lost"), ("fetch_rows", None), ("run_sql", None)] * 3
+
+
+def live_members(group: int) -> list[int]:
+    """Processes of ``group`` that have not exited (zombies have)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                state, _parent, pgrp = (entry / "stat").read_text().rsplit(")", 1)[-1].split()[:3]
+            except (OSError, ValueError):
+                continue
+            if int(pgrp) == group and state != "Z":
+                members.append(int(entry.name))
+    return members
+
+
+def test_stopping_a_driver_stops_its_whole_process_group_even_a_child_that_ignores_sigterm(tmp_path: Path) -> None:
+    # A stand-in for a driver that hangs while it starts: spark-submit's shell (which SIGTERM
+    # stops) waiting on a launcher that ignores SIGTERM. Only the SIGKILL that follows stops it.
+    script = "sh -c \"trap '' TERM; echo launcher-started; while :; do sleep 0.2; done\" & wait"
+    log_path = tmp_path / "driver.log"
+    process = spawn(["sh", "-c", script], env=dict(os.environ), cwd=tmp_path, log_path=log_path)
+    deadline = time.monotonic() + 30
+    while "launcher-started" not in log_path.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(live_members(process.pid)) >= 2
+    assert terminate(process.pid, timeout_s=1, proc=process)
+    assert live_members(process.pid) == []
