@@ -34,7 +34,7 @@ _PDEATHSIG_EXEC = (
     "import ctypes, os, signal, sys\n"
     f"ctypes.CDLL(None).prctl({_PR_SET_PDEATHSIG}, signal.SIGTERM, 0, 0, 0)\n"
     "if os.getppid() != int(sys.argv[1]): sys.exit(1)  # the parent died before prctl\n"
-    "os.execv(sys.argv[2], sys.argv[2:])\n"
+    "os.execvp(sys.argv[2], sys.argv[2:])\n"
 )
 
 
