@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from spark_mcp.calls import note
 from spark_mcp.config import Config
-from spark_mcp.errors import InvalidInput, QueryTimedOut, SessionClosed
+from spark_mcp.errors import DriverLost, InvalidInput, QueryTimedOut, SessionClosed
 from spark_mcp.governance import Governance, Verdict
 from spark_mcp.identity import Principal
 from spark_mcp.jobs import Job, JobManager
@@ -188,6 +188,8 @@ class Executor:
                 if fill is not None:
                     why = job.stop_reason.value if job.stop_reason else str(exc) or type(exc).__name__
                     self.results.set_state(fill, ResultState.FAILED, error=why)
+                if isinstance(exc, DriverLost) and not session.driver.usable:
+                    raise session.lost_driver() from None
                 raise
 
         job = self.jobs.submit(
@@ -398,6 +400,10 @@ class Executor:
         try:
             with anyio.fail_after(limits.query_timeout_s):
                 return await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
+        except DriverLost:
+            if session.driver.usable:
+                raise
+            raise session.lost_driver() from None
         except TimeoutError:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(runner.interrupt, session.connect, tag)

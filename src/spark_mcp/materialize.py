@@ -48,8 +48,13 @@ class Materializer:
         rows: int | None,
         wait_s: float,
         on_change: Callable[[Job], Awaitable[None]] | None = None,
+        offset: int = 0,
     ) -> ResultMeta:
-        """The result once it holds ``rows`` rows (None: all of them), or as it stands after ``wait_s``."""
+        """The result once it holds ``rows`` rows (None: all of them), or as it stands after ``wait_s``.
+
+        When the fill it waited for failed and no row from ``offset`` on exists, the fill's
+        error is raised: the caller gets nothing else it asked for, so the reason is its answer.
+        """
         meta = self._results.meta(principal.id, result_id)
         if self._enough(meta, rows):
             return meta
@@ -65,7 +70,10 @@ class Materializer:
         await self._jobs.wait(job, wait_s, on_change)
         if job.state.terminal:
             self._fills.pop(result_id, None)
-        return self._results.meta(principal.id, result_id)
+        meta = self._results.meta(principal.id, result_id)
+        if job.state.terminal and job.error is not None and offset >= meta.row_count > 0:
+            raise job.error
+        return meta
 
     async def complete_sources(self, principal: Principal, plan: Plan, *, wait_s: float) -> None:
         """Complete every on-demand result ``plan`` reads (a plan source needs all its rows)."""

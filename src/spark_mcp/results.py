@@ -21,7 +21,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from pathlib import Path
@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 import structlog
 
 from spark_mcp.config import ResultsConfig
-from spark_mcp.errors import InvalidInput, ResultNotFound
+from spark_mcp.errors import InvalidInput, ResultNotFound, StorageError
 
 log = structlog.get_logger(__name__)
 
@@ -80,19 +80,32 @@ REDACTED = "[REDACTED]"
 
 
 def scrub(table: pa.Table, secrets: Sequence[str]) -> pa.Table:
-    """``table`` with every occurrence of a secret in its text (at any depth) replaced.
+    """``table`` with every occurrence of a secret in its text (at any depth) replaced, and
+    every string valid UTF-8.
 
     Drivers' tokens live in their own environment, so an admin who may read files could
     otherwise read one back through ``/proc/self/environ``; no result ever carries one.
+    Spark's strings are bytes (``cast(unhex('FF') AS STRING)``, or a file in another
+    encoding), and a stored string that is not UTF-8 would break every reader of the result:
+    each bad sequence becomes U+FFFD, as a decoder would show it.
     """
-    if not secrets:
-        return table
     columns = [pa.chunked_array([_scrub(c, secrets) for c in col.chunks], col.type) for col in table.columns]
     return pa.Table.from_arrays(columns, schema=table.schema)
 
 
+def _valid_utf8(array: pa.Array) -> pa.Array:
+    try:
+        array.validate(full=True)
+    except pa.ArrowInvalid:
+        raw = array.cast(pa.large_binary()).to_pylist()
+        return pa.array([None if b is None else b.decode("utf-8", "replace") for b in raw], type=array.type)
+    return array
+
+
 def _scrub(array: pa.Array, secrets: Sequence[str]) -> pa.Array:
     kind = array.type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        array = _valid_utf8(array)
     if (
         pa.types.is_string(kind)
         or pa.types.is_large_string(kind)
@@ -181,12 +194,29 @@ class ResultWriter:
         self.more_rows = False
         self.cap: str | None = None
 
+    @contextlib.contextmanager
+    def _storing(self) -> Iterator[None]:
+        """A full disk or a file size limit becomes an error that says so (the file is removed by ``abort``)."""
+        try:
+            yield
+        except OSError as exc:  # pyarrow's IO errors are OSErrors too
+            why = os.strerror(exc.errno) if exc.errno else str(exc).split(". Detail:")[-1].strip()
+            raise StorageError(
+                f"the server has no room to store result {self.result_id} ({why}); "
+                "ask for fewer rows (a LIMIT, a smaller page), or ask the operator to free space for results"
+            ) from None
+
     def begin(self, schema: pa.Schema) -> None:
         if self._writer is None:
             self._schema = schema
-            self._writer = pa.ipc.new_file(str(self._tmp), schema)
+            with self._storing():
+                self._writer = pa.ipc.new_file(str(self._tmp), schema)
 
     def write(self, table: pa.Table) -> bool:
+        with self._storing():
+            return self._write(table)
+
+    def _write(self, table: pa.Table) -> bool:
         assert self._writer is not None, "begin() must come first"
         table = scrub(table, self._store.secrets())
         if self._preview is not None and self.rows + table.num_rows > self._preview:
@@ -211,6 +241,10 @@ class ResultWriter:
         return not self.more_rows
 
     def finish(self) -> ResultMeta:
+        with self._storing():
+            return self._finish()
+
+    def _finish(self) -> ResultMeta:
         if self._writer is None:  # a statement with no schema at all (should not happen): store nothing
             self.begin(pa.schema([]))
         assert self._writer is not None

@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NoReturn, Protocol
 
 import anyio
 import structlog
@@ -25,6 +25,7 @@ from mcp.server import MCPServer
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import TokenVerifier
 from mcp.server.auth.settings import AuthSettings
+from mcp.types import INTERNAL_ERROR
 
 from spark_mcp import __version__
 from spark_mcp.app import App
@@ -112,7 +113,13 @@ class AppRef:
 
 
 class CallMiddleware:
-    """Binds the principal and writes one audit record per tool call and resource read."""
+    """Binds the principal and writes one audit record per tool call and resource read.
+
+    It fails closed when the audit log cannot be written: a call whose record cannot be
+    written gets a JSON-RPC error ``audit_error: ...`` instead of its reply, and while the log
+    keeps failing, calls are refused before they run (each refusal tries to write its own
+    record; once one is written, calls run again).
+    """
 
     def __init__(self, app: Callable[[], App | None], identity: IdentitySource, *, via: str = "mcp") -> None:
         self._app = app
@@ -130,9 +137,24 @@ class CallMiddleware:
         principal = self._identity.principal(app, ctx)
         record = CallRecord(tool=tool, request_id=uuid.uuid4().hex[:16], principal=principal.id)
         record.fields.update(auth=principal.auth, token_id=principal.token_id, via=self._via)
+        try:
+            if app.audit.failure is not None:
+                self._emit(app, record, "error", "audit_error", time.monotonic())
+                self._withheld(
+                    "this call did not run: the audit log could not be written until now; it can be again: retry"
+                )
+            return await self._audited(app, ctx, call_next, record, principal)
+        except AuditError:
+            self._withheld(
+                "the audit log cannot be written, so calls do not run and their replies are withheld; "
+                "the server's operator must make it writable (the server's log says why)",
+            )
+
+    async def _audited(self, app: App, ctx: Any, call_next: Any, record: CallRecord, principal: Principal) -> Any:
         started = time.monotonic()
         outcome: Literal["ok", "error"] = "error"
         error_class: str | None = "cancelled"
+        cancelled = False
         try:
             with acting_as(principal), recording(record):
                 result = await call_next(ctx)
@@ -141,7 +163,7 @@ class CallMiddleware:
             error_class = record.fields.get("error_class") or ("invalid_input" if is_error else None)
             return app.redactor.scrub_json(result)
         except anyio.get_cancelled_exc_class():
-            error_class = "cancelled"
+            error_class, cancelled = "cancelled", True
             raise
         except MCPError as exc:  # a protocol or resource error: its message reaches the client
             error_class = record.fields.get("error_class") or type(exc).__name__
@@ -151,7 +173,11 @@ class CallMiddleware:
             error_class = record.fields.get("error_class") or type(exc).__name__
             raise
         finally:
-            self._emit(app, record, outcome, error_class, started)
+            try:
+                self._emit(app, record, outcome, error_class, started)
+            except AuditError:
+                if not cancelled:  # replaces the reply with audit_error (``__call__``)
+                    raise
 
     def _emit(
         self, app: App, record: CallRecord, outcome: Literal["ok", "error"], error_class: str | None, started: float
@@ -171,6 +197,14 @@ class CallMiddleware:
         except AuditError:
             log.exception("audit.write_failed", tool=record.tool)
             raise
+        except Exception as exc:  # a bug, but still a call that cannot be recorded: fail closed
+            log.exception("audit.write_failed", tool=record.tool)
+            raise AuditError(f"cannot write the audit record: {type(exc).__name__}") from exc
+
+    @staticmethod
+    def _withheld(what: str) -> NoReturn:
+        """A JSON-RPC error, not a tool result: the call produced nothing the client may have."""
+        raise MCPError(INTERNAL_ERROR, f"audit_error: {what}")
 
 
 def build_server(

@@ -3,7 +3,8 @@
 A session belongs to one principal; any other principal is told it does not exist. Each
 principal has at most one *default* session, created on first use by any tool called
 without ``session_id``. When a driver dies, its sessions are marked lost and say so
-once; a lost default session is then replaced on the next call.
+once (or the call that was running when it died says so); a lost default session is
+then replaced on the next call.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import anyio
 import structlog
 
 from spark_mcp.drivers import Driver, DriverPool
-from spark_mcp.errors import InvalidInput, LimitExceeded, SessionClosed, SessionNotFound
+from spark_mcp.errors import DriverLost, InvalidInput, LimitExceeded, SessionClosed, SessionNotFound
 from spark_mcp.spark.connect import ConnectSession, open_session
 
 log = structlog.get_logger(__name__)
@@ -43,6 +44,17 @@ class Session:
     last_used: float = field(default_factory=time.time)
     state: SessionState = SessionState.OPEN
     why_closed: str | None = None
+    loss_reported: bool = False  # a call running on it when its driver died already said so
+
+    def lost_driver(self) -> DriverLost:
+        """The error of a call that was running when the driver died. It tells the caller the
+        session is gone, so the next call without session_id gets a new default session at once."""
+        self.loss_reported = True
+        return DriverLost(
+            f"the Spark driver {self.driver.id} stopped while this ran: session {self.id} is lost with its "
+            "temp views and settings. Call again (without session_id for a new default session): "
+            "a new driver is started."
+        )
 
     def touch(self) -> None:
         self.last_used = time.time()
@@ -82,6 +94,7 @@ class SessionRegistry:
         self._ended: dict[str, Session] = {}
         self._guard = threading.Lock()
         self._default_locks: dict[str, anyio.Lock] = {}
+        self._opening: dict[str, int] = {}  # principal -> sessions being opened now
 
     def _open(self, principal: str) -> list[Session]:
         with self._guard:
@@ -93,18 +106,32 @@ class SessionRegistry:
         for session in self._open(principal):
             if not session.driver.usable:
                 session._mark_lost()
-        open_now = self._open(principal)
-        if len(open_now) >= max_sessions:
-            raise LimitExceeded(
-                f"you have {len(open_now)} open sessions, the limit for your role is {max_sessions}: "
-                "close one with close_session (list_sessions shows them)"
-            )
-        driver = await self._pool.acquire(principal, engine or self.default_engine)
-        session_id = new_session_id()
-        connect = await anyio.to_thread.run_sync(lambda: open_session(driver, user_id=principal))
-        session = Session(id=session_id, principal=principal, driver=driver, connect=connect, default=default)
+        # The check and the reservation are one step: sessions being opened count against the
+        # limit, or concurrent calls would each see room and all open one (seen: 20 at once
+        # opened 20 sessions under a limit of 3).
         with self._guard:
-            self._sessions[session_id] = session
+            open_now = sum(
+                1 for s in self._sessions.values() if s.principal == principal and s.state is SessionState.OPEN
+            )
+            opening = self._opening.get(principal, 0)
+            if open_now + opening >= max_sessions:
+                raise LimitExceeded(
+                    f"you have {open_now + opening} open sessions, the limit for your role is {max_sessions}: "
+                    "close one with close_session (list_sessions shows them)"
+                )
+            self._opening[principal] = opening + 1
+        try:
+            driver = await self._pool.acquire(principal, engine or self.default_engine)
+            session_id = new_session_id()
+            connect = await anyio.to_thread.run_sync(lambda: open_session(driver, user_id=principal))
+            session = Session(id=session_id, principal=principal, driver=driver, connect=connect, default=default)
+            with self._guard:
+                self._sessions[session_id] = session
+        finally:
+            with self._guard:
+                self._opening[principal] -= 1
+                if not self._opening[principal]:
+                    del self._opening[principal]
         log.info("session.created", session_id=session_id, principal=principal, driver_id=driver.id)
         return session
 
@@ -138,7 +165,7 @@ class SessionRegistry:
                     current.check_usable()
                 except SessionClosed:
                     self._forget(current)
-                    if current.state is SessionState.LOST:
+                    if current.state is SessionState.LOST and not current.loss_reported:
                         raise
                 else:
                     current.touch()

@@ -10,6 +10,11 @@ Writing rules:
 - The file is created ``0600`` in a directory created ``0700``.
 - If the log and its head disagree in a way a crash cannot explain, the log refuses to
   continue (``AuditError``) instead of papering over the gap with a fresh chain.
+- A record that cannot be written whole (disk full, file size limit) is cut back off, so
+  the log stays a valid chain; ``failure`` says why until a record is written again (the
+  MCP layer refuses calls meanwhile: no call runs that cannot be recorded).
+- Text that is not valid Unicode (a lone surrogate, which Python's JSON decoder accepts)
+  is written with the offending code points escaped (``\\ud800``), never dropped.
 """
 
 from __future__ import annotations
@@ -35,6 +40,15 @@ from spark_mcp.redaction import Redactor
 log = structlog.get_logger(__name__)
 
 
+def _unicode(value: Any) -> Any:
+    """``value`` with lone surrogates in its strings escaped: they cannot be encoded as UTF-8."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, list):
+        return [_unicode(item) for item in value]
+    return value
+
+
 class AuditLog:
     """An append-only, hash-chained audit log file. Thread- and process-safe."""
 
@@ -52,6 +66,7 @@ class AuditLog:
             # Statements and table names are sensitive: nobody else may read the log.
             os.fchmod(self._fd, 0o600)
             log.warning("audit log was readable by others; now 0600", path=str(path), mode=oct(mode))
+        self.failure: str | None = None  # why the last record could not be written, until one is
         self._tip_key: tuple[int, int] | None = None
         self._records = 0
         self._last_hash = GENESIS_HASH
@@ -108,9 +123,10 @@ class AuditLog:
             "token_id": token_id,
             "via": via,
         }
-        redacted = {name: self._redactor.redact_value(value) for name, value in given.items()}
+        redacted = {name: _unicode(self._redactor.redact_value(value)) for name, value in given.items()}
         with self._lock, self._locked(fcntl.LOCK_EX):
-            self._load_tip()
+            with self._failing():
+                self._load_tip()
             body = {"ts": now(), **redacted}
             try:
                 # Validate before hashing, so the hash covers exactly what the file will hold.
@@ -124,17 +140,29 @@ class AuditLog:
             record = AuditRecord.model_validate(
                 {**body, "prev_hash": self._last_hash, "hash": record_hash(self._last_hash, body)}
             )
-            self._append((record.model_dump_json() + "\n").encode("utf-8"))
+            with self._failing():
+                self._append((record.model_dump_json() + "\n").encode("utf-8"))
             self._records += 1
             self._last_hash = record.hash
             self._tip_key = self._stat_key()
-            try:
-                write_head(self.path, self._records, record.hash)
-            except OSError as exc:
-                # The record is on disk and the head one behind, which the next emit repairs;
-                # the caller still hears of it, since the next write will likely fail too.
-                raise AuditError(f"{self.path}: cannot update the head file: {exc.strerror}") from None
+            with self._failing():
+                try:
+                    write_head(self.path, self._records, record.hash)
+                except OSError as exc:
+                    # The record is on disk and the head one behind, which the next emit repairs;
+                    # the caller still hears of it, since the next write will likely fail too.
+                    raise AuditError(f"{self.path}: cannot update the head file: {exc.strerror}") from None
+            self.failure = None
             return record
+
+    @contextlib.contextmanager
+    def _failing(self) -> Iterator[None]:
+        """Remember why the log cannot be written (the file, not one record), until it can again."""
+        try:
+            yield
+        except AuditError as exc:
+            self.failure = str(exc)
+            raise
 
     def close(self) -> None:
         with self._lock:
@@ -200,12 +228,15 @@ class AuditLog:
 
     def _append(self, data: bytes) -> None:
         fd = self._open_fd()
+        size = os.fstat(fd).st_size  # under the flock: nobody else appends meanwhile
         view = memoryview(data)
         try:
             while view:
                 view = view[os.write(fd, view) :]
             os.fsync(fd)
         except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, size)  # no half record: the chain stays valid
             raise AuditError(f"{self.path}: cannot write audit record: {exc.strerror}") from None
 
     def _open_fd(self) -> int:

@@ -186,7 +186,7 @@ def register(server: MCPServer) -> None:
         limit = clamp_rows(app, limit, limits.max_rows, notes)
         wait = app.config.limits.default_wait_s if wait_s is None else wait_s
         meta = await app.materializer.ensure(
-            principal, result_id, rows=offset + limit, wait_s=wait, on_change=progress_reporter(ctx)
+            principal, result_id, rows=offset + limit, wait_s=wait, on_change=progress_reporter(ctx), offset=offset
         )
         note(result_id=result_id, session_id=meta.session_id)
         page = await anyio.to_thread.run_sync(app.results.page, principal.id, result_id, offset, limit)
