@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
@@ -17,10 +16,25 @@ from spark_mcp.drivers.base import Driver
 from spark_mcp.drivers.process import free_loopback_port, process_has_marker
 from spark_mcp.errors import DriverLost, SessionClosed
 from spark_mcp.spark.connect import open_session
+from spark_mcp.state import StateDB
+from spark_mcp.state.db import state_path
+from spark_mcp.state.drivers import DriverRow, DriverStore
 from tests.conftest import ClientFactory, make_config
 from tests.test_sql import call, call_error
 
 pytestmark = pytest.mark.anyio
+
+
+def driver_rows(home: Path) -> list[DriverRow]:
+    """The drivers the state database of ``home`` records (what ``spark-mcp drivers list`` shows)."""
+    path = state_path(home)
+    if not path.exists():
+        return []
+    db = StateDB(path)
+    try:
+        return DriverStore(db).all()
+    finally:
+        db.close()
 
 
 def driver_pids() -> dict[str, int]:
@@ -77,7 +91,8 @@ async def test_the_token_is_never_in_argv_state_files_logs_or_replies(alice: Cli
     assert driver is not None and driver.pid is not None
     token = driver.token
     assert token.encode() not in Path(f"/proc/{driver.pid}/cmdline").read_bytes()
-    assert token not in (driver.workdir / "state.json").read_text()
+    state_files = [p for p in app.config.home.iterdir() if p.name.startswith("state.db")]
+    assert state_files and all(token.encode() not in p.read_bytes() for p in state_files)
     assert token not in driver.log_path.read_text(errors="replace")
     assert token not in app.config.audit_path.read_text()
     assert token not in repr(driver)
@@ -91,10 +106,11 @@ async def test_driver_state_files_and_folders_are_private(alice: Client, app: Ap
     driver = app.drivers.current("alice")
     assert driver is not None
     assert (driver.workdir.stat().st_mode & 0o777) == 0o700
-    assert ((driver.workdir / "state.json").stat().st_mode & 0o777) == 0o600
+    assert ((driver.workdir / "token").stat().st_mode & 0o777) == 0o600
     assert (driver.log_path.stat().st_mode & 0o777) == 0o600
-    state = json.loads((driver.workdir / "state.json").read_text())
-    assert state["pid"] == driver.pid and state["principal"] == "alice"
+    assert (state_path(app.config.home).stat().st_mode & 0o777) == 0o600
+    row = next(r for r in driver_rows(app.config.home) if r.id == driver.id)
+    assert (row.pid, row.principal, row.owner, row.profile) == (driver.pid, "alice", "user:alice", "default")
 
 
 async def test_a_driver_that_dies_is_noticed_and_replaced(connect: ClientFactory, app: App) -> None:
@@ -136,7 +152,7 @@ async def test_a_driver_that_fails_to_start_quotes_its_log_and_leaves_nothing(tm
 async def test_a_dead_endpoint_fails_within_seconds_not_minutes(tmp_path: Path) -> None:
     nobody = Driver(
         id="drv-nobody",
-        principal="x",
+        profile="default",
         backend="local",
         host="localhost",
         port=free_loopback_port(),
@@ -154,7 +170,7 @@ async def test_a_wrong_token_is_refused_quickly(alice: Client, app: App) -> None
     assert real is not None
     impostor = Driver(
         id=real.id,
-        principal="alice",
+        profile=real.profile,
         backend="local",
         host=real.host,
         port=real.port,
@@ -178,4 +194,5 @@ async def test_idle_sessions_expire_and_stopping_the_app_stops_every_driver(tmp_
         with pytest.raises(SessionClosed, match="idle for more than"):
             await app.executor.session(app.principal("alice"), session.id)
     assert session.driver.id not in driver_pids()
-    assert not (session.driver.workdir / "state.json").exists()
+    assert not session.driver.workdir.exists()
+    assert driver_rows(config.home) == []

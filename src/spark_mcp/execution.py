@@ -22,11 +22,12 @@ import pyarrow as pa
 
 from spark_mcp.calls import note
 from spark_mcp.config import Config
-from spark_mcp.errors import PolicyDenied, QueryTimedOut
+from spark_mcp.errors import DriverLost, PolicyDenied, QueryTimedOut
 from spark_mcp.identity import Principal
 from spark_mcp.jobs import Job, JobManager
 from spark_mcp.plans import Plan
 from spark_mcp.policy import Decision, Policy, decide, decide_statement, readable
+from spark_mcp.policy.profiles import ProfileDecision, decide_profile
 from spark_mcp.results import ResultMeta, ResultStore
 from spark_mcp.sessions import Session, SessionRegistry
 from spark_mcp.spark import plans, runner
@@ -95,18 +96,41 @@ class Executor:
             raise PolicyDenied(decision.reason, rule=decision.rule)
         return decision
 
-    async def create_session(self, principal: Principal) -> Session:
+    def profile_for(self, principal: Principal, requested: str | None) -> ProfileDecision:
+        """The driver profile ``principal`` gets (``requested``, else its default); raises when denied."""
+        decision = decide_profile(self.policy, principal, requested)
+        if not decision.allowed:
+            note(decision="denied", reason=decision.reason, rule=decision.rule)
+            raise PolicyDenied(decision.reason, rule=decision.rule)
+        return decision
+
+    def _group(self, decision: ProfileDecision) -> str | None:
+        return decision.role if self.config.driver.share == "group" else None
+
+    async def create_session(self, principal: Principal, profile: str | None = None) -> Session:
         self.require(principal, "session.create")
-        session = await self.sessions.create(principal.id, max_sessions=self.limits(principal).max_sessions)
+        chosen = self.profile_for(principal, profile)
+        assert chosen.profile is not None
+        session = await self.sessions.create(
+            principal.id,
+            profile=chosen.profile,
+            group=self._group(chosen),
+            max_sessions=self.limits(principal).max_sessions,
+        )
         note(session_id=session.id, decision="allowed")
         return session
 
     async def session(self, principal: Principal, session_id: str | None) -> Session:
-        """The named session, or the caller's default one (created on first use)."""
-        if session_id is None and not self.sessions.has_default(principal.id):
-            self.require(principal, "session.create")
+        """The named session, or the caller's default one (created on first use, on the default profile)."""
+        profile, group = "default", None
+        if session_id is None:
+            if not self.sessions.has_default(principal.id):
+                self.require(principal, "session.create")
+            chosen = self.profile_for(principal, None)
+            assert chosen.profile is not None
+            profile, group = chosen.profile, self._group(chosen)
         session = await self.sessions.resolve(
-            principal.id, session_id, max_sessions=self.limits(principal).max_sessions
+            principal.id, session_id, max_sessions=self.limits(principal).max_sessions, profile=profile, group=group
         )
         note(session_id=session.id)
         return session
@@ -167,6 +191,12 @@ class Executor:
             try:
                 stream(job, writer)
                 return writer.finish()
+            except DriverLost as exc:
+                writer.abort()
+                # Said once, here: the session's next use then gets a new driver without a second error.
+                if self.sessions.loss_seen(session):
+                    raise DriverLost(f"{session.why_closed} (this statement was running: {exc.message})") from None
+                raise
             except BaseException:
                 writer.abort()
                 raise
