@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -14,7 +15,7 @@ from mcp import Client
 from spark_mcp.app import App
 from spark_mcp.drivers.base import Driver
 from spark_mcp.drivers.process import free_loopback_port, process_has_marker
-from spark_mcp.errors import DriverLost, SessionClosed
+from spark_mcp.errors import DriverLost, DriverStartError, QuotaExceeded, SessionClosed
 from spark_mcp.spark.connect import open_session
 from spark_mcp.state import StateDB
 from spark_mcp.state.db import state_path
@@ -137,16 +138,31 @@ async def test_a_driver_that_dies_is_noticed_and_replaced(connect: ClientFactory
 
 
 async def test_a_driver_that_fails_to_start_quotes_its_log_and_leaves_nothing(tmp_path: Path, data_dir: Path) -> None:
-    config = make_config(tmp_path / "home", data_dir, driver={"memory": "100t"})
-    before = set(driver_pids())
+    # A setting config may change, with a value Spark refuses while it starts.
+    config = make_config(
+        tmp_path / "home", data_dir, driver={"memory": "512m", "spark_conf": {"spark.memory.fraction": "5"}}
+    )
     async with App.running(config) as app:
         principal = app.principal("alice")
-        with pytest.raises(Exception, match="before it was ready") as error:
+        with pytest.raises(DriverStartError, match="before it was ready") as error:
             await app.executor.create_session(principal)
+        assert app.drivers.drivers() == []
     message = str(error.value)
-    assert "driver.log" in message
-    assert "heap" in message.lower() or "memory" in message.lower() or "reserve" in message.lower()
-    assert set(driver_pids()) <= before
+    assert "spark.memory.fraction should be between 0 and 1" in message
+    log = re.search(r"drivers/(drv-[0-9a-f]+)/driver\.log", message)
+    assert log is not None, message
+    assert log.group(1) not in driver_pids()
+    assert driver_rows(config.home) == []
+
+
+async def test_a_driver_larger_than_the_memory_quota_is_refused_before_it_starts(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    config = make_config(tmp_path / "home", data_dir, driver={"memory": "100t"})
+    async with App.running(config) as app:
+        with pytest.raises(QuotaExceeded, match=r"^quotas.max_driver_memory: this driver needs"):
+            await app.executor.create_session(app.principal("alice"))
+        assert app.drivers.drivers() == []
 
 
 async def test_a_dead_endpoint_fails_within_seconds_not_minutes(tmp_path: Path) -> None:

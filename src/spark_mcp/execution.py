@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from spark_mcp.calls import note
 from spark_mcp.config import Config
-from spark_mcp.errors import DriverLost, PolicyDenied, QueryTimedOut
+from spark_mcp.errors import DriverLost, PolicyDenied, QueryTimedOut, SparkMcpError
 from spark_mcp.identity import Principal
 from spark_mcp.jobs import Job, JobManager
 from spark_mcp.plans import Plan
@@ -191,10 +191,13 @@ class Executor:
             try:
                 stream(job, writer)
                 return writer.finish()
-            except DriverLost as exc:
+            except SparkMcpError as exc:
                 writer.abort()
-                # Said once, here: the session's next use then gets a new driver without a second error.
-                if self.sessions.loss_seen(session):
+                # A driver that died mid-statement shows as an unreachable driver, or as a closed
+                # channel once its supervisor has noticed. Said once, here: the session's next use
+                # then gets a new driver without a second error.
+                wait_s = 10.0 if isinstance(exc, DriverLost) else 0.0
+                if self.sessions.loss_seen(session, wait_s=wait_s):
                     raise DriverLost(f"{session.why_closed} (this statement was running: {exc.message})") from None
                 raise
             except BaseException:

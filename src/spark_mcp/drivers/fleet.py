@@ -357,7 +357,8 @@ class Fleet:
                 driver.exit_code = process.wait()
             elif pid is not None:
                 wait_for_exit(pid)
-            if driver.state in (DriverState.STARTING, DriverState.READY):
+            # One that dies while starting is reported by the backend, with its log.
+            if driver.state is DriverState.READY:
                 driver.state = DriverState.LOST
                 log.error("driver.lost", driver_id=driver.id, owner=driver.owner, exit_code=driver.exit_code)
                 with self._guard:
