@@ -147,7 +147,7 @@ def test_jobs_of_a_dead_server_become_lost_and_say_why_and_others_stay(tmp_path:
     live_elsewhere = ServerRef(os.getppid(), process_start_time(os.getppid()))
     StateJournal(JobStore(db), live_elsewhere, no_results).record(job("job_elsewhere"))
     mine = StateJournal(JobStore(db), this_server(), no_results)
-    assert mine.mark_lost(server_alive) == ["job_running"]
+    assert [row.id for row in mine.mark_lost(server_alive)] == ["job_running"]
     lost = mine.load("ann", "job_running")
     assert lost is not None and lost.state is JobState.LOST and lost.state.terminal
     assert isinstance(lost.error, JobLost) and "stopped before it finished" in lost.error.message

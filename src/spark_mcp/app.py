@@ -160,7 +160,7 @@ class App:
         )
         results = ResultStore(config.home / "results", config.results, secrets=redactor.secrets)
         journal = StateJournal(JobStore(db), server, results.meta)
-        journal.mark_lost(server_alive)
+        lost_jobs = journal.mark_lost(server_alive)
         jobs = JobManager(
             max_workers=config.limits.max_concurrent_jobs,
             keep_per_principal=config.results.max_jobs_kept,
@@ -184,7 +184,10 @@ class App:
         )
         try:
             recovered = await recover(fleet, driver_store, probe)
-            await sessions.restore(recovered.adopted)
+            # Work a dead server left running in a rejoined session is interrupted, not left to burn.
+            await sessions.restore(
+                recovered.adopted, interrupt=[(row.session_id, f"spark-mcp-{row.id}") for row in lost_jobs]
+            )
             log.info("app.started", home=str(config.home), policies=[str(p) for p in config.policies])
             async with anyio.create_task_group() as group:
                 group.start_soon(app._housekeeping)

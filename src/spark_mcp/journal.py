@@ -91,9 +91,9 @@ class StateJournal:
                 job.error = ResultNotFound(f"its result {row.result_id} has expired (results.ttl_s); run it again")
         return job
 
-    def mark_lost(self, alive: Callable[[ServerRef], bool]) -> list[str]:
-        """Jobs left queued or running by a server that is gone become ``lost``; returns their ids."""
-        lost = []
+    def mark_lost(self, alive: Callable[[ServerRef], bool]) -> list[JobRow]:
+        """Jobs left queued or running by a server that is gone become ``lost``; returns them as they were."""
+        lost: list[JobRow] = []
         now = time.time()
         for row in self._store.unfinished():
             server = ServerRef(row.server_pid, row.server_start) if row.server_pid is not None else None
@@ -107,9 +107,9 @@ class StateJournal:
                     "so it has no result; run the statement again"
                 ),
             )
-            lost.append(row.id)
+            lost.append(row)
         if lost:
-            log.warning("jobs.lost", jobs=lost)
+            log.warning("jobs.lost", jobs=[row.id for row in lost])
         return lost
 
     def prune(self, keep_per_principal: int) -> None:

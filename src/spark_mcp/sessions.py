@@ -15,6 +15,7 @@ reported as lost, never silently forgotten.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import threading
 import time
@@ -27,6 +28,7 @@ import structlog
 
 from spark_mcp.drivers import Driver, Fleet, owner_key
 from spark_mcp.errors import InvalidInput, LimitExceeded, SessionClosed, SessionNotFound, SparkMcpError
+from spark_mcp.spark import runner
 from spark_mcp.spark.connect import ConnectSession, open_session
 from spark_mcp.state.sessions import SessionRow, SessionStore
 
@@ -282,11 +284,17 @@ class SessionRegistry:
 
     # -- after a restart -------------------------------------------------------------------
 
-    async def restore(self, adopted: Iterable[Driver]) -> tuple[list[str], list[str]]:
+    async def restore(
+        self, adopted: Iterable[Driver], *, interrupt: Iterable[tuple[str, str]] = ()
+    ) -> tuple[list[str], list[str]]:
         """Rejoin the sessions saved on re-adopted drivers; report the others as lost.
 
-        Returns the ids restored and the ids lost.
+        ``interrupt`` names ``(session id, operation tag)`` pairs of work a dead server left
+        running: it is interrupted in each rejoined session. Returns the ids restored and lost.
         """
+        tags: dict[str, list[str]] = {}
+        for session_id, tag in interrupt:
+            tags.setdefault(session_id, []).append(tag)
         drivers = {d.id: d for d in adopted}
         restored: list[str] = []
         lost: list[str] = []
@@ -303,6 +311,9 @@ class SessionRegistry:
                     why = f"the server restarted and Spark no longer has it ({exc.message[:200]})"
                 else:
                     restored.append(session.id)
+                    for tag in tags.get(session.id, ()):
+                        with contextlib.suppress(SparkMcpError):
+                            await anyio.to_thread.run_sync(runner.interrupt, session.connect, tag)
                     continue
             self._remember_lost(row, why)
             lost.append(row.id)
