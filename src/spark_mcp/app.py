@@ -127,9 +127,9 @@ class App:
             assert isinstance(jobs, JobManager)
             return sum(1 for job in jobs.running() if registry().driver_of(job.session_id) is driver)
 
-        async def prepare(driver: Driver) -> None:
+        async def prepare(driver: Driver, spare: bool) -> None:
             redactor.add_secret(driver.token)
-            await anyio.to_thread.run_sync(prepare_driver, driver, preparer)
+            await anyio.to_thread.run_sync(prepare_driver, driver, preparer, spare)
 
         async def probe(driver: Driver) -> None:
             redactor.add_secret(driver.token)
@@ -226,11 +226,16 @@ class App:
         log.info("app.stopped")
 
 
-def prepare_driver(driver: Driver, preparer: Preparer) -> None:
-    """Register datasets and learn the built-in functions, through a short-lived session."""
+def prepare_driver(driver: Driver, preparer: Preparer, warm_up: bool = False) -> None:
+    """Register datasets and learn the built-in functions, through a short-lived session.
+
+    A spare is also warmed up, so that the first call of the principal who takes it is fast.
+    """
     session = open_session(driver, user_id="spark-mcp-bootstrap")
     try:
         driver.builtin_functions = preparer.prepare(session)
+        if warm_up:
+            preparer.warm_up(session)
     finally:
         session.close()
 

@@ -55,7 +55,7 @@ class Backend(Protocol):
 class FleetHooks:
     """What the fleet asks of the layers above it (which know Spark sessions and jobs)."""
 
-    prepare: Callable[[Driver], Awaitable[None]]  # a new driver: register datasets, learn built-ins
+    prepare: Callable[[Driver, bool], Awaitable[None]]  # a new driver (a spare?): datasets, built-ins
     retire: Callable[[Driver, str], Awaitable[None]]  # end the sessions on a driver about to stop
     on_lost: Callable[[Driver], None]  # a driver died unasked (called from a supervisor thread)
     open_sessions: Callable[[Driver], int]
@@ -207,7 +207,7 @@ class Fleet:
         spec = DriverSpec(profile, self.lifetime, self._metastore_dir(owner, principal, profile.name))
         try:
             driver = await self._backend.start(spec, on_launch=on_launch)
-            await self._hooks.prepare(driver)
+            await self._hooks.prepare(driver, owner is None)
         except BaseException as exc:
             with self._guard:
                 self._reserved.pop(ticket, None)

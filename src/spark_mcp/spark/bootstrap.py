@@ -116,6 +116,23 @@ class Preparer:
                 with self._lock:
                     self._schemas[key] = learnt
 
+    def warm_up(self, session: ConnectSession) -> None:
+        """Run once what a first call runs (analysis, a scan of each format, Arrow results).
+
+        A fresh JVM loads and compiles that code on first use, which makes the first real
+        call several times slower than the next; a spare waiting in the pool pays it instead.
+        Best effort: a failure here only means the first call pays it after all.
+        """
+        statements = ["SELECT 1 AS one"]
+        by_format = {d.format: d for d in self._datasets}
+        statements += [f"SELECT * FROM {_quoted(d.name)} LIMIT 1" for d in by_format.values()]
+        for statement in statements:
+            try:
+                session.spark.sql(f"EXPLAIN EXTENDED {statement}").collect()
+                session.spark.sql(statement).toArrow()
+            except Exception as exc:
+                log.debug("driver.warm_up_failed", error=type(exc).__name__)
+
     def builtin_functions(self, session: ConnectSession) -> frozenset[str]:
         """Names of Spark's built-in functions on this driver (what is not here is a UDF)."""
         driver = session.driver
@@ -132,6 +149,10 @@ class Preparer:
         with self._lock:
             self._builtins[key] = names
         return names
+
+
+def _quoted(name: str) -> str:
+    return ".".join(quote_ident(part) for part in name.split("."))
 
 
 def _schema_key(dataset: DatasetConfig) -> tuple[str, ...] | None:
