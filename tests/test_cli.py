@@ -14,7 +14,7 @@ from mcp import Client
 
 from spark_mcp.app import App
 from tests.conftest import TESTS, make_config
-from tests.test_drivers import driver_pids
+from tests.fleet_support import driver_pids
 from tests.test_sql import call
 
 SPARK_MCP = str(Path(sys.executable).parent / "spark-mcp")

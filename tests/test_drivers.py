@@ -17,41 +17,12 @@ from spark_mcp.drivers.base import Driver
 from spark_mcp.drivers.process import free_loopback_port, process_has_marker
 from spark_mcp.errors import DriverLost, DriverStartError, QuotaExceeded, SessionClosed
 from spark_mcp.spark.connect import open_session
-from spark_mcp.state import StateDB
 from spark_mcp.state.db import state_path
-from spark_mcp.state.drivers import DriverRow, DriverStore
 from tests.conftest import ClientFactory, make_config
+from tests.fleet_support import driver_pids, driver_rows
 from tests.test_sql import call, call_error
 
 pytestmark = pytest.mark.anyio
-
-
-def driver_rows(home: Path) -> list[DriverRow]:
-    """The drivers the state database of ``home`` records (what ``spark-mcp drivers list`` shows)."""
-    path = state_path(home)
-    if not path.exists():
-        return []
-    db = StateDB(path)
-    try:
-        return DriverStore(db).all()
-    finally:
-        db.close()
-
-
-def driver_pids() -> dict[str, int]:
-    """Every live spark-mcp driver on this machine, by driver id (from its command line)."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        for arg in cmdline:
-            if arg.startswith(b"spark.mcp.driver.id="):
-                found[arg.split(b"=", 1)[1].decode()] = int(entry.name)
-    return found
 
 
 def listening_addresses(pid: int) -> list[str]:

@@ -10,10 +10,9 @@ from __future__ import annotations
 import os
 import signal
 import stat
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
-import anyio
 import pytest
 from mcp import Client
 
@@ -21,19 +20,11 @@ from spark_mcp.app import App
 from spark_mcp.drivers.base import Driver
 from spark_mcp.server import build_server
 from tests.conftest import TESTS, make_config
-from tests.test_drivers import driver_rows
-from tests.test_sql import call, call_error
+from tests.fleet_support import call, call_error, driver_rows, wait_for
 
 pytestmark = [pytest.mark.anyio, pytest.mark.spark]
 
 SECRET = "s3cr3t-value-that-must-never-show"
-
-
-async def wait_for(condition: Callable[[], object], timeout_s: float = 240, what: str = "condition") -> None:
-    """Poll ``condition`` until it holds, within a deadline (drivers take seconds to start)."""
-    with anyio.fail_after(timeout_s):
-        while not condition():
-            await anyio.sleep(0.05)
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +65,7 @@ def spare_ids(app: App) -> list[str]:
 
 
 async def test_a_new_principal_takes_a_warm_driver_and_a_replacement_starts(pool_app: App) -> None:
-    await wait_for(lambda: spare_ids(pool_app), what="the first spare")
+    await wait_for(lambda: spare_ids(pool_app))
     first_spare = spare_ids(pool_app)[0]
     async with client(pool_app, "ann") as ann:
         session = await call(ann, "create_session")
@@ -84,7 +75,7 @@ async def test_a_new_principal_takes_a_warm_driver_and_a_replacement_starts(pool
             ann, "run_sql", sql="SELECT count(*) AS n FROM tpch.nation", session_id=session["session_id"]
         )
         assert counted["rows"] == [[25]]
-        await wait_for(lambda: spare_ids(pool_app) and spare_ids(pool_app) != [first_spare], what="a replacement")
+        await wait_for(lambda: spare_ids(pool_app) and spare_ids(pool_app) != [first_spare])
         replacement = spare_ids(pool_app)[0]
         assert replacement != first_spare
         # The same principal's sessions share its driver ("user" share level)...
@@ -158,7 +149,7 @@ async def test_a_driver_killed_mid_query_gives_a_clear_error_and_the_next_call_g
         )
         assert started["state"] in ("queued", "running")
         job = pool_app.jobs.get("ann", started["job_id"])
-        await wait_for(lambda: job.progress.stages > 0, what="the query to be running in Spark")
+        await wait_for(lambda: job.progress.stages > 0)
         driver = who_driver(pool_app, "ann")
         assert driver.pid is not None
         os.kill(driver.pid, signal.SIGKILL)

@@ -22,9 +22,7 @@ from spark_mcp.drivers.base import Driver
 from spark_mcp.drivers.process import is_same_process
 from spark_mcp.server import build_server
 from tests.conftest import TESTS, make_config
-from tests.test_drivers import driver_rows
-from tests.test_fleet import wait_for
-from tests.test_sql import call, call_error
+from tests.fleet_support import call, call_error, driver_rows, wait_for
 
 pytestmark = [pytest.mark.anyio, pytest.mark.spark]
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from spark_mcp.drivers.base import Driver, DriverState
+from spark_mcp.drivers.owners import holder_of, owner_key
 from spark_mcp.drivers.quotas import Admission, FleetUsage, QuotaLimits, admit
 from spark_mcp.drivers.reaper import plan_reaping
 from spark_mcp.errors import QuotaExceeded
@@ -129,3 +130,29 @@ def test_the_lifetime_reaper_stops_old_drivers_spares_included_but_not_busy_ones
 
 def test_zero_turns_a_reaper_off() -> None:
     assert reaped([driver("ancient", started=0, used=0)], now=10**9, idle=0, lifetime=0) == {}
+
+
+OWNERS = [
+    # (share, principal, session, group) -> (owner, holder)
+    ("user", "ann", "ses_1", None, "user:ann", "user:ann"),
+    ("session", "ann", "ses_1", None, "session:ses_1", "user:ann"),
+    ("group", "ann", "ses_1", "analyst", "group:analyst", "group:analyst"),
+]
+
+
+@pytest.mark.parametrize(("share", "principal", "session", "group", "owner", "holder"), OWNERS)
+def test_who_a_driver_serves_and_whom_it_counts_against(
+    share: str, principal: str, session: str, group: str | None, owner: str, holder: str
+) -> None:
+    assert owner_key(share, principal=principal, session_id=session, group=group) == owner
+    assert holder_of(owner, None if share == "group" else principal) == holder
+
+
+def test_two_principals_never_share_an_owner_unless_grouped() -> None:
+    for share in ("user", "session"):
+        ann = owner_key(share, principal="ann", session_id="ses_1", group="analyst")
+        bob = owner_key(share, principal="bob", session_id="ses_2", group="analyst")
+        assert ann != bob
+    assert owner_key("group", principal="ann", session_id="ses_1", group="analyst") == owner_key(
+        "group", principal="bob", session_id="ses_2", group="analyst"
+    )

@@ -24,8 +24,7 @@ import pytest
 from spark_mcp.drivers.process import is_same_process
 from spark_mcp.drivers.recovery import is_ours
 from tests.conftest import TESTS
-from tests.test_drivers import driver_pids, driver_rows
-from tests.test_stdio import server_env, wait_gone
+from tests.fleet_support import driver_pids, driver_rows, server_env, wait_gone
 
 SPARK_MCP = str(Path(sys.executable).parent / "spark-mcp")
 LONG_QUERY = "SELECT sum(a.id * b.id) AS s FROM range(300000) a CROSS JOIN range(300000) b"

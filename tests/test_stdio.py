@@ -24,7 +24,7 @@ from mcp import Client, StdioServerParameters
 from spark_mcp.drivers.process import pid_alive
 from spark_mcp.drivers.recovery import is_ours
 from tests.conftest import TESTS, TPCH_TABLES
-from tests.test_drivers import driver_rows
+from tests.fleet_support import driver_rows
 
 pytestmark = pytest.mark.anyio
 

@@ -9,12 +9,14 @@
 - ``quotas``: the pure admission decision (max drivers, per user, memory, the machine).
 - ``reaper``: the pure choice of idle and too-old drivers to stop.
 - ``warm``: the warm pool of prepared spare drivers.
-- ``fleet``: drivers by owner (share levels) and profile; acquire, release, stop, supervise.
+- ``owners``: who a driver serves under each share level, and whom it counts against.
+- ``fleet``: drivers by owner and profile; acquire, release, stop, supervise.
 - ``recovery``: at start, re-adopt persistent drivers, stop orphans, forget the dead.
 """
 
 from spark_mcp.drivers.base import Driver, DriverState, Lifetime
-from spark_mcp.drivers.fleet import Fleet, FleetHooks, owner_key
+from spark_mcp.drivers.fleet import Fleet, FleetHooks
+from spark_mcp.drivers.owners import owner_key
 from spark_mcp.drivers.profiles import Profile
 
 __all__ = ["Driver", "DriverState", "Fleet", "FleetHooks", "Lifetime", "Profile", "owner_key"]

@@ -1,12 +1,8 @@
 """The fleet: every driver this server runs, who owns each, and the rules for getting one.
 
-A driver is keyed by its owner and its profile. The owner follows ``driver.share``:
-
-- ``user`` (default): ``user:<principal>``, so a principal's sessions multiplex on its driver;
-- ``session``: ``session:<session id>``, a driver per session, stopped when the session ends;
-- ``group``: ``group:<role>``, one driver per role and profile for all members of the role.
-
-Two principals never share a driver unless ``group`` says so. A request for a driver takes,
+A driver is keyed by its owner (``owners``: ``user:<principal>``, ``session:<id>`` or
+``group:<role>`` by ``driver.share``) and its profile. Two principals never share a driver
+unless ``group`` says so. A request for a driver takes,
 in order: the owner's running driver; a ready spare of the profile from the warm pool
 (``warm``); a spare of the profile that is starting, if no one else waits for it; or a new
 driver, admitted by the quotas (``quotas``). Every driver is supervised: one that dies
@@ -32,6 +28,7 @@ import structlog
 from spark_mcp.config import Config
 from spark_mcp.drivers.base import Driver, DriverState, Lifetime
 from spark_mcp.drivers.local import DriverSpec, OnLaunch
+from spark_mcp.drivers.owners import holder_of, holder_words, quota_holder
 from spark_mcp.drivers.process import terminate, wait_for_exit
 from spark_mcp.drivers.profiles import Profile, available_memory_bytes
 from spark_mcp.drivers.quotas import FleetUsage, QuotaLimits, admit
@@ -60,17 +57,6 @@ class FleetHooks:
     on_lost: Callable[[Driver], None]  # a driver died unasked (called from a supervisor thread)
     open_sessions: Callable[[Driver], int]
     running_jobs: Callable[[Driver], int]
-
-
-def owner_key(share: str, *, principal: str, session_id: str, group: str | None) -> str:
-    """Who a driver serves under share level ``share``."""
-    if share == "session":
-        return f"session:{session_id}"
-    if share == "group":
-        if group is None:
-            raise ValueError("the group share level needs the role the driver is shared by")
-        return f"group:{group}"
-    return f"user:{principal}"
 
 
 class Fleet:
@@ -229,7 +215,7 @@ class Fleet:
                 usage,
                 memory=profile.memory_bytes,
                 available=available_memory_bytes(),
-                owner=_holder_words(holder),
+                owner=holder_words(holder),
             )
             if holder is None and (verdict.stop_spares or verdict.stop_own_unused):
                 raise QuotaExceeded("no room for another spare without stopping one", quota="pool.size")
@@ -400,25 +386,3 @@ class Fleet:
 
     def flush_last_used(self) -> None:
         self._store.touch_many({d.id: d.last_used for d in self.drivers()})
-
-
-def holder_of(owner: str, principal: str | None) -> str:
-    """Who a driver counts against for ``quotas.max_drivers_per_user``: its group, else its principal.
-
-    Under the ``session`` share level each session owns its driver, but the quota is the user's.
-    """
-    if owner.startswith("group:") or principal is None:
-        return owner
-    return f"user:{principal}"
-
-
-def quota_holder(driver: Driver) -> str:
-    assert driver.owner is not None
-    return holder_of(driver.owner, driver.principal)
-
-
-def _holder_words(holder: str | None) -> str:
-    if holder is None:
-        return "the warm pool"
-    kind, _, name = holder.partition(":")
-    return {"user": f"user {name}", "group": f"role {name}"}.get(kind, holder)

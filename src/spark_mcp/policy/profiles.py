@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from spark_mcp.identity import Principal
 from spark_mcp.policy.decide import DEFAULT_DENY
-from spark_mcp.policy.model import Policy
+from spark_mcp.policy.model import Policy, Role
 
 DEFAULT_PROFILE = "default"
 
@@ -34,10 +34,15 @@ class ProfileDecision:
     role: str | None = None  # the role granting it
 
 
+def _roles(policy: Policy, principal: Principal) -> list[Role]:
+    """The principal's roles, as resolved when it was (``principal.roles``), in order."""
+    return [policy.roles[name] for name in principal.roles if name in policy.roles]
+
+
 def allowed_profiles(policy: Policy, principal: Principal) -> list[tuple[str, str, str]]:
     """``(profile, role, rule)`` for every profile the principal may use, its default first."""
     found: dict[str, tuple[str, str, str]] = {}
-    for role in policy.roles_of(principal.id):
+    for role in _roles(policy, principal):
         if role.profiles is None:
             found.setdefault(DEFAULT_PROFILE, (DEFAULT_PROFILE, role.name, f"roles.{role.name} (no profiles listed)"))
             continue
@@ -50,7 +55,7 @@ def decide_profile(policy: Policy, principal: Principal, requested: str | None) 
     """The profile ``principal`` gets for ``requested`` (None: its default), or why not."""
     allowed = allowed_profiles(policy, principal)
     if not allowed:
-        roles = policy.roles_of(principal.id)
+        roles = _roles(policy, principal)
         if not roles:
             return ProfileDecision(False, f"{principal.id} has no role, so no driver profile", DEFAULT_DENY)
         rule = ", ".join(f"roles.{r.name}.profiles" for r in roles)
@@ -61,7 +66,7 @@ def decide_profile(policy: Policy, principal: Principal, requested: str | None) 
     for profile, role, rule in allowed:
         if profile == requested:
             return ProfileDecision(True, f"{role} may use profile {profile}", rule, profile, role)
-    listing = [r for r in policy.roles_of(principal.id) if r.profiles is not None]
+    listing = [r for r in _roles(policy, principal) if r.profiles is not None]
     rule = ", ".join(f"roles.{r.name}.profiles" for r in listing) or DEFAULT_DENY
     names = ", ".join(name for name, _, _ in allowed)
     return ProfileDecision(False, f"{principal.id} may not use profile {requested!r}: its roles allow {names}", rule)
