@@ -141,12 +141,12 @@ def no_results(principal: str, result_id: str) -> ResultMeta:
 
 def test_jobs_of_a_dead_server_become_lost_and_say_why_and_others_stay(tmp_path: Path) -> None:
     db = StateDB(tmp_path / "state.db")
-    dead = StateJournal(JobStore(db), GONE, no_results)
+    dead = StateJournal(JobStore(db), GONE, no_results, redact=str)
     dead.record(job("job_running"))
     dead.record(job("job_done", state=JobState.FAILED))
     live_elsewhere = ServerRef(os.getppid(), process_start_time(os.getppid()))
-    StateJournal(JobStore(db), live_elsewhere, no_results).record(job("job_elsewhere"))
-    mine = StateJournal(JobStore(db), this_server(), no_results)
+    StateJournal(JobStore(db), live_elsewhere, no_results, redact=str).record(job("job_elsewhere"))
+    mine = StateJournal(JobStore(db), this_server(), no_results, redact=str)
     assert [row.id for row in mine.mark_lost(server_alive)] == ["job_running"]
     lost = mine.load("ann", "job_running")
     assert lost is not None and lost.state is JobState.LOST and lost.state.terminal
@@ -168,7 +168,7 @@ def test_finished_jobs_keep_their_result_and_old_ones_are_pruned(tmp_path: Path)
         more_rows=False,
         cap=None,
     )
-    journal = StateJournal(JobStore(StateDB(tmp_path / "state.db")), this_server(), lambda p, r: meta)
+    journal = StateJournal(JobStore(StateDB(tmp_path / "state.db")), this_server(), lambda p, r: meta, redact=str)
     done = job("job_old", state=JobState.SUCCEEDED, created=1.0)
     done.result = meta
     journal.record(done)
@@ -183,3 +183,16 @@ def test_no_state_row_has_room_for_a_token() -> None:
     assert set(JobRow.__dataclass_fields__) >= {"statement", "error_message"}
     assert not {"token", "interrupt"} & set(JobRow.__dataclass_fields__)
     assert "token" not in DriverRow.__dataclass_fields__
+
+
+def test_statements_and_errors_are_redacted_before_they_are_stored(tmp_path: Path) -> None:
+    db = StateDB(tmp_path / "state.db")
+    journal = StateJournal(JobStore(db), this_server(), no_results, redact=lambda t: t.replace("tok-123", "[REDACTED]"))
+    failed = job("job_secret", state=JobState.FAILED)
+    failed.statement = "SELECT 'tok-123'"
+    failed.error = JobLost("it quoted tok-123")
+    journal.record(failed)
+    stored = b"".join(path.read_bytes() for path in tmp_path.glob("state.db*"))
+    assert b"SELECT '[REDACTED]'" in stored and b"tok-123" not in stored
+    loaded = journal.load("ann", "job_secret")
+    assert loaded is not None and loaded.statement == "SELECT '[REDACTED]'"

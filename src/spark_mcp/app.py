@@ -159,7 +159,7 @@ class App:
             fleet, SessionStore(db), idle_timeout_s=config.limits.session_idle_timeout_s, share=config.driver.share
         )
         results = ResultStore(config.home / "results", config.results, secrets=redactor.secrets)
-        journal = StateJournal(JobStore(db), server, results.meta)
+        journal = StateJournal(JobStore(db), server, results.meta, redact=redactor.redact)
         lost_jobs = journal.mark_lost(server_alive)
         jobs = JobManager(
             max_workers=config.limits.max_concurrent_jobs,

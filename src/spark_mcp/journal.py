@@ -25,10 +25,16 @@ LoadResult = Callable[[str, str], ResultMeta]  # (principal, result_id) -> meta,
 
 
 class StateJournal:
-    def __init__(self, store: JobStore, server: ServerRef, load_result: LoadResult) -> None:
+    """Statements and error messages are redacted before they are written: a statement may quote
+    a secret (a driver token, a credential) that the audit log would redact too."""
+
+    def __init__(
+        self, store: JobStore, server: ServerRef, load_result: LoadResult, *, redact: Callable[[str], str]
+    ) -> None:
         self._store = store
         self._server = server
         self._load_result = load_result
+        self._redact = redact
 
     def record(self, job: Job) -> None:
         error = job.error
@@ -38,7 +44,7 @@ class StateJournal:
                 principal=job.principal,
                 session_id=job.session_id,
                 tool=job.tool,
-                statement=job.statement,
+                statement=self._redact(job.statement),
                 kind=job.kind,
                 tables=tuple(job.tables),
                 state=job.state.value,
@@ -48,7 +54,7 @@ class StateJournal:
                 result_id=job.result.result_id if job.result else None,
                 error_code=error.code if error else None,
                 error_class=error.error_class if isinstance(error, SparkError) else None,
-                error_message=error.message if error else None,
+                error_message=self._redact(error.message) if error else None,
                 server_pid=self._server.pid,
                 server_start=self._server.start,
             )
