@@ -85,7 +85,7 @@ class Fleet:
         )
         self.lifetime = Lifetime(config.driver.lifetime)
         self._all: dict[str, Driver] = {}  # driver id -> driver, until it has stopped
-        self._reserved: dict[int, int] = {}  # admitted, not yet launched: ticket -> memory
+        self._reserved: dict[int, tuple[int, str | None]] = {}  # admitted, not launched: ticket -> (memory, holder)
         self._tickets = itertools.count()
         self._guard = threading.Lock()
         self._owner_locks: dict[tuple[str, str], anyio.Lock] = {}
@@ -129,13 +129,14 @@ class Fleet:
             live = [d for d in self._all.values() if d.state in (DriverState.STARTING, DriverState.READY)]
             reserved = list(self._reserved.values())
         mine = [d for d in live if holder is not None and d.owner is not None and quota_holder(d) == holder]
+        mine_reserved = sum(1 for _, of in reserved if holder is not None and of == holder)
         unused = [d for d in mine if d.usable and not self._busy(d) and self._hooks.open_sessions(d) == 0]
         ready = self.warm.ready_ids()
         spares = sorted((d for d in live if d.id in ready), key=lambda d: d.started_at)
         return FleetUsage(
             drivers=len(live) + len(reserved),
-            memory=sum(d.memory_bytes for d in live) + sum(reserved),
-            owner_drivers=len(mine),
+            memory=sum(d.memory_bytes for d in live) + sum(memory for memory, _ in reserved),
+            owner_drivers=len(mine) + mine_reserved,
             owner_unused=len(unused),
             spares=[d.memory_bytes for d in spares],
         )
@@ -185,6 +186,7 @@ class Fleet:
         def on_launch(driver: Driver) -> None:
             with self._guard:
                 self._reserved.pop(ticket, None)
+                driver.owner, driver.principal = owner, principal  # counted against its owner from now on
                 self._all[driver.id] = driver
             launched.append(driver)
             self.save(driver)
@@ -235,7 +237,7 @@ class Fleet:
                         await self.stop(spare.id, reason="making room for a driver someone needs now")
             ticket = next(self._tickets)
             with self._guard:
-                self._reserved[ticket] = profile.memory_bytes
+                self._reserved[ticket] = (profile.memory_bytes, holder)
             return ticket
 
     def _metastore_dir(self, owner: str | None, principal: str | None, profile: str) -> Path | None:
