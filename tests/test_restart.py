@@ -21,8 +21,15 @@ from typing import Any
 import anyio
 import pytest
 
+from spark_mcp.drivers.base import Driver
+from spark_mcp.drivers.files import read_token
 from spark_mcp.drivers.process import is_same_process
 from spark_mcp.drivers.recovery import is_ours
+from spark_mcp.spark.connect import open_session
+from spark_mcp.state import StateDB
+from spark_mcp.state.db import state_path
+from spark_mcp.state.drivers import DriverRow
+from spark_mcp.state.sessions import SessionStore
 from tests.conftest import TESTS
 from tests.fleet_support import driver_pids, driver_rows, server_env, wait_gone
 
@@ -108,6 +115,34 @@ async def tool(server: StdioServer, name: str, **arguments: Any) -> dict[str, An
         return await anyio.to_thread.run_sync(lambda: server.tool(name, **arguments))
 
 
+def release_in_spark(home: Path, row: DriverRow, session_id: str) -> None:
+    db = StateDB(state_path(home))
+    try:
+        saved = next(s for s in SessionStore(db).all() if s.id == session_id)
+    finally:
+        db.close()
+    token = read_token(Path(row.workdir))
+    assert token is not None
+    driver = Driver(
+        id=row.id,
+        profile=row.profile,
+        backend=row.backend,
+        host=row.host,
+        port=row.port,
+        workdir=Path(row.workdir),
+        log_path=Path(row.log),
+        token=token,
+    )
+    session = open_session(
+        driver,
+        user_id=saved.principal,
+        session_id=saved.spark_session_id,
+        server_side_session_id=saved.server_side_session_id,
+    )
+    session.spark.client.release_session()
+    session.abandon()
+
+
 def drivers_list(home: Path) -> list[dict[str, Any]]:
     done = subprocess.run(
         [SPARK_MCP, "drivers", "--home", str(home), "list", "--json"], capture_output=True, text=True, timeout=120
@@ -128,6 +163,7 @@ async def test_persistent_drivers_and_sessions_survive_kill_9_and_a_server_lifet
     first = await start(persistent, log)
     view = await tool(first, "run_sql", sql="CREATE TEMP VIEW kept AS SELECT 42 AS answer")
     session_id = view["session_id"]
+    doomed = (await tool(first, "create_session"))["session_id"]
     seven = await tool(first, "run_sql", sql="SELECT 7 AS seven")
     running = await tool(first, "run_sql", sql=LONG_QUERY, wait_s=0)
     assert running["state"] in ("queued", "running")
@@ -140,13 +176,16 @@ async def test_persistent_drivers_and_sessions_survive_kill_9_and_a_server_lifet
     assert is_same_process(row.pid, row.pid_start), "a persistent driver outlives its server"
     [listed] = drivers_list(home)
     assert listed["server_alive"] is False and listed["running"] is True
+    # While no server runs, another client (with the driver's token) ends one of the sessions in Spark.
+    await anyio.to_thread.run_sync(release_in_spark, home, row, doomed)
 
     second = await start(persistent, log)
     [adopted] = driver_rows(home)
     assert (adopted.id, adopted.pid) == (row.id, row.pid)
     assert adopted.server_pid == second.process.pid
-    sessions = (await tool(second, "list_sessions"))["sessions"]
-    assert [(s["session_id"], s["state"], s["driver_id"]) for s in sessions] == [(session_id, "open", row.id)]
+    sessions = {s["session_id"]: s for s in (await tool(second, "list_sessions"))["sessions"]}
+    assert (sessions[session_id]["state"], sessions[session_id]["driver_id"]) == ("open", row.id)
+    assert sessions[doomed]["state"] == "lost" and "Spark no longer has it" in sessions[doomed]["note"]
     kept = await tool(second, "run_sql", sql="SELECT answer FROM kept", session_id=session_id)
     assert kept["rows"] == [[42]]
     lost = await tool(second, "get_job", job_id=running["job_id"], wait_s=0)
@@ -163,7 +202,7 @@ async def test_persistent_drivers_and_sessions_survive_kill_9_and_a_server_lifet
     assert not is_same_process(row.pid, row.pid_start)
     assert driver_rows(home) == []
     sessions = (await tool(third, "list_sessions"))["sessions"]
-    assert [(s["session_id"], s["state"]) for s in sessions] == [(session_id, "lost")]
+    assert [(s["session_id"], s["state"]) for s in sessions] == [(session_id, "lost")]  # doomed was reported
     assert "could not re-adopt its driver" in sessions[0]["note"]
     await anyio.to_thread.run_sync(third.close)
     assert row.id not in driver_pids()
