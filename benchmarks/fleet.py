@@ -82,6 +82,22 @@ async def first_answer(app: App, user: str) -> float:
         return time.perf_counter() - started
 
 
+async def steady_state(app: App, user: str, repeat: int) -> tuple[list[float], list[float]]:
+    """``create_session`` alone, and ``run_sql("select 1")`` in a session already used."""
+    creates: list[float] = []
+    selects: list[float] = []
+    async with Client(build_server(app=app, user=user)) as client:
+        await client.call_tool("run_sql", {"sql": "select 1"})
+        for _ in range(repeat):
+            started = time.perf_counter()
+            await client.call_tool("create_session", {})
+            creates.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            await client.call_tool("run_sql", {"sql": "select 1"})
+            selects.append(time.perf_counter() - started)
+    return creates, selects
+
+
 async def wait_for_spare(app: App, profile: str = "default") -> None:
     with anyio.fail_after(600):
         while not app.drivers.warm.ready(profile):  # noqa: ASYNC110 - polls another task's state, with a deadline
@@ -139,6 +155,9 @@ async def main(work: Path, scale: float, repeat: int) -> None:
         print(f"new principal, warm driver from the pool:           {describe(warm)} (target 0.5 s)")
         running = [await first_answer(app, "user-0") for _ in range(max(repeat, 5))]
         print(f"principal whose driver runs:                        {describe(running)} (target 0.2 s)")
+        creates, selects = await steady_state(app, "user-0", max(repeat, 5))
+        print(f"  of which create_session alone:                    {describe(creates)}")
+        print(f"  for comparison, run_sql select 1 in a used session: {describe(selects)}")
         rss = [(d.id, d.pid) for d in app.drivers.drivers() if d.pid]
         total = sum(_rss_mb(pid) for _, pid in rss)
         print(f"drivers running at the end: {len(rss)}, resident memory {total:.0f} MB in all")
