@@ -75,11 +75,12 @@ async def first_answer(app: App, user: str) -> float:
         session = await client.call_tool("create_session", {})
         assert not session.is_error, session.content[0].text  # type: ignore[union-attr]
         assert session.structured_content is not None
-        reply = await client.call_tool(
-            "run_sql", {"sql": "select 1", "session_id": session.structured_content["session_id"]}
-        )
+        session_id = session.structured_content["session_id"]
+        reply = await client.call_tool("run_sql", {"sql": "select 1", "session_id": session_id})
         assert not reply.is_error, reply.content[0].text  # type: ignore[union-attr]
-        return time.perf_counter() - started
+        elapsed = time.perf_counter() - started
+        await client.call_tool("close_session", {"session_id": session_id})  # stay within limits.max_sessions
+        return elapsed
 
 
 async def steady_state(app: App, user: str, repeat: int) -> tuple[list[float], list[float]]:
@@ -90,8 +91,10 @@ async def steady_state(app: App, user: str, repeat: int) -> tuple[list[float], l
         await client.call_tool("run_sql", {"sql": "select 1"})
         for _ in range(repeat):
             started = time.perf_counter()
-            await client.call_tool("create_session", {})
+            created = await client.call_tool("create_session", {})
             creates.append(time.perf_counter() - started)
+            assert not created.is_error and created.structured_content is not None
+            await client.call_tool("close_session", {"session_id": created.structured_content["session_id"]})
             started = time.perf_counter()
             await client.call_tool("run_sql", {"sql": "select 1"})
             selects.append(time.perf_counter() - started)
