@@ -118,6 +118,14 @@ async def test_group_share_members_of_a_role_share_a_driver_but_not_their_sessio
         # Policy is still per principal: bob's session is his own.
         text = await call_error(ann, "list_tables", session_id=his["session_id"])
         assert "session_not_found" in text
+        # The next session is opened ahead for each principal, and only ever handed to that principal.
+        await wait_for(lambda: group_app.sessions.ready_ahead(driver, "ann"))
+        await wait_for(lambda: group_app.sessions.ready_ahead(driver, "bob"))
+        again = await call(bob, "create_session")
+        taken = group_app.sessions.get("bob", again["session_id"]).connect
+        theirs = group_app.sessions.get("ann", hers["session_id"]).connect
+        assert taken.user_id == "bob" and taken.spark_session_id != theirs.spark_session_id
+        await call(bob, "close_session", session_id=again["session_id"])
         # Another role gets another driver.
         engineers = await call(erin, "create_session")
         assert engineers["driver_id"] != hers["driver_id"]

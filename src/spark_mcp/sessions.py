@@ -22,12 +22,14 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import partial
 
 import anyio
 import structlog
 
 from spark_mcp.drivers import Driver, Fleet, owner_key
 from spark_mcp.errors import InvalidInput, LimitExceeded, SessionClosed, SessionNotFound, SparkMcpError
+from spark_mcp.session_pool import SessionPool
 from spark_mcp.spark import runner
 from spark_mcp.spark.connect import ConnectSession, open_session
 from spark_mcp.state.sessions import SessionRow, SessionStore
@@ -96,6 +98,8 @@ class SessionRegistry:
         self._ended: dict[str, Session | SessionRow] = {}
         self._guard = threading.Lock()
         self._default_locks: dict[str, anyio.Lock] = {}
+        # Under "session" share every session gets a new driver: nothing to open ahead there.
+        self._ahead = SessionPool() if share != "session" else None
 
     def _open(self, principal: str) -> list[Session]:
         with self._guard:
@@ -118,7 +122,9 @@ class SessionRegistry:
         # Under the group share level the driver serves a role, not this principal.
         driver = await self._fleet.acquire(owner, profile, principal=None if group else principal)
         try:
-            connect = await anyio.to_thread.run_sync(lambda: open_session(driver, user_id=principal))
+            connect = self._ahead.take(driver, principal) if self._ahead else None
+            if connect is None:
+                connect = await anyio.to_thread.run_sync(lambda: open_session(driver, user_id=principal))
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await self._fleet.release(driver)
@@ -129,8 +135,14 @@ class SessionRegistry:
         with self._guard:
             self._sessions[session_id] = session
         self._store.put(_row(session))
+        if self._ahead is not None:
+            self._ahead.refill(driver, principal)
         log.info("session.created", session_id=session_id, principal=principal, driver_id=driver.id, profile=profile)
         return session
+
+    def ready_ahead(self, driver: Driver, principal: str) -> bool:
+        """Whether a session for ``principal`` on ``driver`` is open and warm, waiting to be taken."""
+        return self._ahead is not None and self._ahead.has(driver, principal)
 
     def has_default(self, principal: str) -> bool:
         with self._guard:
@@ -222,6 +234,8 @@ class SessionRegistry:
         self._store.delete(session.id)
 
     def on_driver_lost(self, driver: Driver) -> None:
+        if self._ahead is not None:
+            self._ahead.drop(driver, release=False)
         with self._guard:
             sessions = [s for s in self._sessions.values() if s.driver is driver]
         for session in sessions:
@@ -247,6 +261,9 @@ class SessionRegistry:
 
     async def retire(self, driver: Driver, why: str) -> None:
         """The fleet is about to stop ``driver`` on purpose: its sessions end, saying why."""
+        ahead = self._ahead
+        if ahead is not None:
+            await anyio.to_thread.run_sync(partial(ahead.drop, driver, release=True))
         for session in self.on_driver(driver):
             await self._close(session, SessionState.EXPIRED, f"{why}; call again for a new session")
 
@@ -269,6 +286,8 @@ class SessionRegistry:
         with self._guard:
             sessions = list(self._sessions.values())
         with anyio.CancelScope(shield=True):
+            if self._ahead is not None:  # never saved, so released whatever the lifetime
+                await anyio.to_thread.run_sync(self._ahead.close)
             if not release:
                 self.flush_last_used()
                 for session in sessions:
