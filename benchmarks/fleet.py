@@ -1,6 +1,6 @@
 """How fast a principal is served by the driver fleet, measured through a real MCP client.
 
-Run by hand:  uv run python benchmarks/fleet.py [--scale 0.1] [--repeat 5]
+Run by hand:  uv run python benchmarks/fleet.py [--scale 0.1] [--repeat 5] [--rounds 3]
 
 It generates TPC-H data with tpchgen-cli (8 tables, declared as datasets) and reports:
 
@@ -137,7 +137,7 @@ def generate(scale: float) -> Path:
     return work
 
 
-async def main(work: Path, scale: float, repeat: int) -> None:
+async def main(work: Path, scale: float, repeat: int, rounds: int) -> None:
     datasets = [{"name": f"tpch.{t}", "path": str(work / "tpch" / f"{t}.parquet")} for t in TABLES]
 
     def config(name: str, **values: Any) -> Config:
@@ -146,13 +146,21 @@ async def main(work: Path, scale: float, repeat: int) -> None:
     print(f"TPC-H scale {scale}, {len(TABLES)} datasets, {repeat} repetitions; work in {work}")
 
     plain = config("registration")
-    landed = await on_fresh_driver(plain, lambda s: landed_registration(s, plain))
-    preparer = Preparer(plain.datasets)
-    first = await on_fresh_driver(plain, preparer.prepare)
-    later = await on_fresh_driver(plain, preparer.prepare)
-    print(f"dataset registration, landed (serial, inferred):    {landed:.2f} s")
-    print(f"dataset registration, fleet, first driver:          {first:.2f} s")
-    print(f"dataset registration, fleet, later drivers:         {later:.2f} s")
+    variants: dict[str, list[float]] = {"landed": [], "first": [], "later": []}
+    for round_ in range(rounds):  # fresh drivers, the order turned each round: the machine's load drifts
+        order = ["landed", "first", "later"]
+        for name in order[round_ % 3 :] + order[: round_ % 3]:
+            if name == "landed":
+                variants[name].append(await on_fresh_driver(plain, lambda s: landed_registration(s, plain)))
+            elif name == "first":
+                variants[name].append(await on_fresh_driver(plain, Preparer(plain.datasets).prepare))
+            else:
+                learnt = Preparer(plain.datasets)
+                await on_fresh_driver(plain, learnt.prepare)  # learns the schemas and built-ins (not timed)
+                variants[name].append(await on_fresh_driver(plain, learnt.prepare))
+    print(f"dataset registration, landed (serial, inferred):    {describe(variants['landed'])}")
+    print(f"dataset registration, fleet, first driver:          {describe(variants['first'])}")
+    print(f"dataset registration, fleet, later drivers:         {describe(variants['later'])}")
 
     async with App.running(config("cold")) as app:
         cold = await first_answer(app, "cold-user")
@@ -196,6 +204,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--scale", type=float, default=0.1)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3, help="fresh drivers per registration variant")
     options = parser.parse_args()
     print(f"machine: {machine()}")
-    anyio.run(main, generate(options.scale), options.scale, options.repeat)
+    anyio.run(main, generate(options.scale), options.scale, options.repeat, options.rounds)
