@@ -6,12 +6,17 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from spark_mcp.config import load_config
+from spark_mcp.drivers import Driver, Fleet, FleetHooks
 from spark_mcp.drivers.process import is_same_process, process_start_time, wait_for_exit
-from spark_mcp.drivers.recovery import server_alive, this_server
+from spark_mcp.drivers.profiles import resolve_profiles
+from spark_mcp.drivers.recovery import recover, server_alive, this_server
 from spark_mcp.errors import JobLost
 from spark_mcp.jobs import Job, JobState
 from spark_mcp.journal import StateJournal
@@ -196,3 +201,58 @@ def test_statements_and_errors_are_redacted_before_they_are_stored(tmp_path: Pat
     assert b"SELECT '[REDACTED]'" in stored and b"tok-123" not in stored
     loaded = journal.load("ann", "job_secret")
     assert loaded is not None and loaded.statement == "SELECT '[REDACTED]'"
+
+
+class NoBackend:
+    """Recovery never starts a driver; a backend that would is a bug here."""
+
+    name = "local"
+
+    async def start(self, spec: object, *, on_launch: object = None) -> Driver:
+        raise AssertionError("recovery must not start drivers")
+
+    async def stop(self, driver: Driver) -> None:
+        raise AssertionError("recovery stops rows, not drivers")
+
+
+async def never(driver: Driver) -> None:
+    raise AssertionError("no driver here is ours to probe")
+
+
+@pytest.fixture
+def stranger() -> Iterator[subprocess.Popen[bytes]]:
+    """A live process that is no driver of ours (its pid could be one a driver once had)."""
+    process = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    yield process
+    assert process.stdin is not None
+    process.stdin.close()
+    process.wait()
+
+
+@pytest.mark.anyio
+async def test_recovery_leaves_a_live_servers_drivers_alone_and_never_signals_a_process_not_ours(
+    tmp_path: Path, stranger: subprocess.Popen[bytes]
+) -> None:
+    config = load_config(None, environ={}, overrides={"home": str(tmp_path / "home")})
+    store = DriverStore(StateDB(tmp_path / "state.db"))
+    hooks = FleetHooks(
+        prepare=lambda d, spare: never(d),
+        retire=lambda d, why: never(d),
+        on_lost=lambda d: None,
+        open_sessions=lambda d: 0,
+        running_jobs=lambda d: 0,
+    )
+    fleet = Fleet(
+        config, resolve_profiles(config), NoBackend(), store, server=this_server(), memory_budget=1 << 30, hooks=hooks
+    )
+    parent = ServerRef(os.getppid(), process_start_time(os.getppid()))
+    store.put(replace(driver_row("drv-theirs", server=parent), pid=stranger.pid))
+    store.put(replace(driver_row("drv-dead", server=GONE), pid=GONE.pid))
+    start = process_start_time(stranger.pid)
+    store.put(replace(driver_row("drv-reused", server=GONE), pid=stranger.pid, pid_start=start))
+    report = await recover(fleet, store, never)
+    assert report.foreign == ["drv-theirs"]
+    assert sorted(report.forgotten) == ["drv-dead", "drv-reused"]  # no marker: not ours to signal
+    assert report.adopted == [] and report.stopped == []
+    assert is_same_process(stranger.pid, start)
+    assert [row.id for row in store.all()] == ["drv-theirs"]

@@ -186,7 +186,9 @@ class App:
             recovered = await recover(fleet, driver_store, probe)
             # Work a dead server left running in a rejoined session is interrupted, not left to burn.
             await sessions.restore(
-                recovered.adopted, interrupt=[(row.session_id, f"spark-mcp-{row.id}") for row in lost_jobs]
+                recovered.adopted,
+                interrupt=[(row.session_id, f"spark-mcp-{row.id}") for row in lost_jobs],
+                foreign=recovered.foreign,
             )
             log.info("app.started", home=str(config.home), policies=[str(p) for p in config.policies])
             async with anyio.create_task_group() as group:

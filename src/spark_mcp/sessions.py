@@ -304,13 +304,19 @@ class SessionRegistry:
     # -- after a restart -------------------------------------------------------------------
 
     async def restore(
-        self, adopted: Iterable[Driver], *, interrupt: Iterable[tuple[str, str]] = ()
+        self,
+        adopted: Iterable[Driver],
+        *,
+        interrupt: Iterable[tuple[str, str]] = (),
+        foreign: Iterable[str] = (),
     ) -> tuple[list[str], list[str]]:
         """Rejoin the sessions saved on re-adopted drivers; report the others as lost.
 
         ``interrupt`` names ``(session id, operation tag)`` pairs of work a dead server left
-        running: it is interrupted in each rejoined session. Returns the ids restored and lost.
+        running: it is interrupted in each rejoined session. Sessions on ``foreign`` drivers
+        (another live server's) are that server's and left alone. Returns the ids restored and lost.
         """
+        others = set(foreign)
         tags: dict[str, list[str]] = {}
         for session_id, tag in interrupt:
             tags.setdefault(session_id, []).append(tag)
@@ -318,6 +324,8 @@ class SessionRegistry:
         restored: list[str] = []
         lost: list[str] = []
         for row in self._store.all():
+            if row.driver_id in others:
+                continue
             if row.state != SessionState.OPEN.value:  # lost at an earlier start: tell its owner once more
                 self._remember_lost(row, row.why_closed or "lost when the server restarted")
                 continue

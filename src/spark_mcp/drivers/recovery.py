@@ -45,6 +45,7 @@ class Recovery:
     adopted: list[Driver] = field(default_factory=list)
     stopped: list[str] = field(default_factory=list)  # orphans, or drivers that failed verification
     forgotten: list[str] = field(default_factory=list)  # rows whose process was gone (or not ours)
+    foreign: list[str] = field(default_factory=list)  # drivers of another live server, left alone
 
 
 def this_server() -> ServerRef:
@@ -65,7 +66,8 @@ async def recover(fleet: Fleet, store: DriverStore, probe: Probe) -> Recovery:
     report = Recovery()
     for row in store.all():
         if row.server is not None and row.server != fleet.server and server_alive(row.server):
-            continue  # another live server's driver
+            report.foreign.append(row.id)  # another live server's driver
+            continue
         if not is_ours(row):
             store.delete(row.id)
             remove_secrets(Path(row.workdir))
