@@ -266,6 +266,8 @@ class LocalBackend:
         A driver that ended cleanly leaves nothing behind; a failed or lost one keeps its log.
         """
         pid, process = driver.pid, driver.process
+        before = driver.state
+        failed = before in (DriverState.FAILED, DriverState.LOST)  # its log is kept to say why
         alive = (
             process.poll() is None
             if process is not None
@@ -278,7 +280,8 @@ class LocalBackend:
             )
         if process is not None:
             driver.exit_code = process.poll()
-        if driver.state in (DriverState.FAILED, DriverState.LOST):
+        if failed:
+            driver.state = before
             remove_secrets(driver.workdir)
         else:
             driver.state = DriverState.STOPPED
