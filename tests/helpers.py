@@ -242,3 +242,26 @@ def os_threads(pid: int | str = "self") -> int:
         if line.startswith("Threads:"):
             return int(line.split()[1])
     raise AssertionError(f"no Threads line for pid {pid}")
+
+
+def listening_addresses(pid: int) -> list[str]:
+    """Local addresses of the TCP sockets ``pid`` listens on, as hex from /proc/net."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    addresses = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A = LISTEN
+                addresses.append(fields[1].split(":")[0])
+    return addresses
+
+
+# 127.0.0.1 and ::1 (and ::ffff:127.0.0.1) as /proc/net writes them.
+LOOPBACK = {"0100007F", "00000000000000000000000001000000", "0000000000000000FFFF00000100007F"}

@@ -231,7 +231,8 @@ async def sessions_past_the_limit(connect: ClientFactory, app: App, *, at_once: 
             assert len(opened) + 1 == limit  # the default session counts too
             assert outcomes.count("ok") == limit - 1 - len(before)
             refused = [o for o in outcomes if o != "ok"]
-            assert all(o.startswith(f"limit_exceeded: you have {limit} open sessions, the limit") for o in refused)
+            prefix = f"limit_exceeded: limits.max_sessions: you have {limit} open sessions, the limit"
+            assert all(o.startswith(prefix) for o in refused)
             with anyio.fail_after(600 + after * 0.5):
                 for _ in range(after):  # thousands more, one after another: each refused, none opened
                     assert (await call_error(lena, "create_session")).startswith("limit_exceeded:")

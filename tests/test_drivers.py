@@ -19,31 +19,9 @@ from spark_mcp.errors import DriverLost, DriverStartError, QuotaExceeded, Sessio
 from spark_mcp.spark.connect import open_session
 from spark_mcp.state.db import state_path
 from tests.fleet_support import driver_rows
-from tests.helpers import ClientFactory, call, call_error, driver_pids, make_config
+from tests.helpers import LOOPBACK, ClientFactory, call, call_error, driver_pids, listening_addresses, make_config
 
 pytestmark = pytest.mark.anyio
-
-
-def listening_addresses(pid: int) -> list[str]:
-    """Local addresses of the TCP sockets ``pid`` listens on, as hex from /proc/net."""
-    inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        try:
-            target = os.readlink(fd)
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
-    addresses = []
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields[3] == "0A" and fields[9] in inodes:  # 0A = LISTEN
-                addresses.append(fields[1].split(":")[0])
-    return addresses
-
-
-LOOPBACK = {"0100007F", "00000000000000000000000001000000", "0000000000000000FFFF00000100007F"}
 
 
 @pytest.mark.spark

@@ -7,7 +7,6 @@ Spark are tried on Sail too; a raw PySpark client shows what the driver itself r
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 from collections.abc import AsyncIterator
@@ -19,11 +18,10 @@ from mcp import Client
 
 from spark_mcp.app import App
 from spark_mcp.server import build_server
-from tests.conftest import ClientFactory, make_config
 from tests.fixtures.capture_explain import TPCH_QUERIES
 from tests.fixtures.sail_tpch import qualify_tpch
-from tests.test_drivers import LOOPBACK, listening_addresses
-from tests.test_sql import call, call_error
+from tests.fleet_support import driver_rows
+from tests.helpers import LOOPBACK, ClientFactory, call, call_error, listening_addresses, make_config
 
 pytestmark = [pytest.mark.spark, pytest.mark.anyio]
 
@@ -244,16 +242,16 @@ async def test_an_engineer_may_not_use_sail_and_the_denial_names_the_rule(erin: 
     assert "sail engine" in text and "default-deny" in text
 
 
-async def test_a_sail_driver_listens_on_loopback_only_and_keeps_a_private_state_file(
+async def test_a_sail_driver_listens_on_loopback_only_and_is_recorded_in_the_state_database(
     alice: Client, sail: str, app: App
 ) -> None:
     driver = app.drivers.current("alice", "sail")
     assert driver is not None and driver.pid is not None and driver.engine == "sail"
     addresses = listening_addresses(driver.pid)
     assert addresses and set(addresses) <= LOOPBACK, addresses
-    state = json.loads((driver.workdir / "state.json").read_text())
-    assert state["engine"] == "sail" and state["pid"] == driver.pid
-    assert ((driver.workdir / "state.json").stat().st_mode & 0o777) == 0o600
+    rows = {row.id: row for row in driver_rows(app.config.home)}
+    assert rows[driver.id].engine == "sail" and rows[driver.id].pid == driver.pid
+    assert rows[driver.id].lifetime == "server"  # Sail drivers never outlive their server
     assert (driver.workdir.stat().st_mode & 0o777) == 0o700
     assert f"spark.mcp.driver.id={driver.id}".encode() in Path(f"/proc/{driver.pid}/cmdline").read_bytes()
 

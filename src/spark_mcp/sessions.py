@@ -63,8 +63,8 @@ class Session:
         session is gone, so the next call without session_id gets a new default session at once."""
         self.loss_reported = True
         return DriverLost(
-            f"the Spark driver {self.driver.id} stopped while this ran: session {self.id} is lost with its "
-            "temp views and settings. Call again (without session_id for a new default session): "
+            f"the Spark driver {self.driver.id} stopped unexpectedly while this ran: session {self.id} is lost, "
+            "its temp views and settings are gone. Call again (without session_id for a new default session): "
             "a new driver is started."
         )
 

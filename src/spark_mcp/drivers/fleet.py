@@ -121,13 +121,16 @@ class Fleet:
             raise DriverError(f"the {engine} engine on the {backend} backend is not available on this server")
         return found
 
-    def current(self, principal: str, profile: str | None = None) -> Driver | None:
-        """A usable driver assigned for ``principal`` (its own, under ``user`` or ``session`` share)."""
+    def current(self, principal: str, engine: str = "spark", *, profile: str | None = None) -> Driver | None:
+        """A usable ``engine`` driver assigned for ``principal`` (its own, under ``user`` or ``session`` share)."""
         with self._guard:
             found = [
                 d
                 for d in self._all.values()
-                if d.principal == principal and d.usable and (profile is None or d.profile == profile)
+                if d.principal == principal
+                and d.usable
+                and d.engine == engine
+                and (profile is None or d.profile == profile)
             ]
         return max(found, key=lambda d: d.assigned_at or 0) if found else None
 
