@@ -4,7 +4,10 @@
 ``UNAUTHENTICATED`` before anything else happens), requires ``session.create`` (a Spark
 Connect session is a session), routes it to the principal's driver, and writes exactly
 one audit record when the call ends, with the same fields as a tool call plus ``via =
-"gateway"``, before the final status reaches the client. Errors become gRPC statuses in
+"gateway"``, before the final status reaches the client. The record is written on a worker
+thread (it is fsync-ed), so one client's audit record never stalls another's result stream.
+``ReleaseExecute`` is checked like every call but not recorded: it only frees the server's
+buffer of the caller's own operation, and PySpark sends one per result chunk. Errors become gRPC statuses in
 one place, with the text an agent would read (``policy_denied: <reason> [rule: <rule>]``);
 an error the driver sent is passed on with its details, every string in it scrubbed.
 """
@@ -18,6 +21,7 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import anyio
 import grpc
 import grpc.aio
 import structlog
@@ -39,6 +43,7 @@ from spark_mcp.errors import (
 )
 from spark_mcp.gateway.identity import Forbidden, GatewayAuth, Metadata, Unauthenticated
 from spark_mcp.gateway.routing import Upstream, Upstreams, driver_for
+from spark_mcp.gateway.verdicts import VerdictCache
 from spark_mcp.identity import Principal, acting_as
 from spark_mcp.spark.wire.responses import error_info, scrub_status, status_trailers
 
@@ -82,10 +87,13 @@ class GatewayCall:
     driver: Driver
     upstream: Upstream
     deadline: float | None  # the client's deadline (time.monotonic()), when it set one
+    verdicts: VerdictCache
 
     @property
     def secrets(self) -> tuple[bytes, ...]:
-        return tuple(s.encode() for s in self.app.redactor.secrets())
+        """What to mask in result bytes: the serving driver's own token (no other driver's can be
+        in its results); text (errors, config, explain) is scrubbed of every registered secret."""
+        return (self.driver.token.encode(),)
 
     def scrub(self, text: str) -> str:
         return self.app.redactor.scrub(text)
@@ -119,9 +127,12 @@ class CallRunner:
         self._app = app
         self._auth = auth
         self._upstreams = upstreams
+        self.verdicts = VerdictCache()
 
     @asynccontextmanager
-    async def call(self, rpc: str, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[GatewayCall]:
+    async def call(
+        self, rpc: str, context: grpc.aio.ServicerContext[Any, Any], *, audited: bool = True
+    ) -> AsyncIterator[GatewayCall]:
         app = self._app()
         if app is None:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "spark-mcp is starting: retry in a moment")
@@ -153,6 +164,7 @@ class CallRunner:
                 driver=driver,
                 upstream=upstream,
                 deadline=None if remaining is None else started + remaining,
+                verdicts=self.verdicts,
             )
             yield call
             outcome, error_class = "ok", None
@@ -177,10 +189,21 @@ class CallRunner:
                 (),
             )
         finally:
-            self._emit(app, record, outcome, error_class, started)
+            if audited or outcome == "error":
+                await self._record(app, record, outcome, error_class, started)
         if failure is not None:
             code, text, trailers = failure
             await context.abort(code, text, trailers)
+
+    async def _record(
+        self, app: App, record: CallRecord, outcome: Literal["ok", "error"], error_class: str | None, started: float
+    ) -> None:
+        """Write the call's record off the event loop; inline if this task is being cancelled."""
+        try:
+            await anyio.to_thread.run_sync(self._emit, app, record, outcome, error_class, started)
+        except anyio.get_cancelled_exc_class():
+            self._emit(app, record, outcome, error_class, started)
+            raise
 
     @staticmethod
     def _emit(

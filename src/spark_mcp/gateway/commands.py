@@ -62,7 +62,8 @@ async def govern_command(governor: Governor, command: commands_pb2.Command) -> V
     """The verdict on a command; None for the harmless bookkeeping a client does on its own."""
     kind = command.WhichOneof("command_type")
     if kind == "sql_command":
-        return await governor.sql_command(command.sql_command)
+        return await governor.sql_command(command.sql_command)  # forgets the session's verdicts unless a query
+    governor.changed()
     if kind == "write_operation":
         return await _write(governor, command.write_operation)
     if kind == "write_operation_v2":

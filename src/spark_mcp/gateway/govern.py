@@ -26,6 +26,7 @@ from dataclasses import replace
 
 from pyspark.sql.connect.proto import base_pb2, commands_pb2, relations_pb2
 
+from spark_mcp.calls import note
 from spark_mcp.errors import InvalidInput, SparkError
 from spark_mcp.gateway.analysis import Analyst, with_reads
 from spark_mcp.gateway.calls import GatewayCall, UpstreamError
@@ -78,6 +79,7 @@ class Governor:
 
     def __init__(self, call: GatewayCall, session_id: str) -> None:
         self.call = call
+        self.session_id = session_id
         self.principal = call.principal
         self.governance = call.app.governance
         self.analyst = Analyst(call, session_id)
@@ -102,9 +104,23 @@ class Governor:
         """A relation the client wants run or analysed (``run_plan``, or ``run_sql`` for bare SQL)."""
         if bare_sql(relation) is None:
             self.governance.require(self.principal, "plan.run")
+        key = self._key(relation)
+        reused = self.call.verdicts.get(key)
+        if reused is not None:
+            note(**reused.audit_fields())
+            return reused
         found = screen(relation)
         tree = await self.tree(relation, describe(relation, found), found)
-        return tree if isinstance(tree, Verdict) else self.judge(tree)
+        verdict = tree if isinstance(tree, Verdict) else self.judge(tree)
+        self.call.verdicts.put(key, verdict)
+        return verdict
+
+    def _key(self, relation: relations_pb2.Relation) -> tuple[str, tuple[str, ...], bool, str, str]:
+        return self.call.verdicts.key(self.principal, self.session_id, relation.SerializeToString(deterministic=True))
+
+    def changed(self) -> None:
+        """The session is about to change (a command ran): its verdicts may no longer be reused."""
+        self.call.verdicts.forget(self.principal.id, self.session_id)
 
     async def tree(
         self, relation: relations_pb2.Relation, statement: str, found: Screen | None = None
@@ -152,7 +168,13 @@ class Governor:
             facts = StatementFacts(StatementKind.ADMIN, "(not analysed)", dangers=gated.dangers)
             return self.judge(Analysis(gated.sql, facts, None, None))
         tree = await self.tree(relation, gated.sql)
-        return tree if isinstance(tree, Verdict) else self.judge(tree)
+        verdict = tree if isinstance(tree, Verdict) else self.judge(tree)
+        if verdict.facts.kind is StatementKind.QUERY and kind == "sql":
+            # Spark answers a query with this very relation, which the client analyses and runs next.
+            self.call.verdicts.put(self._key(relation), verdict)
+        else:
+            self.changed()
+        return verdict
 
     # -- AnalyzePlan --------------------------------------------------------------------
 

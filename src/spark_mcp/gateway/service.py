@@ -226,6 +226,8 @@ class SparkConnectGateway:
             with call.governing():
                 note(session_id=session_id, statement=statement)
                 refused = conf.not_settable(keys)
+                if keys:
+                    call.verdicts.forget(call.principal.id, session_id)  # e.g. ANSI mode changes analysis
                 if refused:
                     danger = Danger(DangerKind.CONFIG, f"sets {', '.join(refused)[:300]}")
                     facts = StatementFacts(StatementKind.ADMIN, "Config", dangers=(danger,))
@@ -251,6 +253,7 @@ class SparkConnectGateway:
                     request = self._decode(base_pb2.AddArtifactsRequest, data)
                     if session is None:
                         session = session_id_of(request.session_id)
+                        call.verdicts.forget(call.principal.id, session)
                     elif request.session_id != session:
                         raise InvalidInput("one upload stream belongs to one session")
                     for name in _artifact_names(request):
@@ -280,12 +283,14 @@ class SparkConnectGateway:
         request_type, answer_type = _SESSION_CALLS[rpc]
 
         async def handle(data: bytes, context: Context) -> bytes:
-            async with self._runner.call(rpc, context) as call:
+            async with self._runner.call(rpc, context, audited=rpc != "ReleaseExecute") as call:
                 request = self._decode(request_type, data)
                 session_id_of(request.session_id)
                 if rpc == "CloneSession" and request.HasField("new_session_id"):
                     session_id_of(request.new_session_id, "new_session_id")
                 call.record.fields.update(session_id=request.session_id, statement=_about(rpc, request))
+                if rpc == "ReleaseSession":
+                    call.verdicts.forget(call.principal.id, request.session_id)
                 identify(request, call.principal.id)
                 answer = await self._unary(call, rpc, request.SerializeToString())
                 return scrub_bytes(answer_type, answer, call.scrub)
