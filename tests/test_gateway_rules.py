@@ -419,3 +419,39 @@ def test_a_command_below_a_query_is_uncheckable() -> None:
     facts = inspect_explain(HIDDEN_DROP, builtin_functions=frozenset({"count"}))
     assert facts.kind is StatementKind.QUERY
     assert Danger(DangerKind.UNANALYSABLE, "a command (DropTable) inside a query") in facts.dangers
+
+
+# -- reusing a verdict -------------------------------------------------------------------------
+
+
+def _verdict(allowed: bool) -> object:
+    from spark_mcp.errors import PolicyDenied
+    from spark_mcp.governance import Verdict
+    from spark_mcp.policy import Decision
+
+    facts = StatementFacts(StatementKind.QUERY, "Project")
+    refusal = None if allowed else PolicyDenied("no", rule="r")
+    return Verdict("s", facts, Decision(allowed, "why", "r"), refusal, None)
+
+
+def test_a_verdict_is_reused_only_for_the_same_plan_session_and_roles_for_a_moment() -> None:
+    from spark_mcp.gateway.verdicts import VerdictCache
+
+    now = [0.0]
+    cache = VerdictCache(ttl_s=5, clock=lambda: now[0])
+    alice = Principal("alice", roles=("analyst",))
+    key = cache.key(alice, "s1", b"plan")
+    allowed = _verdict(True)
+    cache.put(key, allowed)  # type: ignore[arg-type]
+    assert cache.get(key) is allowed
+    assert cache.get(cache.key(alice, "s2", b"plan")) is None
+    assert cache.get(cache.key(alice, "s1", b"plan!")) is None
+    assert cache.get(cache.key(Principal("alice", roles=("admin",)), "s1", b"plan")) is None
+    assert cache.get(cache.key(Principal("alice", roles=("analyst",), read_only=True), "s1", b"plan")) is None
+    now[0] = 5.5
+    assert cache.get(key) is None  # too old
+    cache.put(key, allowed)  # type: ignore[arg-type]
+    cache.forget("alice", "s1")  # the session changed
+    assert cache.get(key) is None
+    cache.put(key, _verdict(False))  # type: ignore[arg-type]
+    assert cache.get(key) is None  # a denial is always decided afresh
