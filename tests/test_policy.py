@@ -420,7 +420,9 @@ def test_every_statement_kind_maps_to_a_registered_action() -> None:
     assert set(STATEMENT_ACTIONS.values()) <= set(ACTIONS)
 
 
-@pytest.mark.parametrize("kind", list(DangerKind), ids=[k.value for k in DangerKind])
+@pytest.mark.parametrize(
+    "kind", [k for k in DangerKind if k is not DangerKind.CODE], ids=[k.value for k in DangerKind if k.value != "code"]
+)
 def test_every_danger_needs_sql_admin(kind: DangerKind) -> None:
     statement = facts(StatementKind.QUERY, reads=(LINEITEM,), dangers=(Danger(kind, "detail"),))
     # ops may read and write every table but has no sql.admin.

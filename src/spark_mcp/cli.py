@@ -41,6 +41,13 @@ def _config(args: argparse.Namespace) -> Config:
     }
     if server:
         overrides["server"] = {**overrides.get("server", {}), **server}
+    gateway = {
+        key: value
+        for key, attr in (("port", "gateway_port"), ("host", "gateway_host"))
+        if (value := getattr(args, attr, None)) is not None
+    }
+    if gateway:
+        overrides["gateway"] = gateway
     return load_config(Path(args.config) if args.config else None, overrides=overrides)
 
 
@@ -48,14 +55,24 @@ def _config(args: argparse.Namespace) -> Config:
 
 
 async def _serve_stdio(config: Config) -> None:
-    """Serve until the host closes stdin or signals us; either way every driver is stopped."""
-    from spark_mcp.server import build_server
+    """Serve until the host closes stdin or signals us; either way every driver is stopped.
+
+    With ``[gateway] port`` set, the Spark Connect gateway serves the same app beside it.
+    """
+    from contextlib import AsyncExitStack
+
+    from spark_mcp.server import AppRef, build_server
 
     stopped = anyio.Event()
-    server = build_server(config, on_stopped=stopped.set)
+    ref = AppRef()
+    server = build_server(config, on_stopped=stopped.set, ref=ref)
     server_scope = anyio.CancelScope()
 
-    async with anyio.create_task_group() as group:
+    async with AsyncExitStack() as stack, anyio.create_task_group() as group:
+        if config.gateway.port is not None:
+            from spark_mcp.gateway import running_gateway
+
+            await stack.enter_async_context(running_gateway(config, ref.get))
 
         async def serve() -> None:
             with server_scope:
@@ -88,6 +105,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     missing = config.missing_datasets()
     if missing:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(missing))
+    from spark_mcp.gateway import check_gateway
+
+    check_gateway(config)  # a gateway reachable from the network needs TLS and authentication
     if config.server.transport == "http":
         from spark_mcp.http.app import check_exposure
         from spark_mcp.http.serve import serve_http
@@ -396,6 +416,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="HTTP: the port (default 8000)")
     serve.add_argument("--tls-cert", help="HTTP: PEM certificate chain (with --tls-key: HTTPS)")
     serve.add_argument("--tls-key", help="HTTP: PEM private key")
+    serve.add_argument(
+        "--gateway-port", type=int, help="also serve the Spark Connect gateway on this port (e.g. 15002)"
+    )
+    serve.add_argument("--gateway-host", help="the gateway's address (default 127.0.0.1)")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     serve.set_defaults(func=cmd_serve)
 

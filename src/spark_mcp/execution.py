@@ -28,7 +28,7 @@ from spark_mcp.jobs import Job, JobManager
 from spark_mcp.plans import Plan
 from spark_mcp.policy.profiles import ProfileDecision
 from spark_mcp.results import ResultMeta, ResultState, ResultStore
-from spark_mcp.scope_gate import Lease, ScopeGates, changes_scope
+from spark_mcp.scope_gate import Lease, ScopeGates, changes_scope, take_lease
 from spark_mcp.sessions import Session, SessionRegistry
 from spark_mcp.spark import plans, runner
 from spark_mcp.spark.analyze import (
@@ -123,24 +123,10 @@ class Executor:
 
     async def lease(self, principal: Principal, session: Session, *, exclusive: bool = False) -> Lease:
         """The session's scope gate (``scope_gate.py``), waited for at most the statement deadline."""
-        gate = self._gates.gate(session)
-        waited_s = 0.0
         limit_s = self.governance.limits(principal).query_timeout_s
-        if exclusive:
-            gate.want_exclusive(True)
-        try:
-            while not (gate.try_exclusive() if exclusive else gate.try_shared()):
-                if waited_s > limit_s:
-                    raise QueryTimedOut(
-                        f"waited {limit_s:g} s for the other statements of session {session.id} "
-                        "(a USE or SET runs alone in its session); cancel them or use another session"
-                    )
-                await anyio.sleep(0.01)
-                waited_s += 0.01
-        finally:
-            if exclusive:
-                gate.want_exclusive(False)
-        return Lease(gate.release_exclusive if exclusive else gate.release_shared)
+        return await take_lease(
+            self._gates.gate(session), exclusive=exclusive, limit_s=limit_s, what=f"session {session.id}"
+        )
 
     async def judge_sql(
         self, principal: Principal, session: Session, sql: str, *, action: str | None = None

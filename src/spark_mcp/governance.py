@@ -166,6 +166,14 @@ class Governance:
         """Whether a listing may show this catalog (or namespace of it) to ``principal``."""
         return namespace_visible(self.policy, principal, catalog, namespace).allowed
 
+    def require_visible(self, principal: Principal, catalog: str, namespace: str | None = None) -> Decision:
+        """The allowance to look into a catalog or namespace, or ``PolicyDenied`` (noted for the audit)."""
+        decision = namespace_visible(self.policy, principal, catalog, namespace)
+        if not decision.allowed:
+            note(decision="denied", reason=decision.reason, rule=decision.rule)
+            raise PolicyDenied(decision.reason, rule=decision.rule)
+        return decision
+
 
 def _without_sparks_words(facts: StatementFacts) -> StatementFacts:
     """``facts`` with every trace of Spark's error message (dangers, notes) replaced."""

@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 
+import anyio
+
+from spark_mcp.errors import QueryTimedOut
 from spark_mcp.statement import StatementFacts
 
 # Analyzed-plan roots whose effect is to change how later statements resolve names.
@@ -78,6 +81,16 @@ class ScopeGate:
         with self._lock:
             self._exclusive = False
 
+    @property
+    def waiting_exclusive(self) -> int:
+        with self._lock:
+            return self._exclusive_waiting
+
+    @property
+    def idle(self) -> bool:
+        with self._lock:
+            return not (self._shared or self._exclusive or self._exclusive_waiting)
+
 
 class Lease:
     """One statement's hold on a gate; ``release`` is idempotent, so every exit path may call it."""
@@ -106,3 +119,45 @@ class ScopeGates:
             if gate is None:
                 gate = self._gates[session] = ScopeGate()
             return gate
+
+
+class KeyedScopeGates:
+    """Gates for sessions known only by a key (the gateway's ``(principal, session id)``).
+
+    Idle gates are dropped once there are more than ``keep``: a dropped gate had no lease and
+    no waiter, so a fresh one for the same key is the same state.
+    """
+
+    def __init__(self, *, keep: int = 4096) -> None:
+        self._gates: dict[Hashable, ScopeGate] = {}
+        self._keep = keep
+        self._guard = threading.Lock()
+
+    def gate(self, key: Hashable) -> ScopeGate:
+        with self._guard:
+            gate = self._gates.get(key)
+            if gate is None:
+                if len(self._gates) >= self._keep:
+                    self._gates = {k: g for k, g in self._gates.items() if not g.idle}
+                gate = self._gates[key] = ScopeGate()
+            return gate
+
+
+async def take_lease(gate: ScopeGate, *, exclusive: bool, limit_s: float, what: str) -> Lease:
+    """A lease on ``gate``, waited for at most ``limit_s`` (then ``QueryTimedOut`` naming ``what``)."""
+    waited_s = 0.0
+    if exclusive:
+        gate.want_exclusive(True)
+    try:
+        while not (gate.try_exclusive() if exclusive else gate.try_shared()):
+            if waited_s > limit_s:
+                raise QueryTimedOut(
+                    f"waited {limit_s:g} s for the other statements of {what} "
+                    "(a USE or SET runs alone in its session); cancel them or use another session"
+                )
+            await anyio.sleep(0.01)
+            waited_s += 0.01
+    finally:
+        if exclusive:
+            gate.want_exclusive(False)
+    return Lease(gate.release_exclusive if exclusive else gate.release_shared)

@@ -23,7 +23,8 @@ class StatementKind(StrEnum):
 
 
 class DangerKind(StrEnum):
-    """Parts of Spark SQL that escape the table model (action ``sql.admin``)."""
+    """Parts of Spark SQL that escape the table model: action ``sql.admin``, but ``CODE``
+    (code the client ships, only possible through the Spark Connect gateway) is ``code.run``."""
 
     REFLECTION = "reflection"  # reflect, java_method, try_reflect
     COMMAND_EXECUTION = "command_execution"  # SELECT TRANSFORM(...) USING 'a shell command'
@@ -43,6 +44,7 @@ class DangerKind(StrEnum):
     ANALYSIS_SIDE_EFFECT = "analysis_side_effect"  # a command ran while being analysed
     UNKNOWN_NODE = "unknown_node"  # a plan node the inspector does not know
     UNANALYSABLE = "unanalysable"  # Spark could not analyse the statement
+    CODE = "code"  # code the client ships to run on the driver: UDFs, UDTFs, jars (action code.run)
 
 
 @dataclass(frozen=True, order=True)

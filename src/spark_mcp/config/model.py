@@ -369,6 +369,34 @@ class ServerConfig(_Model):
         return self
 
 
+class GatewayConfig(_Model):
+    """``[gateway]``: the Spark Connect endpoint for IDEs and notebooks (off until a port is set).
+
+    TLS comes from ``[server] tls_cert`` and ``tls_key``; the verifiers from ``[auth]``.
+    """
+
+    port: int | None = Field(
+        default=None, ge=0, le=65535, description="the gRPC port, e.g. 15002 (0: any free port); unset: no gateway"
+    )
+    host: str = Field(default="127.0.0.1", description="the address to bind; anything but loopback needs TLS and auth")
+    max_message_bytes: int = Field(
+        default=128 * 1024 * 1024,
+        ge=1024 * 1024,
+        le=1024 * 1024 * 1024,
+        description="the largest gRPC message either way (a plan with local data, an Arrow batch)",
+    )
+    max_plan_depth: int = Field(
+        default=1024, ge=32, le=4096, description="the deepest nesting of a plan's messages the gateway reads"
+    )
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9.\-:\[\]]+", value):
+            raise ValueError("must be a host name or an IP address")
+        return value
+
+
 class Config(_Model):
     """The whole configuration, after every layer has been applied."""
 
@@ -384,6 +412,7 @@ class Config(_Model):
     pool: PoolConfig = PoolConfig()
     quotas: QuotasConfig = QuotasConfig()
     profiles: dict[str, ProfileConfig] = Field(default_factory=dict)
+    gateway: GatewayConfig = GatewayConfig()
     datasets: tuple[DatasetConfig, ...] = ()
     source: Path | None = Field(default=None, description="the file this configuration was read from")
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -129,6 +130,9 @@ def driver_env(
     env.update(credentials.env)  # allowlisted names only (config.driver_env), secrets included
     env["SPARK_HOME"] = str(spark_home())
     env["SPARK_CONNECT_AUTHENTICATE_TOKEN"] = token
+    # Python UDFs (allowed to code.run through the gateway) run in workers of this Python,
+    # which has pyarrow and pandas; PATH's python3 may not. An operator's choice wins.
+    env.setdefault("PYSPARK_PYTHON", sys.executable)
     if config.driver.java_home:
         env["JAVA_HOME"] = config.driver.java_home
     return env

@@ -37,6 +37,10 @@ def uvicorn_config(config: Config, app: object) -> uvicorn.Config:
 
 
 async def serve_http(config: Config) -> None:
+    """Serve HTTP until uvicorn stops (SIGINT, SIGTERM); with ``[gateway] port``, the Spark
+    Connect gateway serves the same app beside it, in this event loop."""
+    from contextlib import AsyncExitStack
+
     service = build_http_app(config)
     if not config.server.tls_cert and not is_loopback(config.server.host):
         log.warning(
@@ -50,4 +54,9 @@ async def serve_http(config: Config) -> None:
         auth=config.auth.mode,
         resource=service.resource,
     )
-    await uvicorn.Server(uvicorn_config(config, service.asgi)).serve()
+    async with AsyncExitStack() as stack:
+        if config.gateway.port is not None:
+            from spark_mcp.gateway import running_gateway
+
+            await stack.enter_async_context(running_gateway(config, service.ref.get))
+        await uvicorn.Server(uvicorn_config(config, service.asgi)).serve()

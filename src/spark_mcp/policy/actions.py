@@ -44,6 +44,14 @@ _ACTIONS = (
         True,
     ),
     Action("plan.run", "Run structured DataFrame plans on tables the role may read", True),
+    Action(
+        "code.run",
+        "Ship code to one's own driver through the Spark Connect gateway: Python, Scala and Java UDFs, "
+        "UDTFs, Python data sources, jars, Python files and archives. Such code runs with the driver's "
+        "own rights (its token included) and can go around every other check: grant it only to people "
+        "who may do anything the driver can",
+        changes=True,
+    ),
     Action("catalog.read", "List catalogs, namespaces and tables, and describe tables the role may read", True),
     Action("driver.admin", "See and stop the Spark drivers of every principal", changes=True),
     Action("audit.read", "Read the audit log of every principal"),

@@ -26,23 +26,25 @@ The rules, in the order ``decide()`` applies them:
    ``default-deny`` otherwise; and its reason names the principal and the table.
 
 ``decide_statement()`` maps a statement's facts to actions first: QUERY and TEMP_VIEW
-need ``sql.read``, METADATA ``catalog.read``, WRITE ``sql.write``, DDL ``sql.ddl``. The
-dangerous surface (any ``Danger``, or a statement of kind ADMIN or UNKNOWN) needs
-``sql.admin`` as well, checked first; with ``sql.admin`` the dangers are allowed, but the
-table rules still apply to every read and write the inspector did find. A statement that
-cannot be checked (UNANALYSABLE, UNKNOWN_NODE, kind UNKNOWN) is therefore allowed only
-to a role with ``sql.admin``.
+need ``sql.read``, METADATA ``catalog.read``, WRITE ``sql.write``, DDL ``sql.ddl``. Code the
+client ships (a ``CODE`` danger: UDFs, UDTFs and the like, which only the Spark Connect
+gateway lets through) needs ``code.run``, checked first. The rest of the dangerous surface
+(any other ``Danger``, or a statement of kind ADMIN or UNKNOWN) needs ``sql.admin`` as
+well, checked next; with ``sql.admin`` the dangers are allowed, but the table rules still
+apply to every read and write the inspector did find. A statement that cannot be checked
+(UNANALYSABLE, UNKNOWN_NODE, kind UNKNOWN) is therefore allowed only to a role with
+``sql.admin``, and ``code.run`` never stands in for ``sql.admin`` (nor the other way round).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from spark_mcp.identity import Principal
 from spark_mcp.policy.actions import get_action
 from spark_mcp.policy.model import Policy, Role, TablePattern
-from spark_mcp.statement import DangerKind, StatementFacts, StatementKind, TableName
+from spark_mcp.statement import Danger, DangerKind, StatementFacts, StatementKind, TableName
 
 DEFAULT_DENY = "default-deny"
 TOKEN_SCOPE = "token-scope"
@@ -79,6 +81,7 @@ DANGER_LABELS: dict[DangerKind, str] = {
     DangerKind.ANALYSIS_SIDE_EFFECT: "a command that runs while it is analysed",
     DangerKind.UNKNOWN_NODE: "a plan node the checker does not know",
     DangerKind.UNANALYSABLE: "text Spark could not analyse",
+    DangerKind.CODE: "code sent by the client",
 }
 _UNCHECKABLE = frozenset({DangerKind.UNKNOWN_NODE, DangerKind.UNANALYSABLE})
 _UNCHECKABLE_NOTE = "statements that cannot be checked are only allowed for sql.admin"
@@ -129,17 +132,27 @@ def decide_statement(
     a table resolves ``SELECT * FROM t`` but is a ``catalog.read``, not a ``sql.read``.
     """
     action = action or STATEMENT_ACTIONS[facts.kind]
-    needs_admin = bool(facts.dangers) or facts.kind in (StatementKind.ADMIN, StatementKind.UNKNOWN)
-    admin: Decision | None = None
-    if needs_admin:
+    code = [d for d in facts.dangers if d.kind is DangerKind.CODE]
+    other = replace(facts, dangers=tuple(d for d in facts.dangers if d.kind is not DangerKind.CODE))
+    granted: list[Decision] = []
+    if code:
+        grant = _action_grant_decision(policy, principal, "code.run")
+        if not grant.allowed:
+            summary = _summary(code)
+            return Decision(
+                False, f"{principal.id} may not run this statement: {summary} which needs code.run", grant.rule
+            )
+        granted.append(Decision(True, f"{grant.reason} ({_summary(code)})", grant.rule))
+    if other.dangers or facts.kind in (StatementKind.ADMIN, StatementKind.UNKNOWN):
         admin = _action_grant_decision(policy, principal, "sql.admin")
         if not admin.allowed:
-            return Decision(False, f"{principal.id} may not run this statement: {_danger_reason(facts)}", admin.rule)
+            return Decision(False, f"{principal.id} may not run this statement: {_danger_reason(other)}", admin.rule)
+        granted.append(Decision(True, f"{admin.reason} ({_danger_summary(other)})", admin.rule))
     verdict = decide(policy, principal, action, reads=facts.reads, writes=facts.writes)
-    if admin is None or not verdict.allowed:
+    if not granted or not verdict.allowed:
         return verdict
-    # Allowed with sql.admin: name the admin grant, since it is what let the statement through.
-    return Decision(True, f"{admin.reason} ({_danger_summary(facts)}); {verdict.reason}", admin.rule)
+    # Allowed with code.run or sql.admin: name that grant, since it is what let the statement through.
+    return Decision(True, "; ".join([*(g.reason for g in granted), verdict.reason]), granted[-1].rule)
 
 
 def namespace_visible(policy: Policy, principal: Principal, catalog: str, namespace: str | None = None) -> Decision:
@@ -268,10 +281,15 @@ def _rule(role: Role, key: str, index: int, pattern: TablePattern) -> str:
     return f'roles.{role.name}.{key}[{index}] "{pattern.text}"'
 
 
+def _summary(dangers: Iterable[Danger]) -> str:
+    return "uses " + ", ".join(
+        f"{DANGER_LABELS[d.kind]} ({d.detail})" if d.detail else DANGER_LABELS[d.kind] for d in dangers
+    )
+
+
 def _danger_summary(facts: StatementFacts) -> str:
-    parts = [f"{DANGER_LABELS[d.kind]} ({d.detail})" if d.detail else DANGER_LABELS[d.kind] for d in facts.dangers]
-    if parts:
-        return "uses " + ", ".join(parts)
+    if facts.dangers:
+        return _summary(facts.dangers)
     if facts.kind is StatementKind.UNKNOWN:
         return f"is a statement the checker does not know ({facts.operation})"
     return f"is an admin statement ({facts.operation})"

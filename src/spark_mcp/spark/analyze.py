@@ -34,7 +34,8 @@ class Analysis:
     error: SparkError | None  # Spark could not parse or analyse the statement
 
 
-def _unanalysable(statement: str, error: SparkError) -> Analysis:
+def unanalysable(statement: str, error: SparkError) -> Analysis:
+    """The analysis of a statement Spark refused to analyse (its error is the only fact)."""
     facts = StatementFacts(
         kind=StatementKind.UNKNOWN,
         operation="(unanalysable)",
@@ -45,7 +46,12 @@ def _unanalysable(statement: str, error: SparkError) -> Analysis:
 
 
 def _from_explain(statement: str, text: str, session: ConnectSession) -> Analysis:
-    facts = inspect_explain(text, builtin_functions=session.driver.builtin_functions)
+    return from_explain_text(statement, text, builtin_functions=session.driver.builtin_functions)
+
+
+def from_explain_text(statement: str, text: str, *, builtin_functions: frozenset[str]) -> Analysis:
+    """The analysis an ``EXPLAIN EXTENDED`` text (of SQL or of a plan) describes."""
+    facts = inspect_explain(text, builtin_functions=builtin_functions)
     failure = analysis_error(text)
     error = SparkError(failure[1], error_class=failure[0]) if failure else None
     return Analysis(statement, facts, analyzed_section(text), error)
@@ -62,7 +68,7 @@ def analyze_sql(session: ConnectSession, sql: str, *, tag: str) -> Analysis:
     try:
         text = _explain(session, f"EXPLAIN EXTENDED {gated.sql}", tag=tag)
     except SparkError as error:
-        return _unanalysable(gated.sql, error)
+        return unanalysable(gated.sql, error)
     return _from_explain(gated.sql, text, session)
 
 
@@ -95,7 +101,7 @@ def analyze_frame(session: ConnectSession, frame: Any, statement: str) -> Analys
     except Exception as exc:
         error = translate(exc)
         if isinstance(error, SparkError):
-            return _unanalysable(statement, error)
+            return unanalysable(statement, error)
         raise error from None
     return _from_explain(statement, text, session)
 

@@ -155,6 +155,11 @@ def _classify_nodes(nodes: list[Node], root: Node, facts: Facts) -> StatementKin
             rule = RULES[node.name]
             if rule.danger is not None:
                 facts.danger(rule.danger, rule.detail or node.name)
+            if root.name in QUERY_NODES:
+                # SQL cannot nest a command in a query, but a DataFrame plan can (a sql()
+                # relation below a limit): Spark runs it when the query runs, and the query's
+                # verdict would not cover what the command does.
+                facts.danger(_D.UNANALYSABLE, f"a command ({node.name}) inside a query")
     if root.name in QUERY_NODES:
         return _K.QUERY
     root_rule = RULES.get(root.name)

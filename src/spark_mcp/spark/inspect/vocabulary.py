@@ -17,6 +17,29 @@ from spark_mcp.statement import DangerKind, StatementKind
 _K = StatementKind
 _D = DangerKind
 
+# Operators that run code the client sent (Python or Scala functions over rows, groups or
+# partitions). Only the Spark Connect gateway lets such plans in; they need ``code.run``.
+CODE_NODES = frozenset(
+    {
+        "AppendColumns",
+        "CoGroup",
+        "DeserializeToObject",
+        "FlatMapCoGroupsInArrow",
+        "FlatMapCoGroupsInPandas",
+        "FlatMapGroupsInArrow",
+        "FlatMapGroupsInPandas",
+        "FlatMapGroupsInPandasWithState",
+        "FlatMapGroupsWithState",
+        "MapElements",
+        "MapGroups",
+        "MapInArrow",
+        "MapInPandas",
+        "MapPartitions",
+        "SerializeFromObject",
+        "TypedFilter",
+    }
+)
+
 # Relational operators: by themselves they read (through their children) and change nothing.
 QUERY_NODES = frozenset(
     {
@@ -71,6 +94,7 @@ QUERY_NODES = frozenset(
         "ScriptTransformation",
         "SQLFunctionNode",
     }
+    | CODE_NODES
 )
 
 # Plan nodes that are part of a command's tree (its target or its arguments).
@@ -85,6 +109,7 @@ NODE_DANGERS: dict[str, tuple[DangerKind, str]] = {
     ),
     "SQLFunctionNode": (_D.UDF_CALL, "a SQL table function"),
     "CommandResult": (_D.ANALYSIS_SIDE_EFFECT, "a command already ran while Spark analysed the statement"),
+    **{name: (_D.CODE, f"{name} runs a function the client sent") for name in CODE_NODES},
 }
 
 

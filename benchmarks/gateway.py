@@ -1,0 +1,175 @@
+"""The Spark Connect gateway against the same driver reached directly, with PySpark's own client.
+
+Run by hand:  uv run python benchmarks/gateway.py [--repeat 7] [--tiny-repeat 30]
+
+One server process: the app starts one driver for the benchmark user and serves the gateway
+on a free loopback port; both clients are plain PySpark Spark Connect sessions, one through
+the gateway (with an API token), one straight to the driver (with its own token). The two
+take turns on every repetition, after warm-up runs. Reported, median and p95 of each side:
+
+- a 1,000,000-row ``toArrow()`` (three columns, one a string): the result flows through the
+  gateway as bytes (target: at most 1.15 times the direct time);
+- a tiny DataFrame query (``table(t).limit(1).toArrow()``): what the gateway adds (an API
+  token check, one analysis on the driver, the audit record), next to the price of that one
+  analysis asked of the driver directly, which is what the MCP path pays for governance too;
+- ``spark.sql("SELECT 1").toArrow()``, which is two calls (the SQL command, then its relation),
+  each governed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import anyio
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pyspark.sql.connect.client.retries import DefaultPolicy
+from pyspark.sql.connect.session import SparkSession
+
+from spark_mcp.app import App
+from spark_mcp.auth.settings import resource_url
+from spark_mcp.config import load_config
+from spark_mcp.gateway import running_gateway
+from spark_mcp.spark.connect import open_session
+from spark_mcp.state.db import StateDB, state_path
+from spark_mcp.state.tokens import TokenStore
+
+USER = "bench"
+ROWS = 1_000_000
+
+
+def machine() -> str:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if "model name" in line
+        ),
+        platform.processor(),
+    )
+    memory = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines() if "MemTotal" in line))
+    return f"{os.cpu_count()} cores ({cpu}), {memory / 1024**2:.0f} GiB, Python {platform.python_version()}"
+
+
+def stats(times: list[float]) -> tuple[float, float]:
+    ordered = sorted(times)
+    return statistics.median(ordered), ordered[max(0, round(0.95 * len(ordered)) - 1)]
+
+
+def compare(name: str, gateway: Callable[[], object], direct: Callable[[], object], repeat: int, warmup: int) -> str:
+    for _ in range(warmup):
+        gateway()
+        direct()
+    ours: list[float] = []
+    theirs: list[float] = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        gateway()
+        ours.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        direct()
+        theirs.append(time.perf_counter() - started)
+    (g50, g95), (d50, d95) = stats(ours), stats(theirs)
+    print(f"{name:<44} gateway {g50 * 1000:8.1f} ms  direct {d50 * 1000:8.1f} ms  ratio {g50 / d50:5.2f}", flush=True)
+    return (
+        f"| {name} | {g50 * 1000:,.1f} ms | {d50 * 1000:,.1f} ms | {g50 / d50:.2f} | +{(g50 - d50) * 1000:,.1f} ms "
+        f"| {g95 * 1000:,.1f} ms | {d95 * 1000:,.1f} ms |"
+    )
+
+
+def timed(name: str, work: Callable[[], object], repeat: int) -> str:
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - started)
+    m50, m95 = stats(times)
+    print(f"{name:<44} {m50 * 1000:8.1f} ms", flush=True)
+    return f"| {name} | | {m50 * 1000:,.1f} ms | | | | {m95 * 1000:,.1f} ms |"
+
+
+def measure(port: int, token: str, direct: SparkSession, repeat: int, tiny_repeat: int) -> list[str]:
+    through = SparkSession.builder.remote(f"sc://localhost:{port}/;token={token}").create()
+    through.client.set_retry_policies([DefaultPolicy(max_retries=3)])  # type: ignore[arg-type]
+    wide = "id", "id * 2 AS twice", "cast(id AS string) AS label"
+    rows = [
+        compare(
+            f"{ROWS:,}-row toArrow()",
+            lambda: _check(through.range(ROWS).selectExpr(*wide).toArrow()),
+            lambda: _check(direct.range(ROWS).selectExpr(*wide).toArrow()),
+            repeat,
+            warmup=2,
+        ),
+        compare(
+            "tiny query: table(t).limit(1).toArrow()",
+            lambda: through.table("bench.t").limit(1).toArrow(),
+            lambda: direct.table("bench.t").limit(1).toArrow(),
+            tiny_repeat,
+            warmup=3,
+        ),
+        timed(
+            "one analysis, asked directly (explain extended)",
+            lambda: direct.table("bench.t").limit(1)._explain_string(extended=True),
+            tiny_repeat,
+        ),
+        compare(
+            'spark.sql("SELECT 1").toArrow() (two calls)',
+            lambda: through.sql("SELECT 1").toArrow(),
+            lambda: direct.sql("SELECT 1").toArrow(),
+            tiny_repeat,
+            warmup=3,
+        ),
+    ]
+    through.stop()
+    return rows
+
+
+def _check(table: pa.Table) -> pa.Table:
+    assert table.num_rows == ROWS
+    return table
+
+
+async def run(repeat: int, tiny_repeat: int) -> None:
+    home = Path(tempfile.mkdtemp(prefix="spark-mcp-gateway-bench-"))
+    pq.write_table(pa.table({"k": list(range(100)), "v": [str(i) for i in range(100)]}), home / "t.parquet")
+    config = load_config(
+        None,
+        environ={},
+        overrides={
+            "home": str(home / "home"),
+            "datasets": [{"name": "bench.t", "path": str(home / "t.parquet")}],
+            "gateway": {"port": 0},
+        },
+    )
+    store = TokenStore(StateDB(state_path(config.home)))
+    token = store.create(USER, scopes=["spark:read", "spark:write"], resource=resource_url(config)).token
+    print(f"{machine()}; pyspark client and server in one process, driver local[2]", flush=True)
+    async with App.running(config) as app, running_gateway(config, lambda: app) as gateway:
+        driver = await app.drivers.acquire(USER)
+        session = await anyio.to_thread.run_sync(lambda: open_session(driver, user_id=f"{USER}-direct"))
+        try:
+            rows = await anyio.to_thread.run_sync(
+                lambda: measure(gateway.port, token, session.spark, repeat, tiny_repeat)
+            )
+        finally:
+            await anyio.to_thread.run_sync(session.close)
+    print()
+    print("| what | gateway median | direct median | ratio | added | gateway p95 | direct p95 |")
+    print("|---|---|---|---|---|---|---|")
+    for row in rows:
+        print(row)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=7, help="repetitions of the 1M-row read")
+    parser.add_argument("--tiny-repeat", type=int, default=30, help="repetitions of the tiny queries")
+    options = parser.parse_args()
+    anyio.run(run, options.repeat, options.tiny_repeat)

@@ -1,0 +1,108 @@
+"""Analysis on the caller's driver, in the caller's own session: Spark's view of a plan.
+
+The driver explains a relation (``AnalyzePlan``, extended mode) without running it, and the
+same plan inspection as ``run_sql`` and ``run_plan`` reads the text. Spark's analysis error,
+when there is one, is kept with the driver's own status, so a client that may see it gets
+Spark's error exactly as Spark sent it (scrubbed), rich details and all.
+
+When analysis fails, Spark's message may quote a table's columns ("did you mean `salary`?"),
+so governance needs to know which tables the failing plan names before it shows the
+message: ``failed_reads`` asks Spark for them one by one (each named table, and each SQL
+text through ``EXPLAIN``, which prints the plan it got as far as).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import replace
+
+import grpc
+import grpc.aio
+from pyspark.sql.connect.proto import relations_pb2
+
+from spark_mcp.errors import DriverLost, QueryTimedOut, SparkError
+from spark_mcp.gateway.calls import GatewayCall, UpstreamError
+from spark_mcp.spark.analyze import Analysis, from_explain_text, unanalysable
+from spark_mcp.spark.errors import first_line
+from spark_mcp.spark.sqltext import gate
+from spark_mcp.spark.wire.requests import (
+    command_text,
+    explain_request,
+    explain_sql_request,
+    explain_text,
+    table_relation,
+)
+from spark_mcp.spark.wire.responses import error_info
+from spark_mcp.spark.wire.screen import Screen
+from spark_mcp.statement import TableName
+
+
+class Analyst:
+    def __init__(self, call: GatewayCall, session_id: str) -> None:
+        self.call = call
+        self.session_id = session_id
+        self.timeout_s = call.app.governance.limits(call.principal).query_timeout_s
+
+    async def explain(self, relation: relations_pb2.Relation, statement: str) -> tuple[Analysis, UpstreamError | None]:
+        """Spark's analysis of ``relation``, and the driver's own error when it failed."""
+        request = explain_request(relation, session_id=self.session_id, user_id=self.call.principal.id)
+        upstream = self.call.upstream
+        try:
+            response = await upstream.unary("AnalyzePlan")(
+                request, metadata=upstream.metadata, timeout=self.call.timeout(self.timeout_s)
+            )
+        except grpc.aio.AioRpcError as exc:
+            error = self._spark_error(exc)
+            return unanalysable(statement, error), UpstreamError(exc)
+        text = explain_text(response)
+        return from_explain_text(statement, text, builtin_functions=self.call.driver.builtin_functions), None
+
+    def _spark_error(self, exc: grpc.aio.AioRpcError) -> SparkError:
+        error_class, sqlstate = error_info(exc.trailing_metadata() or ())
+        if error_class is None:
+            if exc.code() is grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise QueryTimedOut(f"Spark did not finish analysing within {self.timeout_s:g} s") from None
+            if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNAUTHENTICATED):
+                raise DriverLost(
+                    f"driver {self.call.driver.id} is unreachable ({exc.code().name}): retry to get a new one"
+                ) from None
+            raise UpstreamError(exc)
+        message = first_line(self.call.scrub(exc.details() or "")) or error_class
+        return SparkError(message, error_class=error_class, sqlstate=sqlstate)
+
+    async def explain_sql(self, text: str) -> Analysis:
+        """``EXPLAIN EXTENDED <text>``: the plan Spark got as far as, even when analysis fails."""
+        gated = gate(text)
+        if gated.dangers:
+            return unanalysable(text, SparkError("the text did not pass the lexical gate", error_class="GATED"))
+        request = explain_sql_request(
+            gated.sql, session_id=self.session_id, user_id=self.call.principal.id, operation_id=str(uuid.uuid4())
+        )
+        upstream = self.call.upstream
+        try:
+            stream = upstream.stream("ExecutePlan")(
+                request, metadata=upstream.metadata, timeout=self.call.timeout(self.timeout_s)
+            )
+            responses = [chunk async for chunk in stream]
+        except grpc.aio.AioRpcError as exc:
+            return unanalysable(text, self._spark_error(exc))
+        builtins = self.call.driver.builtin_functions
+        return from_explain_text(gated.sql, command_text(responses), builtin_functions=builtins)
+
+    async def failed_reads(self, found: Screen) -> frozenset[TableName]:
+        """Every table a plan that failed analysis names, as far as Spark can tell (best effort)."""
+        reads: set[TableName] = set()
+        for name in found.tables:
+            analysis, _ = await self.explain(table_relation(name), name)
+            reads |= analysis.facts.reads
+        for text in found.texts:
+            for candidate in (text, f"SELECT {text}"):
+                analysis = await self.explain_sql(candidate)
+                reads |= analysis.facts.reads
+                if analysis.plan is not None or analysis.facts.reads:
+                    break
+        return frozenset(reads)
+
+
+def with_reads(analysis: Analysis, reads: frozenset[TableName]) -> Analysis:
+    return replace(analysis, facts=replace(analysis.facts, reads=analysis.facts.reads | reads))

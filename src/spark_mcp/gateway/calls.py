@@ -1,0 +1,236 @@
+"""One RPC being served: its principal, its driver, its one audit record, and its errors.
+
+``CallRunner.call`` wraps every handler: it authenticates the call (refusing it with
+``UNAUTHENTICATED`` before anything else happens), requires ``session.create`` (a Spark
+Connect session is a session), routes it to the principal's driver, and writes exactly
+one audit record when the call ends, with the same fields as a tool call plus ``via =
+"gateway"``, before the final status reaches the client. The record is written on a worker
+thread (it is fsync-ed), so one client's audit record never stalls another's result stream.
+``ReleaseExecute`` is checked like every call but not recorded: it only frees the server's
+buffer of the caller's own operation, and PySpark sends one per result chunk. Errors become gRPC statuses in
+one place, with the text an agent would read (``policy_denied: <reason> [rule: <rule>]``);
+an error the driver sent is passed on with its details, every string in it scrubbed.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import anyio
+import grpc
+import grpc.aio
+import structlog
+
+from spark_mcp.app import App
+from spark_mcp.calls import CallRecord, recording
+from spark_mcp.drivers import Driver
+from spark_mcp.errors import (
+    AuditError,
+    DriverError,
+    InvalidInput,
+    LimitExceeded,
+    NotFound,
+    PolicyDenied,
+    QueryCancelled,
+    QueryTimedOut,
+    SparkError,
+    SparkMcpError,
+)
+from spark_mcp.gateway.identity import Forbidden, GatewayAuth, Metadata, Unauthenticated
+from spark_mcp.gateway.routing import Upstream, Upstreams, driver_for
+from spark_mcp.gateway.verdicts import VerdictCache
+from spark_mcp.identity import Principal, acting_as
+from spark_mcp.scope_gate import KeyedScopeGates, Lease, take_lease
+from spark_mcp.spark.wire.responses import error_info, scrub_status, status_trailers
+
+log = structlog.get_logger(__name__)
+
+_STATUS: list[tuple[type[SparkMcpError], grpc.StatusCode]] = [
+    (Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
+    (Forbidden, grpc.StatusCode.PERMISSION_DENIED),
+    (PolicyDenied, grpc.StatusCode.PERMISSION_DENIED),
+    (InvalidInput, grpc.StatusCode.INVALID_ARGUMENT),
+    (NotFound, grpc.StatusCode.NOT_FOUND),
+    (LimitExceeded, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (DriverError, grpc.StatusCode.UNAVAILABLE),
+    (QueryTimedOut, grpc.StatusCode.DEADLINE_EXCEEDED),
+    (QueryCancelled, grpc.StatusCode.CANCELLED),
+    (SparkError, grpc.StatusCode.INVALID_ARGUMENT),
+]
+
+
+def status_of(exc: SparkMcpError) -> tuple[grpc.StatusCode, str]:
+    """The gRPC status and the text a client sees: what an agent reads for the same error."""
+    code = next((status for kind, status in _STATUS if isinstance(exc, kind)), grpc.StatusCode.INTERNAL)
+    if isinstance(exc, SparkError):
+        return code, f"{exc.error_class}: {exc.message}"
+    if isinstance(exc, PolicyDenied):
+        return code, f"{exc.code}: {exc.message} [rule: {exc.rule}]"
+    return code, f"{exc.code}: {exc.message}"
+
+
+def error_class_of(exc: SparkMcpError) -> str:
+    return exc.error_class if isinstance(exc, SparkError) else exc.code
+
+
+@dataclass
+class GatewayCall:
+    """What a handler works with: the app, the verified caller, and the way to its driver."""
+
+    app: App
+    principal: Principal
+    record: CallRecord
+    driver: Driver
+    upstream: Upstream
+    deadline: float | None  # the client's deadline (time.monotonic()), when it set one
+    verdicts: VerdictCache
+    scopes: KeyedScopeGates
+
+    @property
+    def secrets(self) -> tuple[bytes, ...]:
+        """What to mask in result bytes: the serving driver's own token (no other driver's can be
+        in its results); text (errors, config, explain) is scrubbed of every registered secret."""
+        return (self.driver.token.encode(),)
+
+    def scrub(self, text: str) -> str:
+        return self.app.redactor.scrub(text)
+
+    def timeout(self, cap: float | None = None) -> float | None:
+        """Seconds left for an upstream call: the client's deadline, within ``cap``."""
+        left = None if self.deadline is None else max(self.deadline - time.monotonic(), 0.001)
+        if cap is None:
+            return left
+        return cap if left is None else min(left, cap)
+
+    async def lease(self, session_id: str, *, exclusive: bool = False) -> Lease:
+        """The session's scope gate (``scope_gate.py``): a plan holds it shared from its analysis
+        until its answer is complete; what changes name resolution (USE, SET) holds it alone."""
+        limit_s = self.app.governance.limits(self.principal).query_timeout_s
+        gate = self.scopes.gate((self.principal.id, session_id))
+        return await take_lease(gate, exclusive=exclusive, limit_s=limit_s, what=f"Spark session {session_id}")
+
+    @contextmanager
+    def governing(self) -> Iterator[None]:
+        """Bind the caller and its record, so governance notes its verdicts for the audit."""
+        with acting_as(self.principal), recording(self.record):
+            yield
+
+
+class UpstreamError(Exception):
+    """The driver answered with an error: passed on to the client, scrubbed."""
+
+    def __init__(self, error: grpc.aio.AioRpcError) -> None:
+        super().__init__(error.details())
+        self.error = error
+
+
+class CallRunner:
+    """Authenticates, routes, audits and translates errors for every RPC."""
+
+    def __init__(self, app: Callable[[], App | None], auth: GatewayAuth, upstreams: Upstreams) -> None:
+        self._app = app
+        self._auth = auth
+        self._upstreams = upstreams
+        self.verdicts = VerdictCache()
+        self.scopes = KeyedScopeGates()
+
+    @asynccontextmanager
+    async def call(
+        self, rpc: str, context: grpc.aio.ServicerContext[Any, Any], *, audited: bool = True
+    ) -> AsyncIterator[GatewayCall]:
+        app = self._app()
+        if app is None:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "spark-mcp is starting: retry in a moment")
+            raise AssertionError("abort returned")  # pragma: no cover - abort always raises
+        metadata = Metadata(tuple(context.invocation_metadata() or ()), context.peer())
+        try:
+            principal = await self._auth.principal(app, metadata)
+        except (Unauthenticated, Forbidden) as exc:
+            log.info("gateway.refused", rpc=rpc, peer=metadata.peer, why=exc.code)
+            code, text = status_of(exc)
+            await context.abort(code, text, status_trailers(code.value[0], text, f"spark_mcp.{exc.code}"))
+            raise AssertionError("abort returned") from None  # pragma: no cover
+        record = CallRecord(tool=f"spark_connect.{rpc}", request_id=uuid.uuid4().hex[:16], principal=principal.id)
+        record.fields.update(auth=principal.auth, token_id=principal.token_id, via="gateway")
+        started = time.monotonic()
+        remaining = context.time_remaining()
+        outcome: Literal["ok", "error"] = "error"
+        error_class: str | None = "cancelled"
+        failure: tuple[grpc.StatusCode, str, tuple[tuple[str, str | bytes], ...]] | None = None
+        try:
+            with acting_as(principal), recording(record):
+                app.governance.require(principal, "session.create")
+                driver = await driver_for(app, principal)
+            upstream = await self._upstreams.to(driver)
+            call = GatewayCall(
+                app=app,
+                principal=principal,
+                record=record,
+                driver=driver,
+                upstream=upstream,
+                deadline=None if remaining is None else started + remaining,
+                verdicts=self.verdicts,
+                scopes=self.scopes,
+            )
+            yield call
+            outcome, error_class = "ok", None
+        except SparkMcpError as exc:
+            error_class = record.fields.get("error_class") or error_class_of(exc)
+            code, text = status_of(exc)
+            text = app.redactor.scrub(text)
+            failure = (code, text, status_trailers(code.value[0], text, f"spark_mcp.{exc.code}"))
+        except UpstreamError as exc:
+            found, _ = error_info(exc.error.trailing_metadata() or ())
+            error_class = found or exc.error.code().name
+            text, trailers = scrub_status(exc.error.details(), exc.error.trailing_metadata() or (), app.redactor.scrub)
+            failure = (exc.error.code(), text, trailers)
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:
+            log.exception("gateway.crashed", rpc=rpc)
+            error_class = "internal_error"
+            failure = (
+                grpc.StatusCode.INTERNAL,
+                f"internal_error: {type(exc).__name__} in {rpc}; the server logged the details",
+                (),
+            )
+        finally:
+            if audited or outcome == "error":
+                await self._record(app, record, outcome, error_class, started)
+        if failure is not None:
+            code, text, trailers = failure
+            await context.abort(code, text, trailers)
+
+    async def _record(
+        self, app: App, record: CallRecord, outcome: Literal["ok", "error"], error_class: str | None, started: float
+    ) -> None:
+        """Write the call's record off the event loop; inline if this task is being cancelled."""
+        try:
+            await anyio.to_thread.run_sync(self._emit, app, record, outcome, error_class, started)
+        except anyio.get_cancelled_exc_class():
+            self._emit(app, record, outcome, error_class, started)
+            raise
+
+    @staticmethod
+    def _emit(
+        app: App, record: CallRecord, outcome: Literal["ok", "error"], error_class: str | None, started: float
+    ) -> None:
+        fields = {k: v for k, v in record.fields.items() if k not in ("error_code", "error_class")}
+        try:
+            app.audit.emit(
+                request_id=record.request_id,
+                principal=record.principal,
+                tool=record.tool,
+                outcome=outcome,
+                error_class=error_class if outcome == "error" else None,
+                duration_ms=int((time.monotonic() - started) * 1000),
+                **fields,
+            )
+        except AuditError:
+            log.exception("audit.write_failed", tool=record.tool)
+            raise

@@ -1,0 +1,134 @@
+"""``spark.catalog.*`` through the gateway: each call governed like the catalog tools.
+
+A catalog call is a ``catalog`` relation that Spark performs while planning it, so it is
+decided here from its arguments and never analysed first:
+
+- listings (``listTables``, ``listViews``, ``listDatabases``, ``listCatalogs``) need
+  ``catalog.read``; a named namespace must be visible to the caller, and the rows that come
+  back are filtered: only readable tables, visible namespaces and catalogs, and the caller's
+  own temp views are shown;
+- calls about one table (``listColumns``, ``getTable``, ``tableExists``...) resolve the name
+  as the session would (Spark explains ``spark.table(name)``, views expanded) and are judged
+  like ``describe_table``: a view over a table the caller may not read is refused too;
+- calls about a namespace or catalog need it to be visible; ``currentDatabase`` and the
+  function calls need ``catalog.read``; dropping one's own temp view is ``sql.read``;
+- everything that changes the catalog or the cache is ``sql.admin``, with the table rules
+  on the table it names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pyspark.sql.connect.proto import catalog_pb2
+
+from spark_mcp.gateway.govern import Governor
+from spark_mcp.policy import SESSION_CATALOG
+from spark_mcp.spark.analyze import Analysis
+from spark_mcp.spark.wire.requests import name_parts, quoted, table_relation
+from spark_mcp.statement import Danger, DangerKind, StatementFacts, StatementKind, TableName
+
+RowFilter = Callable[[dict[str, Any]], bool]
+
+_PLAIN = frozenset({"current_database", "current_catalog", "list_functions", "get_function", "function_exists"})
+_TABLE_READS = frozenset(
+    {
+        "list_columns",
+        "get_table",
+        "table_exists",
+        "is_cached",
+        "list_partitions",
+        "get_table_properties",
+        "get_create_table_string",
+    }
+)
+_NAMESPACES = frozenset({"get_database", "database_exists", "set_current_database"})
+
+
+async def govern_catalog(governor: Governor, catalog: catalog_pb2.Catalog) -> RowFilter | None:
+    """Refuse (raise) or allow a catalog call; a listing comes back with the filter for its rows."""
+    op = catalog.WhichOneof("cat_type") or "(none)"
+    call: Any = getattr(catalog, op, None)
+    governance, principal = governor.governance, governor.principal
+    governor.call.record.fields.update(statement=f"spark.catalog.{op}", kind=StatementKind.METADATA.value)
+    if op in _PLAIN:
+        governance.require(principal, "catalog.read")
+        if getattr(call, "db_name", ""):
+            _visible(governor, call.db_name)
+        return None
+    if op in ("list_tables", "list_views"):
+        governance.require(principal, "catalog.read")
+        if call.db_name:
+            _visible(governor, call.db_name)
+        return lambda row: _table_row_visible(governor, row)
+    if op == "list_databases":
+        governance.require(principal, "catalog.read")
+        return lambda row: governance.visible(principal, row.get("catalog") or SESSION_CATALOG, str(row.get("name")))
+    if op == "list_catalogs":
+        governance.require(principal, "catalog.read")
+        return lambda row: governance.visible(principal, str(row.get("name")))
+    if op in _NAMESPACES:
+        governance.require(principal, "catalog.read")
+        _visible(governor, call.db_name)
+        return None
+    if op == "set_current_catalog":
+        governance.require_visible(principal, call.catalog_name)
+        return None
+    if op in _TABLE_READS:
+        name = _table_name(call)
+        analysis, _ = await governor.analyst.explain(table_relation(name), f"spark.catalog.{op}({name})")
+        if (
+            analysis.error is not None
+            and op == "table_exists"
+            and analysis.error.error_class.startswith("TABLE_OR_VIEW_NOT_FOUND")
+        ):
+            return None  # Spark answers False; nothing is revealed
+        governor.upstream_error = None
+        governor.enforce(governance.judge(principal, analysis, action="catalog.read"))
+        return None
+    if op == "drop_temp_view":
+        facts = StatementFacts(StatementKind.TEMP_VIEW, "DropTempView", temp_view=call.view_name.lower())
+        governor.enforce(governor.judge(Analysis(f"spark.catalog.dropTempView({call.view_name})", facts, None, None)))
+        return None
+    await _change(governor, op, call)
+    return None
+
+
+def _table_name(call: Any) -> str:
+    parts = name_parts(call.table_name)
+    db_name = getattr(call, "db_name", "")
+    return quoted([*name_parts(db_name), *parts] if db_name else parts)
+
+
+def _visible(governor: Governor, db_name: str) -> None:
+    parts = name_parts(db_name)
+    catalog, namespace = (SESSION_CATALOG, parts) if len(parts) == 1 else (parts[0], parts[1:])
+    governor.governance.require_visible(governor.principal, catalog, ".".join(namespace))
+
+
+def _table_row_visible(governor: Governor, row: dict[str, Any]) -> bool:
+    namespace = [str(part) for part in (row.get("namespace") or [])]
+    if row.get("isTemporary") and not namespace:
+        return True  # a temp view of the caller's own session
+    if not namespace:
+        return False
+    table = TableName.of(str(row.get("catalog") or SESSION_CATALOG), ".".join(namespace), str(row.get("name")))
+    return governor.governance.readable(governor.principal, table)
+
+
+async def _change(governor: Governor, op: str, call: Any) -> None:
+    """Catalog changes: ``sql.admin``, with the table rules on the table named, when it resolves."""
+    writes: frozenset[TableName] = frozenset()
+    if getattr(call, "table_name", ""):
+        name = _table_name(call)
+        analysis, _ = await governor.analyst.explain(table_relation(name), name)
+        writes = analysis.facts.reads if analysis.error is None else frozenset()
+    facts = StatementFacts(
+        StatementKind.ADMIN,
+        op,
+        writes=writes,
+        dangers=(Danger(DangerKind.UNKNOWN_NODE, f"spark.catalog.{op}, a change to the catalog or its cache"),),
+    )
+    governor.upstream_error = None
+    governor.enforce(governor.judge(Analysis(f"spark.catalog.{op}", facts, None, None)))

@@ -1,0 +1,78 @@
+"""``spark.conf`` through the gateway: reading is allowed but for secrets; setting only harmless keys.
+
+A driver's configuration holds what a client must never see (its token, credentials from a
+profile) and what must not change under spark-mcp (settings that keep plans inspectable, the
+substitution and file switches). So:
+
+- a read (``get``, ``getAll``, ``isModifiable``...) is answered by the driver, then every
+  value whose key looks like a secret (Spark's own redaction rule, and spark-mcp's) is
+  replaced, and every value is scrubbed of registered secrets;
+- ``set`` and ``unset`` of a key in ``SETTABLE`` (time zone, ANSI mode, Arrow batch sizes,
+  display settings...) is allowed to anyone with a session; any other key needs
+  ``sql.admin``, exactly as ``SET key = value`` does in SQL.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from pyspark.sql.connect.proto import base_pb2
+
+SETTABLE = frozenset(
+    {
+        "spark.sql.session.timeZone",
+        "spark.sql.ansi.enabled",
+        "spark.sql.execution.arrow.maxRecordsPerBatch",
+        "spark.sql.execution.arrow.maxBytesPerBatch",
+        "spark.sql.execution.arrow.pyspark.enabled",
+        "spark.sql.execution.arrow.pyspark.fallback.enabled",
+        "spark.sql.execution.arrow.useLargeVarTypes",
+        "spark.sql.execution.pandas.convertToArrowArraySafely",
+        "spark.sql.execution.pythonUDF.arrow.enabled",
+        "spark.sql.repl.eagerEval.enabled",
+        "spark.sql.repl.eagerEval.maxNumRows",
+        "spark.sql.repl.eagerEval.truncate",
+        "spark.sql.shuffle.partitions",
+        "spark.sql.adaptive.enabled",
+        "spark.sql.timestampType",
+    }
+)
+# Spark's default spark.redaction.regex, plus the words spark-mcp's redaction knows.
+SECRET_KEY = re.compile(r"(?i)secret|password|passwd|token|access[._-]?key|credential|private[._-]?key|api[._-]?key")
+REDACTED_VALUE = "*********(redacted)"
+
+_Op = base_pb2.ConfigRequest.Operation
+
+
+def keys_set(operation: _Op) -> list[str]:
+    """The keys an operation changes (empty for a read)."""
+    kind = operation.WhichOneof("op_type")
+    if kind == "set":
+        return [pair.key for pair in operation.set.pairs]
+    if kind == "unset":
+        return list(operation.unset.keys)
+    return []
+
+
+def describe(operation: _Op) -> str:
+    kind = operation.WhichOneof("op_type") or "(none)"
+    keys = keys_set(operation) or list(getattr(getattr(operation, kind, None), "keys", []) or [])
+    return f"spark.conf.{kind}({', '.join(keys)[:500]})"
+
+
+def not_settable(keys: list[str]) -> list[str]:
+    """The keys a client may not change without ``sql.admin`` (empty: the change may go ahead)."""
+    return [key for key in keys if key not in SETTABLE]
+
+
+def redact_response(data: bytes, scrub: Callable[[str], str]) -> bytes:
+    """A config answer with secret values replaced and every value scrubbed."""
+    response = base_pb2.ConfigResponse.FromString(data)
+    for pair in response.pairs:
+        if SECRET_KEY.search(pair.key):
+            pair.value = REDACTED_VALUE
+        elif pair.HasField("value"):
+            pair.value = scrub(pair.value)
+    response.warnings[:] = [scrub(w) for w in response.warnings]
+    return bytes(response.SerializeToString())

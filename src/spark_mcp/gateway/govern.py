@@ -1,0 +1,212 @@
+"""Governing what a client asks a driver to analyse or run: the path every plan takes.
+
+For a relation (a DataFrame action, ``df.schema``, ``df.explain()``...), in this order:
+
+1. ``plan.run`` (unless the relation is nothing but ``spark.sql(...)``, which is governed
+   exactly like ``run_sql``);
+2. the screen (``spark.wire.screen``): client code needs ``code.run``, path and external
+   reads and relation types the gateway does not know need ``sql.admin``, and every SQL
+   text and expression string passes the lexical gate, all before Spark sees anything;
+3. the inputs of relations Spark computes while planning, deepest first, each analysed on
+   the driver and judged on its own, so nothing runs during analysis that was not allowed;
+4. the whole relation, analysed on the driver (the exact plan the client sent) and read by
+   the same plan inspection as ``run_plan``; its facts, with everything found on the way,
+   are judged by ``Governance.judge``, the one decision every front door uses.
+
+A ``SqlCommand`` (``spark.sql(...)``, which Spark runs eagerly) is gated first and takes
+the same path without ``plan.run``. A refused request never reaches the driver. When
+Spark could not analyse a plan, its message is shown only if no table the plan names is
+one the caller may not read; then the client gets Spark's own error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+
+from pyspark.sql.connect.proto import base_pb2, commands_pb2, relations_pb2
+
+from spark_mcp.calls import note
+from spark_mcp.errors import InvalidInput, SparkError
+from spark_mcp.gateway.analysis import Analyst, with_reads
+from spark_mcp.gateway.calls import GatewayCall, UpstreamError
+from spark_mcp.governance import Verdict
+from spark_mcp.spark.analyze import Analysis
+from spark_mcp.spark.sqltext import gate
+from spark_mcp.spark.wire.screen import Screen, bare_sql, describe, input_relations, screen
+from spark_mcp.statement import Danger, DangerKind, StatementFacts, StatementKind
+
+_PLANS = {
+    "schema": ("plan",),
+    "explain": ("plan",),
+    "tree_string": ("plan",),
+    "is_local": ("plan",),
+    "is_streaming": ("plan",),
+    "input_files": ("plan",),
+    "semantic_hash": ("plan",),
+    "same_semantics": ("target_plan", "other_plan"),
+}
+_RELATIONS = ("persist", "unpersist", "get_storage_level")
+_NO_PLAN = ("spark_version", "ddl_parse", "json_to_ddl")
+
+PlanOpener = Callable[[base_pb2.Plan], relations_pb2.Relation]  # a Plan (perhaps compressed) to its relation
+
+
+def merged(final: StatementFacts, others: Iterable[StatementFacts]) -> StatementFacts:
+    """``final`` with the reads, writes, functions, dangers and views of ``others`` added."""
+    others = list(others)
+    return replace(
+        final,
+        reads=final.reads.union(*(o.reads for o in others)),
+        writes=final.writes.union(*(o.writes for o in others)),
+        functions=final.functions.union(*(o.functions for o in others)),
+        dangers=tuple(dict.fromkeys([*(d for o in others for d in o.dangers), *final.dangers])),
+        views=final.views.union(*(o.views for o in others)),
+    )
+
+
+def before_analysis(found: Screen) -> StatementFacts:
+    """What the screen found, as facts: code, dangerous relations, and what the gate refuses."""
+    dangers = [Danger(DangerKind.CODE, what) for what in found.code]
+    dangers += found.dangers
+    for text in found.texts:
+        dangers += gate(text).dangers
+    return StatementFacts(StatementKind.QUERY, "(before analysis)", dangers=tuple(dict.fromkeys(dangers)))
+
+
+class Governor:
+    """Governs one call's plans, on the caller's driver, in the caller's session."""
+
+    def __init__(self, call: GatewayCall, session_id: str) -> None:
+        self.call = call
+        self.session_id = session_id
+        self.principal = call.principal
+        self.governance = call.app.governance
+        self.analyst = Analyst(call, session_id)
+        self.upstream_error: UpstreamError | None = None  # Spark's own error for the last failed analysis
+
+    # -- the verdict --------------------------------------------------------------------
+
+    def judge(self, analysis: Analysis) -> Verdict:
+        return self.governance.judge(self.principal, analysis)
+
+    def enforce(self, verdict: Verdict) -> None:
+        """Refuse, with Spark's own error when the refusal is Spark's analysis error."""
+        if verdict.refusal is None:
+            return
+        if isinstance(verdict.refusal, SparkError) and self.upstream_error is not None:
+            raise self.upstream_error
+        raise verdict.refusal
+
+    # -- relations ----------------------------------------------------------------------
+
+    async def relation(self, relation: relations_pb2.Relation) -> Verdict:
+        """A relation the client wants run or analysed (``run_plan``, or ``run_sql`` for bare SQL)."""
+        if bare_sql(relation) is None:
+            self.governance.require(self.principal, "plan.run")
+        key = self._key(relation)
+        reused = self.call.verdicts.get(key)
+        if reused is not None:
+            note(**reused.audit_fields())
+            return reused
+        found = screen(relation)
+        tree = await self.tree(relation, describe(relation, found), found)
+        verdict = tree if isinstance(tree, Verdict) else self.judge(tree)
+        self.call.verdicts.put(key, verdict)
+        return verdict
+
+    def _key(self, relation: relations_pb2.Relation) -> tuple[str, tuple[str, ...], bool, str, str]:
+        return self.call.verdicts.key(self.principal, self.session_id, relation.SerializeToString(deterministic=True))
+
+    def changed(self) -> None:
+        """The session is about to change (a command ran): its verdicts may no longer be reused."""
+        self.call.verdicts.forget(self.principal.id, self.session_id)
+
+    async def tree(
+        self, relation: relations_pb2.Relation, statement: str, found: Screen | None = None
+    ) -> Analysis | Verdict:
+        """Steps 2-4: the combined analysis of ``relation``, or the verdict that refused part of it."""
+        found = found if found is not None else screen(relation)
+        early = before_analysis(found)
+        if early.dangers:
+            verdict = self.judge(Analysis(statement, early, None, None))
+            if not verdict.allowed:
+                return verdict
+        parts = [early]
+        for eager in found.eager:
+            for child in input_relations(eager):
+                analysis = await self.analyse(child, statement, found)
+                verdict = self.judge(replace(analysis, facts=merged(analysis.facts, parts)))
+                if not verdict.allowed:
+                    return verdict
+                parts.append(analysis.facts)
+        analysis = await self.analyse(relation, statement, found)
+        return replace(analysis, facts=merged(analysis.facts, parts))
+
+    async def analyse(self, relation: relations_pb2.Relation, statement: str, found: Screen) -> Analysis:
+        analysis, error = await self.analyst.explain(relation, statement)
+        self.upstream_error = error
+        if analysis.error is not None and not self.governance.allows(self.principal, "sql.admin"):
+            analysis = with_reads(analysis, await self.analyst.failed_reads(found))
+        return analysis
+
+    # -- SQL ----------------------------------------------------------------------------
+
+    async def sql_command(self, command: commands_pb2.SqlCommand) -> Verdict:
+        """``spark.sql(text)``: Spark runs commands at once, so this is decided first, like ``run_sql``."""
+        relation = command.input if command.HasField("input") else legacy_sql(command)
+        kind = relation.WhichOneof("rel_type")
+        if kind == "sql":
+            text = relation.sql.query
+        elif kind == "with_relations" and relation.with_relations.root.WhichOneof("rel_type") == "sql":
+            text = relation.with_relations.root.sql.query
+        else:
+            raise InvalidInput("a SQL command holds SQL text (spark.sql), nothing else")
+        gated = gate(text)
+        if gated.dangers:
+            # Refused unless sql.admin, and never explained: some statements act while analysed.
+            facts = StatementFacts(StatementKind.ADMIN, "(not analysed)", dangers=gated.dangers)
+            return self.judge(Analysis(gated.sql, facts, None, None))
+        tree = await self.tree(relation, gated.sql)
+        verdict = tree if isinstance(tree, Verdict) else self.judge(tree)
+        if verdict.facts.kind is StatementKind.QUERY and kind == "sql":
+            # Spark answers a query with this very relation, which the client analyses and runs next.
+            self.call.verdicts.put(self._key(relation), verdict)
+        else:
+            self.changed()
+        return verdict
+
+    # -- AnalyzePlan --------------------------------------------------------------------
+
+    async def analyze_request(self, request: base_pb2.AnalyzePlanRequest, open_plan: PlanOpener) -> Verdict | None:
+        """An AnalyzePlan call: every plan in it is judged like a relation to run (an
+        analysis must reveal no schema of a table the caller may not read)."""
+        kind = request.WhichOneof("analyze")
+        relations: list[relations_pb2.Relation] = []
+        if kind in _PLANS:
+            for name in _PLANS[kind]:
+                relations.append(open_plan(getattr(getattr(request, kind), name)))
+        elif kind in _RELATIONS:
+            relations.append(getattr(request, kind).relation)
+        elif kind not in _NO_PLAN:
+            raise InvalidInput(f"the gateway does not know the analysis {kind!r}")
+        verdict: Verdict | None = None
+        for relation in relations:
+            verdict = await self.relation(relation)
+            if not verdict.allowed:
+                return verdict
+        return verdict
+
+
+def legacy_sql(command: commands_pb2.SqlCommand) -> relations_pb2.Relation:
+    """The relation an older client's ``SqlCommand`` (text and arguments inline) stands for."""
+    relation = relations_pb2.Relation()
+    sql = relation.sql
+    sql.query = command.sql
+    for key, literal in command.args.items():
+        sql.args[key].CopyFrom(literal)
+    for key, expression in command.named_arguments.items():
+        sql.named_arguments[key].CopyFrom(expression)
+    sql.pos_args.extend(command.pos_args)
+    sql.pos_arguments.extend(command.pos_arguments)
+    return relation

@@ -1,0 +1,149 @@
+"""What comes back from a driver, on its way to the client: secrets masked, errors scrubbed.
+
+Result bytes are never decoded on the fast path: ``mask`` replaces every registered secret
+(driver tokens) and anything shaped like a spark-mcp API token with as many ``*`` as it
+had bytes, so Arrow offsets and protobuf lengths stay valid. (A secret split across two
+values, or encoded, is not found: the same limit as the MCP path's row scrubbing.)
+
+Errors carry text in three places, all scrubbed consistently: the status message, the
+``google.rpc.Status`` in the ``grpc-status-details-bin`` trailer (whose message must equal
+the status message, or the client ignores it), and ``FetchErrorDetails`` answers.
+
+Catalog listings (``listTables`` and the like) are small: ``filter_rows`` decodes their
+Arrow batches, keeps the rows a principal may see, and encodes them again.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import pyarrow as pa
+from google.protobuf.message import Message
+from google.rpc import error_details_pb2, status_pb2
+from pyspark.sql.connect.proto import base_pb2
+
+STATUS_DETAILS = "grpc-status-details-bin"
+_API_TOKEN = re.compile(rb"smcp_[0-9a-f]{12}_[A-Za-z0-9_-]{43}")
+
+Scrub = Callable[[str], str]
+
+
+def mask(data: bytes, secrets: Sequence[bytes]) -> bytes:
+    """``data`` with each secret overwritten by as many ``*`` (same length: nothing shifts)."""
+    for secret in secrets:
+        if secret in data:
+            data = data.replace(secret, b"*" * len(secret))
+    if b"smcp_" in data:
+        data = _API_TOKEN.sub(lambda m: b"*" * len(m.group(0)), data)
+    return data
+
+
+def scrub_message(message: Message, scrub: Scrub) -> None:
+    """Scrub every string of ``message``, at any depth, in place (errors and small answers)."""
+    stack = [message]
+    while stack:
+        current = stack.pop()
+        for descriptor, value in current.ListFields():
+            if descriptor.message_type is not None and descriptor.message_type.GetOptions().map_entry:
+                value_field = descriptor.message_type.fields_by_name["value"]
+                if value_field.message_type is not None:
+                    stack.extend(value.values())
+                elif value_field.type == value_field.TYPE_STRING:
+                    for key in list(value):
+                        value[key] = scrub(value[key])
+            elif descriptor.message_type is not None:
+                stack.extend(value if descriptor.is_repeated else [value])
+            elif descriptor.type == descriptor.TYPE_STRING:
+                if descriptor.is_repeated:
+                    value[:] = [scrub(v) for v in value]
+                else:
+                    setattr(current, descriptor.name, scrub(value))
+
+
+def scrub_status(
+    details: str | None, trailers: Iterable[tuple[str, Any]], scrub: Scrub
+) -> tuple[str, tuple[tuple[str, str | bytes], ...]]:
+    """An upstream error's message and trailers, scrubbed; only the rich status is kept.
+
+    Of the details, the ``ErrorInfo`` (which tells the client the error's class and how to
+    fetch more) is kept, scrubbed; others (debug info with stack traces) are dropped.
+    """
+    message = scrub(details or "")
+    kept: list[tuple[str, str | bytes]] = []
+    for key, value in trailers:
+        if key != STATUS_DETAILS or not isinstance(value, bytes):
+            continue
+        status = status_pb2.Status.FromString(value)
+        status.message = message
+        infos = []
+        for detail in status.details:
+            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                info = error_details_pb2.ErrorInfo()
+                detail.Unpack(info)
+                scrub_message(info, scrub)
+                infos.append(info)
+        del status.details[:]
+        for info in infos:
+            status.details.add().Pack(info)
+        kept.append((STATUS_DETAILS, status.SerializeToString()))
+    return message, tuple(kept)
+
+
+def error_info(trailers: Iterable[tuple[str, Any]]) -> tuple[str | None, str | None]:
+    """Spark's error class and SQLSTATE from an error's rich status, when it has them."""
+    for key, value in trailers:
+        if key == STATUS_DETAILS and isinstance(value, bytes):
+            for detail in status_pb2.Status.FromString(value).details:
+                if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                    info = error_details_pb2.ErrorInfo()
+                    detail.Unpack(info)
+                    return info.metadata.get("errorClass") or info.reason or None, info.metadata.get("sqlState")
+    return None, None
+
+
+def scrub_bytes(cls: type[Message], data: bytes, scrub: Scrub) -> bytes:
+    """A small answer (config, errors, analysis) with every string in it scrubbed."""
+    message = cls.FromString(data)
+    scrub_message(message, scrub)
+    return bytes(message.SerializeToString())
+
+
+def filter_rows(responses: Sequence[bytes], keep: Callable[[dict[str, Any]], bool]) -> list[bytes]:
+    """A listing's responses with only the rows ``keep`` accepts (Arrow batches re-encoded)."""
+    out: list[bytes] = []
+    for data in responses:
+        response = base_pb2.ExecutePlanResponse.FromString(data)
+        if not response.HasField("arrow_batch"):
+            out.append(data)
+            continue
+        table = pa.ipc.open_stream(response.arrow_batch.data).read_all()
+        rows = [i for i, row in enumerate(table.to_pylist()) if keep(row)]
+        kept = table.take(pa.array(rows, type=pa.int64()))
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, kept.schema) as writer:
+            writer.write_table(kept)
+        response.arrow_batch.data = sink.getvalue().to_pybytes()
+        response.arrow_batch.row_count = kept.num_rows
+        out.append(response.SerializeToString())
+    return out
+
+
+__all__ = [
+    "STATUS_DETAILS",
+    "error_info",
+    "filter_rows",
+    "mask",
+    "scrub_bytes",
+    "scrub_message",
+    "scrub_status",
+]
+
+
+def status_trailers(code: int, message: str, reason: str) -> tuple[tuple[str, bytes], ...]:
+    """A rich status for an error of our own, so a Spark Connect client raises a clean
+    exception (``(reason) message``) instead of printing the raw gRPC error."""
+    status = status_pb2.Status(code=code, message=message)
+    status.details.add().Pack(error_details_pb2.ErrorInfo(reason=reason, domain="spark-mcp"))
+    return ((STATUS_DETAILS, status.SerializeToString()),)

@@ -1,0 +1,69 @@
+"""Real Spark Connect clients for the gateway tests: PySpark's own, with bounded retries.
+
+The gateway runs in the test's event loop (beside the shared ``App``), so every blocking
+PySpark call is made on a worker thread (``off_loop``). ``tokens_for`` makes API tokens
+in the test server's token store, the way ``spark-mcp tokens create`` does.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import anyio
+import grpc
+from pyspark.sql.connect.client.retries import DefaultPolicy
+from pyspark.sql.connect.session import SparkSession
+
+from spark_mcp.auth.settings import resource_url
+from spark_mcp.config import Config
+from spark_mcp.state.db import StateDB, state_path
+from spark_mcp.state.tokens import TokenStore
+
+T = TypeVar("T")
+
+# A handful of quick retries: a refused or dead endpoint fails in about a second.
+RETRIES = dict(max_retries=3, backoff_multiplier=2.0, initial_backoff=50, max_backoff=400, jitter=10)
+
+
+async def off_loop(fn: Callable[[], T]) -> T:
+    """Run blocking client code on a thread: the gateway shares this test's event loop."""
+    return await anyio.to_thread.run_sync(fn)
+
+
+def token_store(config: Config) -> TokenStore:
+    return TokenStore(StateDB(state_path(config.home)))
+
+
+def tokens_for(config: Config, *users: str, **kwargs: Any) -> dict[str, str]:
+    store = token_store(config)
+    scopes = kwargs.pop("scopes", ["spark:read", "spark:write"])
+    return {
+        user: store.create(
+            user, scopes=scopes, resource=resource_url(config), expires_at=time.time() + 3600, **kwargs
+        ).token
+        for user in users
+    }
+
+
+def connect(port: int, token: str | None, *, extra: str = "", host: str = "localhost") -> SparkSession:
+    """A new PySpark Connect session through the gateway (blocking: call it off the loop)."""
+    url = f"sc://{host}:{port}/" + (f";token={token}" if token else "") + extra
+    spark = SparkSession.builder.remote(url).create()
+    spark.client.set_retry_policies([DefaultPolicy(**RETRIES)])  # type: ignore[arg-type]
+    return spark
+
+
+def status_of(exc: BaseException) -> grpc.StatusCode | None:
+    getter = getattr(exc, "getGrpcStatusCode", None)
+    return getter() if getter is not None else None
+
+
+def failure(fn: Callable[[], Any]) -> BaseException:
+    """The exception ``fn`` raises; the test fails if it returns."""
+    try:
+        result = fn()
+    except Exception as exc:  # the client's own exception types
+        return exc
+    raise AssertionError(f"expected a refusal, got {result!r}")

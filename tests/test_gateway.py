@@ -1,0 +1,535 @@
+"""The Spark Connect gateway, end to end: PySpark's own client, through a real gateway, to real drivers.
+
+The gateway serves the session's shared ``App`` (each principal's driver is the one its
+MCP calls use). Every client call runs on a worker thread: the gateway shares the test's
+event loop.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import pytest
+from pyspark.sql.connect.dataframe import DataFrame as ConnectDataFrame
+from pyspark.sql.connect.functions import udf
+from pyspark.sql.connect.plan import SQL
+from pyspark.sql.connect.proto import base_pb2, relations_pb2
+from pyspark.sql.connect.session import SparkSession
+from pyspark.sql.types import LongType
+
+from spark_mcp.app import App
+from spark_mcp.audit import tail
+from spark_mcp.config import GatewayConfig
+from spark_mcp.gateway import connection_string, running_gateway
+from spark_mcp.scope_gate import KeyedScopeGates
+from spark_mcp.spark.connect import open_session
+from tests.gateway_support import connect, failure, off_loop, status_of, token_store, tokens_for
+from tests.helpers import LONG_QUERY, make_config
+
+pytestmark = [pytest.mark.anyio, pytest.mark.spark]
+
+USERS = ("alice", "bob", "erin", "root", "cody", "carol")
+PERMISSION_DENIED = grpc.StatusCode.PERMISSION_DENIED
+
+
+@dataclass
+class Gateway:
+    port: int
+    tokens: dict[str, str]
+    app: App
+    sessions: list[SparkSession]
+    scopes: KeyedScopeGates
+
+    def client(self, user: str, *, extra: str = "") -> SparkSession:
+        spark = connect(self.port, self.tokens[user], extra=extra)
+        self.sessions.append(spark)
+        return spark
+
+
+@pytest.fixture(scope="module")
+async def gateway(app: App) -> AsyncIterator[Gateway]:
+    config = app.config.model_copy(update={"gateway": GatewayConfig(port=0)})
+    async with running_gateway(config, lambda: app) as server:
+        found = Gateway(server.port, tokens_for(config, *USERS), app, [], server.scopes)
+        try:
+            yield found
+        finally:
+            for spark in found.sessions:
+                await off_loop(spark.stop)
+
+
+def denied(fn: Callable[[], Any]) -> str:
+    """The text of a PERMISSION_DENIED refusal (the test fails on anything else)."""
+    exc = failure(fn)
+    assert status_of(exc) is PERMISSION_DENIED, exc
+    return str(exc)
+
+
+# -- authentication ----------------------------------------------------------------------
+
+
+async def test_calls_without_a_valid_token_are_refused_as_unauthenticated(gateway: Gateway) -> None:
+    store = token_store(gateway.app.config)
+    now = time.time()
+    expired = store.create(
+        "alice", scopes=["spark:read"], resource=_resource(gateway), expires_at=now - 60, now=now - 120
+    ).token
+    revoked = tokens_for(gateway.app.config, "alice")["alice"]
+    live = await off_loop(lambda: connect(gateway.port, revoked))
+    # (Not spark.version: a cached_property, whose lock Python 3.11 shares between instances,
+    # so a client blocked on it here would stall the server's own sessions in this process.)
+    assert await off_loop(lambda: live.range(2).count()) == 2  # the token works...
+    store.revoke(revoked.split("_")[1])
+    for token in (None, "smcp_000000000000_" + "x" * 43, "not-a-token", expired, revoked):
+        spark = await off_loop(lambda token=token: connect(gateway.port, token))
+        exc = await off_loop(lambda spark=spark: failure(lambda: spark.range(1).collect()))
+        assert status_of(exc) is grpc.StatusCode.UNAUTHENTICATED, (token, exc)
+        await off_loop(spark.client.close)
+    # ...and the session that used it is refused on its very next call.
+    exc = await off_loop(lambda: failure(lambda: live.range(1).collect()))
+    assert status_of(exc) is grpc.StatusCode.UNAUTHENTICATED
+    await off_loop(live.client.close)
+
+
+async def test_a_principal_without_sessions_is_refused(gateway: Gateway) -> None:
+    carol = await off_loop(lambda: gateway.client("carol"))
+    text = await off_loop(lambda: denied(lambda: carol.range(1).collect()))
+    assert "no role of carol grants session.create" in text
+
+
+# -- isolation ---------------------------------------------------------------------------
+
+
+async def test_two_users_land_on_two_drivers_and_cannot_see_each_others_temp_views(gateway: Gateway) -> None:
+    alice = await off_loop(lambda: gateway.client("alice"))
+    bob = await off_loop(lambda: gateway.client("bob"))
+    await off_loop(lambda: alice.createDataFrame([(1,)], "who int").createOrReplaceTempView("gw_mine"))
+    await off_loop(lambda: bob.createDataFrame([(2,)], "who int").createOrReplaceTempView("gw_mine"))
+    assert await off_loop(lambda: alice.table("gw_mine").collect()[0].who) == 1
+    assert await off_loop(lambda: bob.table("gw_mine").collect()[0].who) == 2
+    drivers = gateway.app.drivers
+    assert drivers.current("alice") is not None and drivers.current("bob") is not None
+    assert drivers.current("alice") is not drivers.current("bob")
+    # bob naming alice's own session, and alice claiming to be bob: neither reaches the other.
+    session = alice.client._session_id
+    intruder = await off_loop(lambda: gateway.client("bob", extra=f";session_id={session}"))
+    exc = await off_loop(lambda: failure(lambda: intruder.table("gw_only_alice").collect()))
+    await off_loop(lambda: alice.createDataFrame([(3,)], "who int").createOrReplaceTempView("gw_only_alice"))
+    exc = await off_loop(lambda: failure(lambda: intruder.table("gw_only_alice").collect()))
+    assert "TABLE_OR_VIEW_NOT_FOUND" in str(exc)
+    spoof = await off_loop(lambda: gateway.client("alice", extra=";user_id=bob"))
+    await off_loop(lambda: spoof.createDataFrame([(4,)], "who int").createOrReplaceTempView("gw_spoofed"))
+    bobs_own = await off_loop(lambda: gateway.client("bob", extra=f";session_id={spoof.client._session_id}"))
+    exc = await off_loop(lambda: failure(lambda: bobs_own.table("gw_spoofed").collect()))
+    assert "TABLE_OR_VIEW_NOT_FOUND" in str(exc)
+
+
+# -- tables ------------------------------------------------------------------------------
+
+
+async def test_a_denied_table_is_refused_through_table_sql_and_a_join(gateway: Gateway) -> None:
+    alice = await off_loop(lambda: gateway.client("alice"))
+    reason = (
+        "alice may not read spark_catalog.hr.salaries: denied by role analyst (hr.*) "
+        '[rule: roles.analyst.deny[1] "hr.*"]'
+    )
+    attempts = [
+        lambda: alice.table("hr.salaries").collect(),
+        lambda: alice.sql("SELECT * FROM hr.salaries"),
+        lambda: alice.table("tpch.nation").crossJoin(alice.table("hr.salaries")).limit(1).collect(),
+        lambda: alice.sql("SELECT n_name FROM tpch.nation WHERE n_nationkey IN (SELECT salary FROM hr.salaries)"),
+        lambda: alice.table("hr.salaries").schema,
+        lambda: alice.table("hr.salaries").explain(),
+        lambda: alice.table("hr.salaries").show(),
+        lambda: alice.table("hr.salaries").drop("name").describe().collect(),
+        lambda: alice.sql("CREATE OR REPLACE TEMP VIEW gw_leak AS SELECT * FROM hr.salaries"),
+        lambda: alice.table("hr.salaries").createOrReplaceTempView("gw_leak2"),
+        lambda: alice.catalog.listColumns("hr.salaries"),
+        lambda: alice.catalog.tableExists("hr.salaries"),
+    ]
+    for attempt in attempts:
+        assert f"policy_denied: {reason}" in await off_loop(lambda attempt=attempt: denied(attempt))
+    assert await off_loop(lambda: alice.table("tpch.nation").count()) == 25
+    assert await off_loop(lambda: alice.sql("SELECT count(*) AS n FROM tpch.region").collect()[0].n) == 5
+
+
+async def test_a_view_of_a_denied_table_is_denied_too(gateway: Gateway) -> None:
+    alice = await off_loop(lambda: gateway.client("alice"))
+    assert await off_loop(lambda: alice.range(1).count()) == 1  # alice's driver is up
+    driver = gateway.app.drivers.current("alice")
+    assert driver is not None
+    # Setup behind governance's back: a persistent view in alice's own catalog over a table she
+    # may not read (made before her policy was narrowed, say). Reading it is reading hr.salaries.
+    setup = await off_loop(lambda: open_session(driver, user_id="gw-test-setup"))
+    try:
+        await off_loop(lambda: setup.spark.sql("CREATE OR REPLACE VIEW default.gw_pay AS SELECT * FROM hr.salaries"))
+    finally:
+        await off_loop(setup.close)
+    for attempt in (
+        lambda: alice.table("default.gw_pay").collect(),
+        lambda: alice.sql("SELECT count(*) FROM default.gw_pay").collect(),
+        lambda: alice.catalog.getTable("default.gw_pay"),
+    ):
+        text = await off_loop(lambda attempt=attempt: denied(attempt))
+        assert "may not read spark_catalog.hr.salaries" in text, text
+    text = await off_loop(lambda: denied(lambda: alice.catalog.listTables("default")))
+    assert "no role of alice may read anything in spark_catalog.default" in text
+
+
+async def test_spark_says_why_a_plan_is_wrong_unless_it_would_quote_a_denied_table(gateway: Gateway) -> None:
+    alice = await off_loop(lambda: gateway.client("alice"))
+    exc = await off_loop(lambda: failure(lambda: alice.table("tpch.nation").select("n_nme").collect()))
+    assert "UNRESOLVED_COLUMN" in str(exc) and "n_name" in str(exc)  # Spark's own, helpful error
+    text = await off_loop(lambda: denied(lambda: alice.table("hr.salaries").select("salry").collect()))
+    assert "salary" not in text.replace("hr.salaries", "")  # the column name Spark would suggest is withheld
+
+
+async def test_listings_show_only_what_the_caller_may_read(gateway: Gateway) -> None:
+    alice = await off_loop(lambda: gateway.client("alice"))
+    tables = await off_loop(lambda: {t.name for t in alice.catalog.listTables("tpch")})
+    assert "nation" in tables and "secret_codes" not in tables
+    assert "hr" not in await off_loop(lambda: {d.name for d in alice.catalog.listDatabases()})
+    text = await off_loop(lambda: denied(lambda: alice.catalog.listTables("hr")))
+    assert "alice may not read anything in spark_catalog.hr" in text
+    await off_loop(lambda: alice.range(1).createOrReplaceTempView("gw_listed"))
+    assert "gw_listed" in await off_loop(lambda: {t.name for t in alice.catalog.listTables()})
+
+
+async def test_the_dangerous_surface_is_refused(gateway: Gateway, data_dir: Any) -> None:
+    alice = await off_loop(lambda: gateway.client("alice"))
+    path = str(data_dir / "secret_codes.parquet")
+    for attempt, words in [
+        (lambda: alice.read.parquet(path).collect(), "path-based access"),
+        (lambda: alice.sql("SET spark.sql.ansi.enabled = false"), "configuration"),
+        (lambda: alice.sql("SELECT java_method('java.lang.System', 'getenv', 'HOME')"), "reflection"),
+        (lambda: alice.sql("EXECUTE IMMEDIATE 'SELECT 1'"), "EXECUTE IMMEDIATE"),
+        (lambda: alice.sql("SELECT 1; SELECT 2"), "needs sql.admin"),
+        (lambda: alice.conf.set("spark.sql.caseSensitive", "true"), "sets spark.sql.caseSensitive"),
+        (lambda: alice.range(3).write.parquet(str(data_dir / "gw_out")), "path-based access"),
+    ]:
+        text = await off_loop(lambda attempt=attempt: denied(attempt))
+        assert words in text, text
+    await off_loop(lambda: alice.conf.set("spark.sql.session.timeZone", "UTC"))  # a harmless setting
+    assert await off_loop(lambda: alice.conf.get("spark.sql.session.timeZone")) == "UTC"
+
+
+async def test_a_command_hidden_below_a_query_is_refused(gateway: Gateway) -> None:
+    erin = await off_loop(lambda: gateway.client("erin"))
+    await off_loop(lambda: erin.sql("CREATE NAMESPACE IF NOT EXISTS staging"))
+    await off_loop(lambda: erin.sql("CREATE TABLE IF NOT EXISTS staging.gw_victim (a INT) USING parquet"))
+    # erin may drop staging tables with SQL; a DROP planted below a limit is not SQL she ran.
+    hidden = ConnectDataFrame(SQL("DROP TABLE staging.gw_victim"), erin).limit(1)
+    text = await off_loop(lambda: denied(hidden.collect))
+    assert "a command (DropTable) inside a query" in text
+    assert await off_loop(lambda: erin.catalog.tableExists("staging.gw_victim"))
+
+
+async def test_no_reply_carries_a_driver_token(gateway: Gateway) -> None:
+    root = await off_loop(lambda: gateway.client("root"))
+    secret = "SPARK_CONNECT_AUTHENTICATE_TOKEN"
+    row = await off_loop(
+        lambda: root.sql(f"SELECT java_method('java.lang.System', 'getenv', '{secret}') AS t").collect()
+    )
+    token = gateway.app.drivers.current("root")  # the driver the gateway started or found for root
+    assert token is not None
+    assert token.token not in str(row) and "*" * len(token.token) == row[0].t
+    exc = await off_loop(
+        lambda: failure(
+            lambda: root.sql(f"SELECT cast(java_method('java.lang.System', 'getenv', '{secret}') AS INT)").collect()
+        )
+    )
+    assert token.token not in str(exc)
+    values = await off_loop(lambda: root.conf.getAll)
+    assert all(token.token not in str(v) for v in values.values())
+
+
+# -- writes ------------------------------------------------------------------------------
+
+
+async def test_writes_follow_the_write_rules(gateway: Gateway) -> None:
+    erin = await off_loop(lambda: gateway.client("erin"))
+    alice = await off_loop(lambda: gateway.client("alice"))
+    await off_loop(lambda: erin.sql("CREATE NAMESPACE IF NOT EXISTS staging"))
+    await off_loop(lambda: erin.table("tpch.nation").write.mode("overwrite").saveAsTable("staging.gw_nations"))
+    await off_loop(lambda: erin.table("tpch.nation").write.insertInto("staging.gw_nations"))
+    assert await off_loop(lambda: erin.table("staging.gw_nations").count()) == 50
+    await off_loop(lambda: erin.range(3).writeTo("staging.gw_v2").using("parquet").create())
+    text = await off_loop(lambda: denied(lambda: erin.range(3).write.insertInto("tpch.nation")))
+    assert "no role of erin may write spark_catalog.tpch.nation" in text
+    text = await off_loop(lambda: denied(lambda: erin.table("hr.salaries").write.saveAsTable("staging.gw_leak")))
+    assert "may not read spark_catalog.hr.salaries" in text
+    text = await off_loop(lambda: denied(lambda: alice.range(1).write.saveAsTable("staging.gw_alice")))
+    assert "no role of alice grants sql.ddl" in text
+    text = await off_loop(
+        lambda: denied(lambda: erin.range(1).write.option("path", "/tmp/gw-elsewhere").saveAsTable("staging.gw_ext"))
+    )
+    assert "points at a path" in text
+    await off_loop(lambda: erin.sql("DROP TABLE staging.gw_nations"))
+    await off_loop(lambda: erin.sql("DROP TABLE staging.gw_v2"))
+
+
+# -- code --------------------------------------------------------------------------------
+
+
+async def test_code_is_refused_by_default_and_runs_for_a_role_with_code_run(gateway: Gateway, tmp_path: Any) -> None:
+    plus = udf(lambda x: x + 1, LongType())
+    module = tmp_path / "gw_helper.py"
+    module.write_text("VALUE = 41\n")
+    alice = await off_loop(lambda: gateway.client("alice"))
+    for attempt in (
+        lambda: alice.range(3).select(plus("id")).collect(),
+        lambda: alice.range(3).mapInArrow(lambda batches: batches, "id long").collect(),
+        lambda: alice.udf.register("gw_plus", plus),
+        lambda: alice.addArtifact(str(module), pyfile=True),
+    ):
+        text = await off_loop(lambda attempt=attempt: denied(attempt))
+        assert "code.run" in text, text
+    cody = await off_loop(lambda: gateway.client("cody"))
+    assert await off_loop(lambda: [r[0] for r in cody.range(3).select(plus("id")).collect()]) == [1, 2, 3]
+    await off_loop(lambda: cody.addArtifact(str(module), pyfile=True))
+    # code.run opens code, not tables: cody's UDF over a denied table is still refused.
+    text = await off_loop(lambda: denied(lambda: cody.table("hr.salaries").select(plus("salary")).collect()))
+    assert "may not read spark_catalog.hr.salaries" in text
+
+
+# -- long work ---------------------------------------------------------------------------
+
+
+async def test_an_interrupt_stops_a_running_query(gateway: Gateway) -> None:
+    alice = await off_loop(lambda: gateway.client("alice"))
+    outcome: list[BaseException | object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(alice.sql(LONG_QUERY).collect())
+        except Exception as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+
+    def interrupt_when_running() -> list[str]:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            interrupted = alice.interruptAll()
+            if interrupted:
+                return interrupted
+            time.sleep(0.2)  # polling for the query to show up, within the deadline
+        raise AssertionError("the query never showed up as running")
+
+    assert await off_loop(interrupt_when_running)
+    await off_loop(lambda: worker.join(120))
+    assert outcome and isinstance(outcome[0], Exception)
+    assert "OPERATION_CANCELED" in str(outcome[0]) or "cancel" in str(outcome[0]).lower()
+
+
+async def test_a_use_sent_while_a_query_runs_waits_for_it_in_that_session(gateway: Gateway) -> None:
+    # A query is judged on the names Spark resolved when it was analysed. A USE that ran
+    # between that analysis and the query's execution would have it read other tables than
+    # the ones judged; so the USE waits until the query's answer is complete.
+    alice = await off_loop(lambda: gateway.client("alice"))
+    gate = gateway.scopes.gate(("alice", alice.client._session_id))
+    ended: list[str] = []
+
+    def run(what: str, work: Callable[[], object]) -> None:
+        try:
+            work()
+            ended.append(f"{what} ran")
+        except Exception as exc:
+            ended.append(f"{what} failed: {str(exc)[:200]}")
+
+    # One ExecutePlan (no SQL command first), running until it is interrupted.
+    endless = alice.range(200_000).alias("a").crossJoin(alice.range(200_000).alias("b")).where("a.id + b.id < 0")
+    query = threading.Thread(target=run, args=("query", endless.collect))
+    query.start()
+
+    def wait_for(condition: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + 120
+        while not condition():
+            assert time.monotonic() < deadline, what
+            time.sleep(0.05)  # polling the gate, within the deadline
+
+    await off_loop(lambda: wait_for(lambda: not gate.idle, "the query never held its session's gate"))
+    use = threading.Thread(target=run, args=("use", lambda: alice.sql("USE tpch")))
+    use.start()
+    await off_loop(lambda: wait_for(lambda: gate.waiting_exclusive == 1, "the USE never waited for the gate"))
+    assert ended == []  # the USE waits while the query is judged and runs
+
+    def interrupt_when_running() -> list[str]:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            before = list(ended)  # the query holds the gate until it has been interrupted
+            if alice.interruptAll():
+                return before
+            time.sleep(0.2)  # polling for the query to reach Spark, within the deadline
+        raise AssertionError("the query never showed up as running")
+
+    assert await off_loop(interrupt_when_running) == []  # it ran in Spark, and the USE still waited
+    await off_loop(lambda: query.join(120))
+    await off_loop(lambda: use.join(120))
+    assert "use ran" in ended, ended
+    assert any(e.startswith("query failed") and "cancel" in e.lower() for e in ended), ended
+    assert await off_loop(lambda: alice.catalog.currentDatabase()) == "tpch"
+
+
+# -- the protocol itself -----------------------------------------------------------------
+
+
+async def test_a_deep_plan_is_read_and_a_compressed_one_cannot_smuggle_a_table(gateway: Gateway) -> None:
+    alice = await off_loop(lambda: gateway.client("alice"))
+
+    def deep() -> int:
+        frame = alice.range(5)
+        for _ in range(150):
+            frame = frame.withColumn("id", frame.id + 1)
+        return int(frame.agg({"id": "max"}).collect()[0][0])
+
+    assert await off_loop(deep) == 154
+    import zstandard
+
+    relation = relations_pb2.Relation()
+    relation.read.named_table.unparsed_identifier = "hr.salaries"
+    request = base_pb2.ExecutePlanRequest(session_id=str(alice.client._session_id), operation_id=_uuid())
+    request.user_context.user_id = "alice"
+    packed = request.plan.compressed_operation
+    packed.data = zstandard.compress(relation.SerializeToString())
+    packed.op_type = base_pb2.Plan.CompressedOperation.OP_TYPE_RELATION
+    packed.compression_codec = base_pb2.COMPRESSION_CODEC_ZSTD
+    with _raw_channel(gateway) as channel:
+        call = channel.unary_stream("/spark.connect.SparkConnectService/ExecutePlan")
+        with pytest.raises(grpc.RpcError) as refused:
+            await off_loop(lambda: list(call(request.SerializeToString(), metadata=_bearer(gateway, "alice"))))
+        assert refused.value.code() is PERMISSION_DENIED
+        assert "hr.salaries" in (refused.value.details() or "")
+        unknown = channel.unary_unary("/spark.connect.SparkConnectService/NotARealMethod")
+        with pytest.raises(grpc.RpcError) as missing:
+            await off_loop(lambda: unknown(b"", metadata=_bearer(gateway, "alice")))
+        assert missing.value.code() is grpc.StatusCode.UNIMPLEMENTED
+
+
+async def test_every_call_is_audited_once_with_how_the_caller_authenticated(gateway: Gateway) -> None:
+    bob = await off_loop(lambda: gateway.client("bob"))
+    await off_loop(lambda: denied(lambda: bob.table("hr.salaries").collect()))
+    records = [r for r in tail(gateway.app.config.audit_path, 50, principal="bob") if r.via == "gateway"]
+    refusal = next(r for r in reversed(records) if r.tool == "spark_connect.ExecutePlan" and r.decision == "denied")
+    assert refusal.auth == "token" and refusal.token_id
+    assert refusal.rule == 'roles.analyst.deny[1] "hr.*"' and refusal.error_class == "policy_denied"
+    assert "spark_catalog.hr.salaries" in refusal.tables
+    assert len({r.request_id for r in records}) == len(records)
+
+
+def _resource(gateway: Gateway) -> str:
+    from spark_mcp.auth.settings import resource_url
+
+    return resource_url(gateway.app.config)
+
+
+def _uuid() -> str:
+    import uuid
+
+    return str(uuid.uuid4())
+
+
+def _bearer(gateway: Gateway, user: str) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {gateway.tokens[user]}"),)
+
+
+@contextmanager
+def _raw_channel(gateway: Gateway) -> Iterator[grpc.Channel]:
+    channel = grpc.insecure_channel(f"localhost:{gateway.port}")
+    try:
+        yield channel
+    finally:
+        channel.close()
+
+
+# -- long results and TLS ------------------------------------------------------------------
+
+
+async def test_a_long_result_that_needs_reattaching_comes_through_whole(tmp_path: Any, data_dir: Any) -> None:
+    # A driver that ends every result stream after 1 MiB, as Spark's own tests do to exercise
+    # reattachment: the client must reattach (through the gateway) to read the rest.
+    config = make_config(
+        tmp_path / "home",
+        data_dir,
+        driver={"spark_conf": {"spark.connect.execute.reattachable.senderMaxStreamSize": "1m"}},
+        gateway={"port": 0},
+    )
+    async with App.running(config, environ=dict(os.environ)) as small, running_gateway(config, lambda: small) as server:
+        token = tokens_for(config, "alice")["alice"]
+        alice = await off_loop(lambda: connect(server.port, token))
+        try:
+            table = await off_loop(lambda: alice.range(2_000_000).selectExpr("id", "id * 2 AS twice").toArrow())
+        finally:
+            await off_loop(alice.stop)
+    assert table.num_rows == 2_000_000
+    assert table.column("twice").to_pylist()[-1] == 3_999_998
+    records = tail(config.audit_path, 500, principal="alice")
+    reattached = [r for r in records if r.tool == "spark_connect.ReattachExecute"]
+    assert reattached and all(r.outcome == "ok" and r.via == "gateway" for r in reattached)
+
+
+async def test_the_gateway_serves_tls_to_a_client_that_trusts_its_certificate(
+    gateway: Gateway, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cert, key = _self_signed(tmp_path, "localhost")
+    server = gateway.app.config.server.model_copy(update={"tls_cert": cert, "tls_key": key})
+    config = gateway.app.config.model_copy(update={"gateway": GatewayConfig(port=0), "server": server})
+    # gRPC reads its default roots from here when the first TLS channel is made.
+    monkeypatch.setenv("GRPC_DEFAULT_SSL_ROOTS_FILE_PATH", str(cert))
+    # Under TLS the server's resource URL is https://...: tokens are made for that resource.
+    token = tokens_for(config, "alice")["alice"]
+    async with running_gateway(config, lambda: gateway.app) as tls:
+        assert tls.tls
+        assert connection_string(config, token, port=tls.port).endswith(";use_ssl=true")
+        alice = await off_loop(lambda: connect(tls.port, token, extra=";use_ssl=true"))
+        try:
+            assert await off_loop(lambda: alice.table("tpch.region").count()) == 5
+            text = await off_loop(lambda: denied(lambda: alice.table("hr.salaries").collect()))
+            assert "hr.salaries" in text
+        finally:
+            await off_loop(alice.stop)
+        # The same port refuses a plain-text client.
+        plain = await off_loop(lambda: connect(tls.port, None))
+        exc = await off_loop(lambda: failure(lambda: plain.range(1).collect()))
+        assert status_of(exc) is grpc.StatusCode.UNAVAILABLE
+        await off_loop(plain.client.close)
+
+
+def _self_signed(folder: Any, host: str) -> tuple[Any, Any]:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "gateway.pem", folder / "gateway.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    key_path.chmod(0o600)
+    return cert_path, key_path

@@ -1,0 +1,457 @@
+"""The gateway's pure parts: the plan screen, safe decoding, names, config keys, artifacts,
+masking and error scrubbing, the connection string, exposure rules, and code.run decisions.
+No driver: these run in a second."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import grpc
+import pytest
+import zstandard
+from google.rpc import error_details_pb2, status_pb2
+from pyspark.sql.connect.proto import base_pb2, commands_pb2, expressions_pb2, relations_pb2
+
+from spark_mcp.config import load_config
+from spark_mcp.errors import ConfigError, InvalidInput, PolicyDenied, SparkError
+from spark_mcp.gateway import check_gateway, connection_string
+from spark_mcp.gateway.artifacts import action_for
+from spark_mcp.gateway.calls import status_of
+from spark_mcp.gateway.conf import REDACTED_VALUE, not_settable, redact_response
+from spark_mcp.gateway.service import session_id_of
+from spark_mcp.identity import Principal
+from spark_mcp.policy import decide_statement, policy_from_toml
+from spark_mcp.spark.inspect import inspect_explain
+from spark_mcp.spark.wire.messages import decode, depth, open_plan
+from spark_mcp.spark.wire.requests import identify, name_parts, quoted
+from spark_mcp.spark.wire.responses import STATUS_DETAILS, mask, scrub_status
+from spark_mcp.spark.wire.screen import describe, input_relations, screen
+from spark_mcp.statement import Danger, DangerKind, StatementFacts, StatementKind
+
+# -- building plans by hand ---------------------------------------------------------------
+
+
+def table(name: str) -> relations_pb2.Relation:
+    relation = relations_pb2.Relation()
+    relation.read.named_table.unparsed_identifier = name
+    return relation
+
+
+def wrap(kind: str, child: relations_pb2.Relation) -> relations_pb2.Relation:
+    """``kind`` (a relation with an ``input``) over ``child``."""
+    relation = relations_pb2.Relation()
+    getattr(relation, kind).input.CopyFrom(child)
+    return relation
+
+
+def python_udf(name: str) -> expressions_pb2.Expression:
+    expression = expressions_pb2.Expression()
+    udf = expression.common_inline_user_defined_function
+    udf.function_name = name
+    udf.python_udf.command = b"pickled"
+    return expression
+
+
+def filters(levels: int) -> relations_pb2.Relation:
+    relation = relations_pb2.Relation()
+    relation.range.end = 3
+    for _ in range(levels):
+        outer = wrap("filter", relation)
+        outer.filter.condition.literal.boolean = True
+        relation = outer
+    return relation
+
+
+# -- the screen ---------------------------------------------------------------------------
+
+
+def test_a_plain_plan_carries_nothing_to_refuse_and_names_its_tables() -> None:
+    plan = wrap("limit", wrap("project", table("tpch.nation")))
+    found = screen(plan)
+    assert (found.code, found.dangers, found.eager) == ((), (), ())
+    assert found.tables == ("tpch.nation",)
+    assert describe(plan, found) == "plan: limit < project < read; tables: tpch.nation"
+
+
+def test_client_code_is_found_wherever_it_hides_and_named_once() -> None:
+    project = wrap("project", table("tpch.nation"))
+    project.project.expressions.append(python_udf("plus_one"))
+    assert screen(project).code == ("a Python UDF plus_one",)
+    mapped = wrap("map_partitions", table("tpch.nation"))
+    mapped.map_partitions.func.python_udf.command = b"pickled"
+    found = screen(mapped)
+    assert found.code[0].startswith("a function over partitions") and len(found.code) == 2
+    command = commands_pb2.Command()
+    command.register_function.function_name = "f"
+    command.register_function.java_udf.class_name = "com.example.F"
+    assert screen(command).code == ("a Java UDF f",)
+
+
+@pytest.mark.parametrize(
+    ("build", "words"),
+    [
+        (lambda r: r.read.data_source.paths.append("/etc/passwd"), "straight from files"),
+        (lambda r: r.read.named_table.options.__setitem__("dbtable", "other"), "table options"),
+        (lambda r: setattr(r.read, "is_streaming", True) or r.read.named_table.SetInParent(), "streaming read"),
+        (lambda r: r.with_relations.root.sql.SetInParent(), "sql() with DataFrame arguments"),
+        (lambda r: r.catalog.list_tables.SetInParent(), "a catalog call inside a plan"),
+        (lambda r: r.ml_relation.SetInParent(), "machine-learning"),
+        (lambda r: r.extension.SetInParent(), "protocol extension"),
+        (lambda r: r.zip.SetInParent(), "which the gateway does not know"),
+        (lambda r: None, "a relation of no type"),
+    ],
+)
+def test_relations_spark_acts_on_while_planning_are_dangers_before_any_analysis(build: object, words: str) -> None:
+    relation = relations_pb2.Relation()
+    build(relation)  # type: ignore[operator]
+    found = screen(wrap("limit", relation))
+    assert any(words in d.detail for d in found.dangers), found.dangers
+
+
+def test_inputs_spark_computes_while_planning_come_deepest_first() -> None:
+    inner = wrap("describe", table("tpch.nation"))
+    middle = wrap("drop", inner)
+    outer = wrap("show_string", wrap("project", middle))
+    found = screen(outer)
+    assert [r.WhichOneof("rel_type") for r in found.eager] == ["describe", "drop", "show_string"]
+    assert input_relations(found.eager[0]) == [table("tpch.nation")]
+
+
+def test_a_pivot_without_values_is_eager_and_a_plain_aggregate_is_not() -> None:
+    plain = wrap("aggregate", table("t"))
+    assert screen(plain).eager == ()
+    pivot = wrap("aggregate", table("t"))
+    pivot.aggregate.group_type = relations_pb2.Aggregate.GROUP_TYPE_PIVOT
+    pivot.aggregate.pivot.col.unresolved_attribute.unparsed_identifier = "c"
+    assert screen(pivot).eager == (pivot,)
+
+
+def test_every_sql_text_and_expression_string_is_collected_for_the_gate() -> None:
+    relation = wrap("filter", relations_pb2.Relation())
+    relation.filter.input.sql.query = "SELECT * FROM tpch.nation"
+    relation.filter.condition.expression_string.expression = "n_nationkey > (SELECT max(salary) FROM hr.salaries)"
+    assert screen(relation).texts == (
+        "n_nationkey > (SELECT max(salary) FROM hr.salaries)",
+        "SELECT * FROM tpch.nation",
+    )
+
+
+# -- decoding safely ------------------------------------------------------------------------
+
+
+def test_nesting_is_measured_without_parsing_and_a_deep_message_is_refused() -> None:
+    data = filters(40).SerializeToString()
+    assert depth(data, relations_pb2.Relation.DESCRIPTOR, limit=1000) == 40 * 2 + 2
+    with pytest.raises(InvalidInput, match="nests more than 50 levels"):
+        decode(relations_pb2.Relation, data, max_depth=50)
+    assert decode(relations_pb2.Relation, data, max_depth=100) == filters(40)
+    for garbage in (b"\x0a\xff\xff", b"\x0b", b"\x80"):
+        with pytest.raises(InvalidInput):
+            decode(relations_pb2.Relation, garbage, max_depth=100)
+
+
+def test_a_compressed_plan_is_opened_within_bounds() -> None:
+    plan = base_pb2.Plan()
+    packed = plan.compressed_operation
+    packed.data = zstandard.compress(table("hr.salaries").SerializeToString())
+    packed.op_type = base_pb2.Plan.CompressedOperation.OP_TYPE_RELATION
+    packed.compression_codec = base_pb2.COMPRESSION_CODEC_ZSTD
+    assert open_plan(plan, max_bytes=1024, max_depth=64) == table("hr.salaries")
+    with pytest.raises(InvalidInput, match="inflates to more than 8 bytes"):
+        open_plan(plan, max_bytes=8, max_depth=64)
+    bomb = base_pb2.Plan()
+    bomb.compressed_operation.CopyFrom(packed)
+    bomb.compressed_operation.data = zstandard.compress(b"\0" * 10_000_000)
+    with pytest.raises(InvalidInput):
+        open_plan(bomb, max_bytes=1024 * 1024, max_depth=64)
+    packed.compression_codec = base_pb2.COMPRESSION_CODEC_UNSPECIFIED
+    with pytest.raises(InvalidInput, match="zstd"):
+        open_plan(plan, max_bytes=1024, max_depth=64)
+
+
+def test_identity_on_a_request_is_the_principals_whatever_the_client_claimed() -> None:
+    request = base_pb2.ExecutePlanRequest(session_id=str(uuid.uuid4()))
+    request.user_context.user_id = "bob"
+    request.user_context.extensions.add().type_url = "x"
+    identify(request, "alice")
+    assert request.user_context == base_pb2.UserContext(user_id="alice", user_name="alice")
+
+
+@pytest.mark.parametrize(
+    ("name", "parts"),
+    [
+        ("t", ["t"]),
+        ("tpch.nation", ["tpch", "nation"]),
+        ("`odd.name`.t", ["odd.name", "t"]),
+        ("`a``b`", ["a`b"]),
+        ("spark_catalog.db.t", ["spark_catalog", "db", "t"]),
+    ],
+)
+def test_names_are_read_as_spark_reads_them_and_quoted_back(name: str, parts: list[str]) -> None:
+    assert name_parts(name) == parts
+    assert name_parts(quoted(parts)) == parts
+
+
+@pytest.mark.parametrize("name", ["", "a.", ".a", "a b", "a;DROP", "`open", "t) --", "a..b"])
+def test_anything_else_is_not_a_name(name: str) -> None:
+    with pytest.raises(InvalidInput):
+        name_parts(name)
+
+
+def test_session_ids_are_uuids() -> None:
+    assert session_id_of("00112233-4455-6677-8899-aabbccddeeff")
+    with pytest.raises(InvalidInput, match="UUID"):
+        session_id_of("../../etc")
+
+
+# -- config, artifacts ----------------------------------------------------------------------
+
+
+def test_only_harmless_settings_may_be_changed() -> None:
+    assert not_settable(["spark.sql.session.timeZone", "spark.sql.ansi.enabled"]) == []
+    assert not_settable(["spark.sql.caseSensitive", "spark.sql.session.timeZone"]) == ["spark.sql.caseSensitive"]
+
+
+def test_secret_settings_are_redacted_and_values_scrubbed() -> None:
+    response = base_pb2.ConfigResponse(session_id="s")
+    response.pairs.add(key="spark.connect.authenticate.token", value="t0k3n")
+    response.pairs.add(key="spark.hadoop.fs.s3a.secret.key", value="abc")
+    response.pairs.add(key="spark.app.name", value="uses t0k3n inside")
+    answer = base_pb2.ConfigResponse.FromString(
+        redact_response(response.SerializeToString(), lambda text: text.replace("t0k3n", "[REDACTED]"))
+    )
+    assert [p.value for p in answer.pairs] == [REDACTED_VALUE, REDACTED_VALUE, "uses [REDACTED] inside"]
+
+
+@pytest.mark.parametrize(
+    ("name", "action"),
+    [
+        ("cache/" + "ab" * 32, None),
+        ("jars/x.jar", "code.run"),
+        ("pyfiles/helper.py", "code.run"),
+        ("archives/env.tar.gz", "code.run"),
+        ("files/data.txt", "code.run"),
+        ("classes/Foo.class", "code.run"),
+        ("forward_to_fs/tmp/x", "sql.admin"),
+        ("cache/not-a-hash", "sql.admin"),
+    ],
+)
+def test_artifacts_data_passes_and_code_needs_code_run(name: str, action: str | None) -> None:
+    assert action_for(name) == action
+
+
+@pytest.mark.parametrize("name", ["jars/../../x.jar", "/etc/passwd", "pyfiles/./x.py", "jars/", "a\\b", ""])
+def test_an_artifact_name_cannot_climb_out(name: str) -> None:
+    with pytest.raises(InvalidInput):
+        action_for(name)
+
+
+# -- what goes back --------------------------------------------------------------------------
+
+
+def test_secrets_in_result_bytes_are_masked_in_place() -> None:
+    token = "smcp_0123456789ab_" + "A" * 43
+    data = b"\x00row:driver-secret|" + token.encode() + b"|end"
+    masked = mask(data, (b"driver-secret",))
+    assert len(masked) == len(data)
+    assert b"driver-secret" not in masked and token.encode() not in masked and masked.endswith(b"|end")
+
+
+def test_an_upstream_error_is_scrubbed_consistently() -> None:
+    status = status_pb2.Status(code=13, message="boom secret-x")
+    info = error_details_pb2.ErrorInfo(reason="org.apache.spark.SparkException", domain="org.apache.spark")
+    info.metadata["errorClass"] = "CAST_INVALID_INPUT"
+    info.metadata["messageParameters"] = '{"expression": "secret-x"}'
+    status.details.add().Pack(info)
+    status.details.add().Pack(error_details_pb2.DebugInfo(detail="secret-x at Foo.bar"))
+    message, trailers = scrub_status(
+        "boom secret-x",
+        [(STATUS_DETAILS, status.SerializeToString()), ("other", "x")],
+        lambda t: t.replace("secret-x", "***"),
+    )
+    assert message == "boom ***"
+    ((key, value),) = trailers
+    kept = status_pb2.Status.FromString(value)
+    assert key == STATUS_DETAILS and kept.message == message and len(kept.details) == 1
+    info = error_details_pb2.ErrorInfo()
+    kept.details[0].Unpack(info)
+    assert info.metadata["messageParameters"] == '{"expression": "***"}'
+    assert info.metadata["errorClass"] == "CAST_INVALID_INPUT"
+
+
+def test_a_denial_reads_as_the_agent_reads_it() -> None:
+    code, text = status_of(PolicyDenied("alice may not read t", rule='roles.a.deny[0] "t"'))
+    assert code is grpc.StatusCode.PERMISSION_DENIED
+    assert text == 'policy_denied: alice may not read t [rule: roles.a.deny[0] "t"]'
+    assert status_of(SparkError("nope", error_class="PARSE_SYNTAX_ERROR")) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "PARSE_SYNTAX_ERROR: nope",
+    )
+
+
+# -- configuration: exposure and the connection string ---------------------------------------
+
+
+def _config(tmp_path: Path, **values: object) -> object:
+    return load_config(None, environ={}, overrides={"home": str(tmp_path), **values})
+
+
+def test_a_gateway_off_loopback_needs_tls_and_authentication(tmp_path: Path) -> None:
+    check_gateway(_config(tmp_path, gateway={"port": 15002}))  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="without TLS"):
+        check_gateway(_config(tmp_path, gateway={"port": 15002, "host": "0.0.0.0"}))  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="without authentication"):
+        check_gateway(  # type: ignore[arg-type]
+            _config(tmp_path, gateway={"port": 15002, "host": "10.0.0.5"}, auth={"mode": "none"})
+        )
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    cert.write_text("x")
+    key.write_text("x")
+    tls = {"tls_cert": str(cert), "tls_key": str(key)}
+    check_gateway(_config(tmp_path, gateway={"port": 15002, "host": "10.0.0.5"}, server=tls))  # type: ignore[arg-type]
+
+
+def test_the_connection_string_names_this_gateway_and_the_users_token(tmp_path: Path) -> None:
+    token = "smcp_0123456789ab_" + "A" * 43
+    local = _config(tmp_path, gateway={"port": 15002})
+    assert connection_string(local, token) == f"sc://localhost:15002/;token={token}"  # type: ignore[arg-type]
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    public = _config(
+        tmp_path,
+        gateway={"port": 15002, "host": "0.0.0.0"},
+        server={"public_url": "https://spark.example.com", "tls_cert": str(cert), "tls_key": str(key)},
+    )
+    assert connection_string(public, token) == f"sc://spark.example.com:15002/;token={token};use_ssl=true"  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput):
+        connection_string(local, "abc;user_id=root")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="gateway is off"):
+        connection_string(_config(tmp_path), token)  # type: ignore[arg-type]
+
+
+# -- code.run in the decision ------------------------------------------------------------------
+
+POLICY = policy_from_toml(
+    """
+[roles.analyst]
+actions = ["sql.read"]
+read = ["*"]
+[roles.coder]
+actions = ["sql.read", "code.run"]
+read = ["*"]
+deny = ["hr.*"]
+[roles.admin]
+actions = ["sql.read", "sql.admin"]
+read = ["*"]
+[users]
+alice = ["analyst"]
+cody = ["coder"]
+root = ["admin"]
+""",
+    source="gateway.toml",
+)
+CODE = StatementFacts(StatementKind.QUERY, "Project", dangers=(Danger(DangerKind.CODE, "a Python UDF f"),))
+
+
+def who(name: str, **kwargs: object) -> Principal:
+    return Principal(name, roles=POLICY.roles_for(name), **kwargs)  # type: ignore[arg-type]
+
+
+def test_code_needs_code_run_and_nothing_else_stands_in_for_it() -> None:
+    refused = decide_statement(POLICY, who("alice"), CODE)
+    assert not refused.allowed
+    assert (
+        refused.reason
+        == "alice may not run this statement: uses code sent by the client (a Python UDF f) which needs code.run"
+    )
+    assert not decide_statement(POLICY, who("root"), CODE).allowed  # sql.admin is not code.run
+    allowed = decide_statement(POLICY, who("cody"), CODE)
+    assert allowed.allowed and allowed.rule == "roles.coder.actions" and "a Python UDF f" in allowed.reason
+    assert not decide_statement(POLICY, who("cody", read_only=True), CODE).allowed  # code changes things
+
+
+def test_code_run_is_not_sql_admin_and_opens_no_table() -> None:
+    both = StatementFacts(
+        StatementKind.QUERY,
+        "Project",
+        dangers=(Danger(DangerKind.CODE, "a Python UDF f"), Danger(DangerKind.REFLECTION, "reflect")),
+    )
+    assert "needs sql.admin" in decide_statement(POLICY, who("cody"), both).reason
+    from spark_mcp.statement import TableName
+
+    denied_table = StatementFacts(
+        StatementKind.QUERY,
+        "Project",
+        reads=frozenset({TableName.of("spark_catalog", "hr", "salaries")}),
+        dangers=CODE.dangers,
+    )
+    assert "may not read spark_catalog.hr.salaries" in decide_statement(POLICY, who("cody"), denied_table).reason
+
+
+# -- the inspector: a command hidden below a query ----------------------------------------------
+
+HIDDEN_DROP = """== Parsed Logical Plan ==
+'GlobalLimit 1
++- 'LocalLimit 1
+   +- 'DropTable false, false
+      +- 'UnresolvedIdentifier [default, victim], true
+
+== Analyzed Logical Plan ==
+
+GlobalLimit 1
++- LocalLimit 1
+   +- DropTable false, false
+      +- ResolvedIdentifier V2SessionCatalog(spark_catalog), default.victim
+
+== Optimized Logical Plan ==
+GlobalLimit 1
++- LocalLimit 1
+   +- DropTable false, false
+      +- ResolvedIdentifier V2SessionCatalog(spark_catalog), default.victim
+
+== Physical Plan ==
+CollectLimit 1
++- DropTable V2SessionCatalog(spark_catalog), default.victim, false, false
+"""
+
+
+def test_a_command_below_a_query_is_uncheckable() -> None:
+    facts = inspect_explain(HIDDEN_DROP, builtin_functions=frozenset({"count"}))
+    assert facts.kind is StatementKind.QUERY
+    assert Danger(DangerKind.UNANALYSABLE, "a command (DropTable) inside a query") in facts.dangers
+
+
+# -- reusing a verdict -------------------------------------------------------------------------
+
+
+def _verdict(allowed: bool) -> object:
+    from spark_mcp.errors import PolicyDenied
+    from spark_mcp.governance import Verdict
+    from spark_mcp.policy import Decision
+
+    facts = StatementFacts(StatementKind.QUERY, "Project")
+    refusal = None if allowed else PolicyDenied("no", rule="r")
+    return Verdict("s", facts, Decision(allowed, "why", "r"), refusal, None)
+
+
+def test_a_verdict_is_reused_only_for_the_same_plan_session_and_roles_for_a_moment() -> None:
+    from spark_mcp.gateway.verdicts import VerdictCache
+
+    now = [0.0]
+    cache = VerdictCache(ttl_s=5, clock=lambda: now[0])
+    alice = Principal("alice", roles=("analyst",))
+    key = cache.key(alice, "s1", b"plan")
+    allowed = _verdict(True)
+    cache.put(key, allowed)  # type: ignore[arg-type]
+    assert cache.get(key) is allowed
+    assert cache.get(cache.key(alice, "s2", b"plan")) is None
+    assert cache.get(cache.key(alice, "s1", b"plan!")) is None
+    assert cache.get(cache.key(Principal("alice", roles=("admin",)), "s1", b"plan")) is None
+    assert cache.get(cache.key(Principal("alice", roles=("analyst",), read_only=True), "s1", b"plan")) is None
+    now[0] = 5.5
+    assert cache.get(key) is None  # too old
+    cache.put(key, allowed)  # type: ignore[arg-type]
+    cache.forget("alice", "s1")  # the session changed
+    assert cache.get(key) is None
+    cache.put(key, _verdict(False))  # type: ignore[arg-type]
+    assert cache.get(key) is None  # a denial is always decided afresh
