@@ -23,8 +23,8 @@ from spark_mcp.audit import AuditLog, Redactor
 from spark_mcp.catalog import CatalogService
 from spark_mcp.config import Config
 from spark_mcp.drivers import Driver, Fleet, FleetHooks, Lifetime, Profile
+from spark_mcp.drivers.backends import Backends
 from spark_mcp.drivers.credentials import secret_values
-from spark_mcp.drivers.local import LocalBackend
 from spark_mcp.drivers.profiles import check_credential_files, driver_memory_budget, resolve_profiles
 from spark_mcp.drivers.recovery import recover, server_alive, this_server
 from spark_mcp.errors import ConfigError
@@ -149,7 +149,7 @@ class App:
         fleet = Fleet(
             config,
             checked.profiles,
-            LocalBackend(config, env),
+            Backends(config, env),
             driver_store,
             server=server,
             memory_budget=checked.memory_budget,

@@ -139,7 +139,13 @@ class Fleet:
             owner_drivers=len(mine) + mine_reserved,
             owner_unused=len(unused),
             spares=[d.memory_bytes for d in spares],
+            spares_local=[self._local_memory(d) for d in spares],
         )
+
+    def _local_memory(self, driver: Driver) -> int:
+        """What ``driver`` holds on this machine (its executors, if any, are on a cluster)."""
+        profile = self.profiles.get(driver.profile)
+        return driver.memory_bytes if profile is None else min(driver.memory_bytes, profile.local_memory_bytes)
 
     def _busy(self, driver: Driver) -> bool:
         return self._hooks.running_jobs(driver) > 0
@@ -216,6 +222,7 @@ class Fleet:
                 self.limits,
                 usage,
                 memory=profile.memory_bytes,
+                local_memory=profile.local_memory_bytes,
                 available=available_memory_bytes(),
                 owner=holder_words(holder),
             )

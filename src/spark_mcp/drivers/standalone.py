@@ -1,0 +1,238 @@
+"""The standalone backend: drivers in client mode against a Spark standalone master.
+
+A driver is the local backend's process (same folder, token, argv order, supervision and
+stopping) with ``--master spark://...`` and an explicit executor ask (``executors``), so its
+work runs on the cluster's workers. What differs is when it is ready, and how it fails:
+
+- Before anything starts, the master's port must accept a connection; a master that is down
+  is ``ClusterUnreachable`` at once, and nothing was started.
+- The driver is ready when its Connect server listens *and* an executor has registered with
+  it. In client mode a driver starts fine on a cluster without room and then waits for
+  executors forever; so once the driver's log names its application, the master's status
+  (``master_status``) is read, and a cluster with no free cores or memory for one executor
+  is ``ClusterBusy`` at once. Without a readable status, the driver start deadline decides.
+- Any failure stops the driver (its application ends on the master with it) before the
+  error is raised; the fleet then forgets it, so no process, state row or application is left.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+import structlog
+
+from spark_mcp.config import Config, master_addresses
+from spark_mcp.drivers.base import Driver
+from spark_mcp.drivers.local import DriverSpec, LocalBackend, OnLaunch
+from spark_mcp.drivers.master_status import Status, app_verdict, fetch_status
+from spark_mcp.drivers.profiles import resolve_profiles
+from spark_mcp.errors import ClusterBusy, ClusterUnreachable, DriverStartError
+
+log = structlog.get_logger(__name__)
+
+_MIB = 1024**2
+_CONNECT_TIMEOUT_S = 5.0
+_STATUS_EVERY_S = 1.0
+
+# What a driver's own log says about its cluster (StandaloneSchedulerBackend, StandaloneAppClient).
+_APP_ID = re.compile(r"Connected to Spark cluster with app ID (\S+)")
+_GRANTED = re.compile(r"Granted executor ID (\S+) on hostPort")
+_REGISTERED = "Registered executor"
+_REMOVED = re.compile(r"Executor (\S+) removed: (.*)")
+_KILLED = re.compile(r"Application has been killed\. Reason: (.*)")
+_UNRESPONSIVE = "All masters are unresponsive"
+
+
+@dataclass
+class ClusterLog:
+    """What a driver's log has said so far about its application and executors."""
+
+    app_id: str | None = None
+    granted: int = 0
+    registered: int = 0
+    last_removed: str | None = None
+    killed: str | None = None
+    unresponsive: bool = False
+
+    def feed(self, line: str) -> None:
+        if (match := _APP_ID.search(line)) is not None:
+            self.app_id = match.group(1)
+        elif _GRANTED.search(line):
+            self.granted += 1
+        elif _REGISTERED in line:
+            self.registered += 1
+        elif (match := _REMOVED.search(line)) is not None:
+            self.last_removed = match.group(2).strip()[:200]
+        elif (match := _KILLED.search(line)) is not None:
+            self.killed = match.group(1).strip()[:200]
+        elif _UNRESPONSIVE in line:
+            self.unresponsive = True
+
+
+@dataclass
+class LogFollower:
+    """The complete lines appended to a log since the last call."""
+
+    path: Path
+    offset: int = 0
+    partial: str = field(default="", repr=False)
+
+    def lines(self) -> list[str]:
+        try:
+            with self.path.open("rb") as handle:
+                handle.seek(self.offset)
+                data = handle.read()
+        except OSError:
+            return []
+        self.offset += len(data)
+        text = self.partial + data.decode(errors="replace")
+        *complete, self.partial = text.split("\n")
+        return complete
+
+
+def read_cluster_log(path: Path) -> ClusterLog:
+    seen = ClusterLog()
+    for line in LogFollower(path).lines():
+        seen.feed(line)
+    return seen
+
+
+def check_reachable(master: str, *, timeout_s: float = _CONNECT_TIMEOUT_S) -> str | None:
+    """None when some master of ``master`` accepts a TCP connection, else what went wrong with each."""
+    problems = []
+    for host, port in master_addresses(master):
+        try:
+            with socket.create_connection((host, port), timeout=timeout_s):
+                return None
+        except OSError as exc:
+            problems.append(f"{host}:{port}: {exc.strerror or exc}")
+    return "; ".join(problems)
+
+
+class StandaloneBackend(LocalBackend):
+    """Starts drivers in client mode against ``driver.master``; stops them as the local backend does."""
+
+    name = "standalone"
+
+    def __init__(
+        self,
+        config: Config,
+        environ: Mapping[str, str],
+        *,
+        status: Callable[[str], Status | None] = fetch_status,
+    ) -> None:
+        super().__init__(config, environ)
+        if config.driver.master is None:  # config validation makes this unreachable
+            raise ValueError("the standalone backend needs driver.master")
+        self.master = config.driver.master
+        self._ui = config.driver.master_ui_url
+        self._status = status
+        self._asks = {name: p.executors for name, p in resolve_profiles(config).items() if p.executors is not None}
+
+    async def start(self, spec: DriverSpec, *, on_launch: OnLaunch | None = None) -> Driver:
+        problem = await anyio.to_thread.run_sync(check_reachable, self.master)
+        if problem is not None:
+            raise ClusterUnreachable(
+                f"the Spark master {self.master} is not reachable ({problem}). Start the master or fix "
+                "driver.master, then try again (`spark-mcp doctor` checks it); no driver was started."
+            )
+        launched: list[Driver] = []
+
+        def seen(driver: Driver) -> None:
+            launched.append(driver)
+            if on_launch is not None:
+                on_launch(driver)
+
+        try:
+            return await super().start(spec, on_launch=seen)
+        except (ClusterUnreachable, ClusterBusy):
+            raise
+        except DriverStartError as exc:
+            # It died or timed out before its Connect server listened: if it never registered
+            # with the master, say so (the master refused it, or is not a Spark master).
+            if launched and read_cluster_log(launched[-1].log_path).app_id is None:
+                raise ClusterUnreachable(
+                    f"the driver never registered with the Spark master {self.master}: check that it is a "
+                    "running Spark master of a compatible version that accepts this machine (and, with "
+                    f"spark.authenticate, the secret). {exc.message}"
+                ) from exc
+            raise
+
+    # -- the hooks of the local backend ------------------------------------------------------
+
+    def _master(self, spec: DriverSpec) -> str:
+        return self.master
+
+    def _cluster_settings(self, spec: DriverSpec) -> list[tuple[str, str]]:
+        assert spec.profile.executors is not None  # profiles of this backend always have one
+        return spec.profile.executors.settings
+
+    def _driver_address(self) -> str:
+        return self._config.driver.cluster_address
+
+    async def _listening(self, driver: Driver, deadline: float) -> None:
+        """Wait until an executor has registered with ``driver``; fail at once if none can."""
+        ask = self._ask(driver)
+        follower = LogFollower(driver.log_path)
+        seen = ClusterLog()
+        next_status = 0.0
+        while True:
+            for line in follower.lines():
+                seen.feed(line)
+            if seen.registered:
+                log.info("driver.executors", driver_id=driver.id, app_id=seen.app_id, registered=seen.registered)
+                return
+            if seen.killed or seen.unresponsive:
+                why = seen.killed or "all masters are unresponsive"
+                await self._fail(
+                    driver, f"the Spark master {self.master} ended the driver's application: {why}", ClusterUnreachable
+                )
+            assert driver.process is not None
+            if (code := driver.process.poll()) is not None:
+                await self._fail(driver, f"the driver exited with code {code} while it waited for executors")
+            now = time.monotonic()
+            if seen.app_id and self._ui and now >= next_status:
+                next_status = now + _STATUS_EVERY_S
+                status = await anyio.to_thread.run_sync(self._status, self._ui)
+                why_not = None if status is None else app_verdict(status, seen.app_id, **ask)
+                if why_not is not None:
+                    await self._fail(driver, f"{why_not}. {_BUSY_ADVICE}", ClusterBusy)
+            if now > deadline:
+                await self._fail(driver, self._timeout_reason(seen), ClusterBusy if seen.app_id else ClusterUnreachable)
+            await anyio.sleep(0.2)
+
+    def _ask(self, driver: Driver) -> dict[str, int]:
+        """One executor of ``driver``'s profile, as the master counts it (cores, MiB)."""
+        executors = self._asks.get(driver.profile)
+        if executors is None:
+            return {"executor_cores": 1, "executor_memory_mb": 1024}  # Spark's defaults
+        return {
+            "executor_cores": executors.executor_cores or 1,
+            "executor_memory_mb": max(1, executors.executor_memory // _MIB),
+        }
+
+    def _timeout_reason(self, seen: ClusterLog) -> str:
+        timeout = f"{self._config.driver.startup_timeout_s:g} s (driver.startup_timeout_s)"
+        if seen.app_id is None:
+            return f"the driver did not register with the Spark master {self.master} within {timeout}"
+        if seen.granted:
+            last = f" (last: {seen.last_removed})" if seen.last_removed else ""
+            return (
+                f"the cluster granted {seen.granted} executor(s) to application {seen.app_id}, but none connected "
+                f"back to the driver within {timeout}{last}. The workers must reach this machine at "
+                f"driver.cluster_address = {self._config.driver.cluster_address}"
+            )
+        return f"application {seen.app_id} got no executor within {timeout}. {_BUSY_ADVICE}"
+
+
+_BUSY_ADVICE = (
+    "The driver was stopped and its application ended on the master. Try again when other work on the cluster "
+    "ends, use a profile that asks for fewer or smaller executors (spark.cores.max, spark.executor.cores, "
+    "spark.executor.memory), or add workers"
+)
