@@ -225,17 +225,7 @@ class LocalBackend:
         write_token(workdir, token)
         log_path = workdir / "driver.log"
         staged = stage(spec.profile, workdir)
-        argv = driver_argv(
-            self._config,
-            spec,
-            driver_id=driver_id,
-            port=port,
-            workdir=workdir,
-            credentials=staged,
-            master=self._master(spec),
-            cluster=self._cluster_settings(spec),
-            driver_address=self._driver_address(),
-        )
+        argv = self.argv(spec, driver_id=driver_id, port=port, workdir=workdir, credentials=staged)
         process = spawn(
             argv,
             env=driver_env(self._config, self._environ, token, staged),
@@ -269,6 +259,22 @@ class LocalBackend:
             lifetime=spec.lifetime.value,
         )
         return driver
+
+    def argv(
+        self, spec: DriverSpec, *, driver_id: str, port: int, workdir: Path, credentials: StagedCredentials
+    ) -> list[str]:
+        """This backend's command line for a driver of ``spec`` (see ``driver_argv``)."""
+        return driver_argv(
+            self._config,
+            spec,
+            driver_id=driver_id,
+            port=port,
+            workdir=workdir,
+            credentials=credentials,
+            master=self._master(spec),
+            cluster=self._cluster_settings(spec),
+            driver_address=self._driver_address(),
+        )
 
     # -- what the standalone backend changes -------------------------------------------------
 
