@@ -1,8 +1,9 @@
 """A real Spark standalone cluster on loopback: a master and workers from pyspark's own jars.
 
-``StandaloneCluster.start(root, workers=2)`` runs ``spark-class ...deploy.master.Master`` and
+``StandaloneCluster.start(root, workers=2, secret=...)`` runs ``spark-class ...deploy.master.Master`` and
 ``...deploy.worker.Worker`` (1 core, 1g each, their own work directories under ``root``),
-each in its own process group, waits until the master lists every worker alive, and
+each in its own process group (with ``secret``, ``spark.authenticate`` on, the secret in a
+0600 properties file), waits until the master lists every worker alive, and
 ``stop()`` ends every group (SIGTERM, then SIGKILL). ``SPARK_LOCAL_IP`` keeps their web UIs on
 loopback (they bind every address otherwise). The master's own JSON status is the witness
 the tests read: which applications it runs, and on which workers their executors are.
@@ -61,6 +62,7 @@ class StandaloneCluster:
     root: Path
     master_port: int
     ui_port: int
+    secret: str | None = None
     daemons: list[Daemon] = field(default_factory=list)
 
     @property
@@ -96,8 +98,10 @@ class StandaloneCluster:
     # -- starting and stopping -------------------------------------------------------------
 
     @classmethod
-    def start(cls, root: Path, *, workers: int = 2, timeout_s: float = 180) -> StandaloneCluster:
-        cluster = cls(root, free_loopback_port(), free_loopback_port())
+    def start(
+        cls, root: Path, *, workers: int = 2, secret: str | None = None, timeout_s: float = 180
+    ) -> StandaloneCluster:
+        cluster = cls(root, free_loopback_port(), free_loopback_port(), secret)
         try:
             cluster._spawn(
                 "master",
@@ -132,6 +136,13 @@ class StandaloneCluster:
 
     def _spawn(self, name: str, main: str, args: list[str], ui_port: int) -> None:
         log = self.root / f"{name}.log"
+        if self.secret is not None:
+            conf = self.root / "auth.properties"
+            if not conf.exists():
+                fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w") as out:
+                    out.write(f"spark.authenticate=true\nspark.authenticate.secret={self.secret}\n")
+            args = [*args, "--properties-file", str(conf)]
         env = {
             **os.environ,
             "SPARK_HOME": str(spark_home()),

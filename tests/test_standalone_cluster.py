@@ -1,6 +1,8 @@
 """Drivers on a real Spark standalone cluster: a master and two workers on loopback.
 
-The cluster (``cluster_support``) has two workers of one core and 1g each. Every driver of
+The cluster (``cluster_support``) has two workers of one core and 1g each, and requires
+``spark.authenticate`` with a secret, which the server's drivers get from
+``driver.cluster_secret_file`` (a driver without it is refused). Every driver of
 the ``standalone`` backend here asks for one executor of one core and 512m
 (``spark.cores.max`` = 1), so two principals fill the cluster: the third finds no free core.
 The master's own JSON status, the workers' JSON and the executors' own logs in the workers'
@@ -10,7 +12,9 @@ work directories are the witnesses that the work ran on the cluster.
 from __future__ import annotations
 
 import os
+import secrets
 import socket
+import stat
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -37,11 +41,21 @@ MIB = 1024**2
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandaloneCluster]:
-    running = StandaloneCluster.start(tmp_path_factory.mktemp("cluster"), workers=2)
+    running = StandaloneCluster.start(tmp_path_factory.mktemp("cluster"), workers=2, secret=secrets.token_urlsafe(24))
     try:
         yield running
     finally:
         running.stop()
+
+
+@pytest.fixture(scope="module")
+def secret_file(tmp_path_factory: pytest.TempPathFactory, cluster: StandaloneCluster) -> Path:
+    """The cluster's secret, as an operator gives it to spark-mcp: a 0600 file of the server's user."""
+    assert cluster.secret is not None
+    path = tmp_path_factory.mktemp("secret") / "cluster-secret"
+    path.write_text(cluster.secret + "\n")
+    path.chmod(0o600)
+    return path
 
 
 def standalone_config(home: Path, data_dir: Path, master: str, ui: str | None, **driver: Any) -> Config:
@@ -66,9 +80,15 @@ def standalone_config(home: Path, data_dir: Path, master: str, ui: str | None, *
 
 @pytest.fixture(scope="module")
 async def cluster_app(
-    tmp_path_factory: pytest.TempPathFactory, data_dir: Path, cluster: StandaloneCluster
+    tmp_path_factory: pytest.TempPathFactory, data_dir: Path, cluster: StandaloneCluster, secret_file: Path
 ) -> AsyncIterator[App]:
-    config = standalone_config(tmp_path_factory.mktemp("cluster-home"), data_dir, cluster.master_url, cluster.ui_url)
+    config = standalone_config(
+        tmp_path_factory.mktemp("cluster-home"),
+        data_dir,
+        cluster.master_url,
+        cluster.ui_url,
+        cluster_secret_file=str(secret_file),
+    )
     async with App.running(config, environ=dict(os.environ)) as app:
         yield app
 
@@ -126,6 +146,18 @@ async def test_each_principals_work_runs_on_the_workers_executors_one_applicatio
         logs = poll(lambda app_id=app_id: cluster.executor_logs(app_id), timeout_s=30, what="executor logs")
         assert any("Running task" in log.read_text(errors="replace") for log in logs), app_id
 
+    # The cluster's secret reached each driver in a private file, never in its argv or environment.
+    assert cluster.secret is not None
+    for driver_id in drivers.values():
+        driver = cluster_app.drivers.get(driver_id)
+        assert driver is not None and driver.pid is not None
+        for what in ("cmdline", "environ"):
+            assert cluster.secret.encode() not in Path(f"/proc/{driver.pid}/{what}").read_bytes(), what
+        properties = driver.workdir / "credentials" / "cluster.properties"
+        assert stat.S_IMODE(properties.stat().st_mode) == 0o600
+        assert stat.S_IMODE(properties.parent.stat().st_mode) == 0o700
+        assert cluster.secret not in driver.log_path.read_text(errors="replace")
+
     # The quota counts what the cluster is asked for: the driver (512m + 384m overhead) and its executor (512m).
     rows = {row.id: row for row in driver_rows(cluster_app.config.home)}
     assert {rows[d].backend for d in drivers.values()} == {"standalone"}
@@ -158,6 +190,22 @@ async def test_a_cluster_with_every_core_taken_refuses_a_driver_in_time_and_leav
     async with client(cluster_app, "alice") as c:
         result = await call(c, "run_sql", sql="select count(*) as n from tpch.nation")
         assert result["rows"] == [[25]]
+
+
+async def test_a_driver_without_the_clusters_secret_is_refused_at_once_and_leaves_nothing(
+    tmp_path_factory: pytest.TempPathFactory, data_dir: Path, cluster: StandaloneCluster
+) -> None:
+    home = tmp_path_factory.mktemp("no-secret-home")
+    config = standalone_config(home, data_dir, cluster.master_url, cluster.ui_url)
+    before = set(cluster.active_apps())
+    async with App.running(config, environ=dict(os.environ)) as app:
+        with anyio.fail_after(STARTUP_TIMEOUT_S + 60):
+            async with client(app, "alice") as c:
+                error = await call_error(c, "create_session")
+        assert error.startswith("cluster_unreachable: the driver could not register with the Spark master"), error
+        assert "SASL" in error and "driver.cluster_secret_file" in error
+        assert home_driver_pids(home) == set() and driver_rows(home) == []
+    assert set(cluster.active_apps()) == before  # it never got as far as an application
 
 
 async def test_a_master_that_is_down_is_a_clear_error_at_once_and_nothing_starts(
@@ -222,7 +270,7 @@ async def test_a_master_that_never_answers_fails_the_start_within_its_deadline_a
         with anyio.fail_after(deadline_s + 60):
             async with client(app, "alice") as c:
                 error = await call_error(c, "create_session")
-        assert error.startswith("cluster_unreachable: the driver never registered with the Spark master"), error
+        assert error.startswith("cluster_unreachable: the driver could not register with the Spark master"), error
         assert "not ready within 45 s" in error
         assert home_driver_pids(home) == set() and driver_rows(home) == []
 

@@ -110,6 +110,11 @@ class DriverConfig(_Model):
         description="standalone: this machine's address on the cluster's private network, where executors "
         "reach the driver (spark.driver.host and bindAddress); loopback or a private address",
     )
+    cluster_secret_file: Path | None = Field(
+        default=None,
+        description="standalone: a file (0600) holding the cluster's spark.authenticate secret; drivers then "
+        "authenticate to the master, workers and executors",
+    )
     catalog: Literal["in-memory", "hive"] = Field(
         default="in-memory",
         description="in-memory: tables created by users live as long as their driver (fast start); "
@@ -164,6 +169,11 @@ class DriverConfig(_Model):
         if value is not None and not _MASTER_UI.fullmatch(value):
             raise ValueError("must be the master's web UI as http://host:port")
         return None if value is None else value.rstrip("/")
+
+    @field_validator("cluster_secret_file")
+    @classmethod
+    def _secret_file(cls, value: Path | None) -> Path | None:
+        return None if value is None else _absolute(value)
 
     @field_validator("cluster_address")
     @classmethod

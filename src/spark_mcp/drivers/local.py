@@ -9,7 +9,7 @@ does not, so it survives the server.
 
 The standalone backend (``standalone``) is this backend with another master, executor
 settings and a longer idea of ready; it overrides the hooks ``_master``, ``_cluster_settings``,
-``_driver_address`` and ``_listening``.
+``_driver_address``, ``stage_files`` and ``_progress``.
 """
 
 from __future__ import annotations
@@ -116,11 +116,13 @@ def driver_argv(
     master: str | None = None,
     cluster: Sequence[tuple[str, str]] = (),
     driver_address: str = "127.0.0.1",
+    options: Sequence[str] = (),
 ) -> list[str]:
     """The spark-submit command line. It holds no secret: the token travels in the environment.
 
     ``master`` defaults to ``local[cores]``; ``cluster`` (a standalone driver's executor
-    settings) comes after the profile's settings and before the managed ones.
+    settings) comes after the profile's settings and before the managed ones; ``options``
+    are spark-submit options (``--properties-file`` of a file holding a secret).
     """
     profile = spec.profile
     conf: list[tuple[str, str]] = sorted(profile.spark_conf.items())
@@ -140,6 +142,7 @@ def driver_argv(
     )
     argv = [
         str(spark_home() / "bin" / "spark-submit"),
+        *options,
         "--class",
         "org.apache.spark.sql.connect.service.SparkConnectServer",
         "--name",
@@ -225,7 +228,8 @@ class LocalBackend:
         write_token(workdir, token)
         log_path = workdir / "driver.log"
         staged = stage(spec.profile, workdir)
-        argv = self.argv(spec, driver_id=driver_id, port=port, workdir=workdir, credentials=staged)
+        options = self.stage_files(workdir)
+        argv = self.argv(spec, driver_id=driver_id, port=port, workdir=workdir, credentials=staged, options=options)
         process = spawn(
             argv,
             env=driver_env(self._config, self._environ, token, staged),
@@ -261,7 +265,14 @@ class LocalBackend:
         return driver
 
     def argv(
-        self, spec: DriverSpec, *, driver_id: str, port: int, workdir: Path, credentials: StagedCredentials
+        self,
+        spec: DriverSpec,
+        *,
+        driver_id: str,
+        port: int,
+        workdir: Path,
+        credentials: StagedCredentials,
+        options: Sequence[str] = (),
     ) -> list[str]:
         """This backend's command line for a driver of ``spec`` (see ``driver_argv``)."""
         return driver_argv(
@@ -274,9 +285,14 @@ class LocalBackend:
             master=self._master(spec),
             cluster=self._cluster_settings(spec),
             driver_address=self._driver_address(),
+            options=options,
         )
 
     # -- what the standalone backend changes -------------------------------------------------
+
+    def stage_files(self, workdir: Path) -> list[str]:
+        """Write what this backend's drivers read from their folder; the spark-submit options naming it."""
+        return []
 
     def _master(self, spec: DriverSpec) -> str:
         return f"local[{spec.profile.cores}]"
@@ -287,8 +303,10 @@ class LocalBackend:
     def _driver_address(self) -> str:
         return "127.0.0.1"
 
-    async def _listening(self, driver: Driver, deadline: float) -> None:
-        """The Connect server listens; return when the driver can run work (``_fail`` if it cannot)."""
+    async def _progress(self, driver: Driver, *, listening: bool) -> bool:
+        """Called on every poll while ``driver`` starts: True once it can take work. A backend that
+        sees it never will calls ``_fail``; the exit and the deadline are checked here after it."""
+        return listening
 
     # -- readiness and stopping ------------------------------------------------------------------
 
@@ -296,6 +314,7 @@ class LocalBackend:
         assert driver.process is not None
         deadline = time.monotonic() + self._config.driver.startup_timeout_s
         offset = 0
+        listening = False
         while True:
             try:
                 with driver.log_path.open("r", errors="replace") as handle:
@@ -303,8 +322,8 @@ class LocalBackend:
                     chunk = handle.read()
             except OSError:
                 chunk = ""
-            if READY_LINE in chunk:
-                await self._listening(driver, deadline)
+            listening = listening or READY_LINE in chunk
+            if await self._progress(driver, listening=listening):
                 driver.state = DriverState.READY
                 driver.ready_at = time.time()
                 log.info("driver.ready", driver_id=driver.id, seconds=round(driver.ready_at - driver.started_at, 1))

@@ -92,7 +92,8 @@ def resolve_profiles(config: Config) -> dict[str, Profile]:
 
 
 def check_credential_files(config: Config) -> None:
-    """Every credential file exists and only the server's user can read it; ``ConfigError`` otherwise."""
+    """Every credential file (and the cluster secret) exists and only the server's user can read it;
+    ``ConfigError`` otherwise."""
     problems = []
     for name, spec in config.profiles.items():
         for key, path in spec.credentials.paths():
@@ -100,6 +101,9 @@ def check_credential_files(config: Config) -> None:
             problem = _file_problem(path)
             if problem:
                 problems.append(f"{where}: {problem}")
+    secret_file = config.driver.cluster_secret_file
+    if secret_file is not None and (problem := _file_problem(secret_file)):
+        problems.append(f"driver.cluster_secret_file: {problem}")
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
 

@@ -29,6 +29,7 @@ import structlog
 
 from spark_mcp.config import Config, master_addresses
 from spark_mcp.drivers.base import Driver
+from spark_mcp.drivers.files import ensure_private_dir, write_private
 from spark_mcp.drivers.local import DriverSpec, LocalBackend, OnLaunch
 from spark_mcp.drivers.master_status import Status, app_verdict, fetch_status
 from spark_mcp.drivers.profiles import resolve_profiles
@@ -47,6 +48,8 @@ _REGISTERED = "Registered executor"
 _REMOVED = re.compile(r"Executor (\S+) removed: (.*)")
 _KILLED = re.compile(r"Application has been killed\. Reason: (.*)")
 _UNRESPONSIVE = "All masters are unresponsive"
+_REFUSED = "Failed to connect to master"
+_SECRET = re.compile(r"[!-\[\]-~]{8,1024}")  # printable ASCII but space and backslash
 
 
 @dataclass
@@ -59,9 +62,15 @@ class ClusterLog:
     last_removed: str | None = None
     killed: str | None = None
     unresponsive: bool = False
+    refused: str | None = None  # why the master refused a connection ("Caused by: ..."), or "" before it is known
+    _cause_wanted: bool = field(default=False, repr=False)
 
     def feed(self, line: str) -> None:
-        if (match := _APP_ID.search(line)) is not None:
+        if self._cause_wanted and line.startswith("Caused by: "):
+            self.refused, self._cause_wanted = line.removeprefix("Caused by: ").strip()[:300], False
+        elif _REFUSED in line and self.app_id is None:
+            self.refused, self._cause_wanted = "", True
+        elif (match := _APP_ID.search(line)) is not None:
             self.app_id = match.group(1)
         elif _GRANTED.search(line):
             self.granted += 1
@@ -103,6 +112,15 @@ def read_cluster_log(path: Path) -> ClusterLog:
     return seen
 
 
+def read_cluster_secret(path: Path) -> str:
+    """The cluster's ``spark.authenticate`` secret: one line of printable ASCII (no spaces or backslashes,
+    which a properties file would change), ``ValueError`` otherwise."""
+    secret = path.read_text().strip()
+    if not _SECRET.fullmatch(secret):
+        raise ValueError("must hold one secret of 8 to 1024 printable ASCII characters, without spaces or '\\'")
+    return secret
+
+
 def check_reachable(master: str, *, timeout_s: float = _CONNECT_TIMEOUT_S) -> str | None:
     """None when some master of ``master`` accepts a TCP connection, else what went wrong with each."""
     problems = []
@@ -133,6 +151,7 @@ class StandaloneBackend(LocalBackend):
         self.master = config.driver.master
         self._ui = config.driver.master_ui_url
         self._status = status
+        self._watching: dict[str, _Watch] = {}
         self._asks = {name: p.executors for name, p in resolve_profiles(config).items() if p.executors is not None}
 
     async def start(self, spec: DriverSpec, *, on_launch: OnLaunch | None = None) -> Driver:
@@ -146,6 +165,7 @@ class StandaloneBackend(LocalBackend):
 
         def seen(driver: Driver) -> None:
             launched.append(driver)
+            self._watching[driver.id] = _Watch(LogFollower(driver.log_path))
             if on_launch is not None:
                 on_launch(driver)
 
@@ -154,15 +174,18 @@ class StandaloneBackend(LocalBackend):
         except (ClusterUnreachable, ClusterBusy):
             raise
         except DriverStartError as exc:
-            # It died or timed out before its Connect server listened: if it never registered
-            # with the master, say so (the master refused it, or is not a Spark master).
-            if launched and read_cluster_log(launched[-1].log_path).app_id is None:
-                raise ClusterUnreachable(
-                    f"the driver never registered with the Spark master {self.master}: check that it is a "
-                    "running Spark master of a compatible version that accepts this machine (and, with "
-                    f"spark.authenticate, the secret). {exc.message}"
-                ) from exc
+            # It died, or the deadline passed: say what the cluster did (or did not) do for it.
+            if not launched:
+                raise
+            cluster = read_cluster_log(launched[-1].log_path)
+            if cluster.app_id is None:
+                raise ClusterUnreachable(f"{self._unregistered(cluster)} {exc.message}") from exc
+            if cluster.registered == 0:
+                raise ClusterBusy(f"{self._no_executor(cluster)}. {exc.message}") from exc
             raise
+        finally:
+            for driver in launched:
+                self._watching.pop(driver.id, None)
 
     # -- the hooks of the local backend ------------------------------------------------------
 
@@ -171,41 +194,63 @@ class StandaloneBackend(LocalBackend):
 
     def _cluster_settings(self, spec: DriverSpec) -> list[tuple[str, str]]:
         assert spec.profile.executors is not None  # profiles of this backend always have one
-        return spec.profile.executors.settings
+        auth = []
+        if self._config.driver.cluster_secret_file is not None:
+            # Authenticate to the master, workers and executors with the cluster's secret, and encrypt
+            # RPC and block transfers with keys derived from it (AES; SASL toward daemons without it).
+            auth = [("spark.authenticate", "true"), ("spark.network.crypto.enabled", "true")]
+        return spec.profile.executors.settings + auth
+
+    def stage_files(self, workdir: Path) -> list[str]:
+        """With a cluster secret: a 0600 properties file holding it, in the driver's credentials folder.
+
+        Spark wants the secret of a standalone cluster in its configuration
+        (``spark.authenticate.secret``); a properties file keeps it out of argv. The folder is
+        removed when the driver stops or fails, as its other credentials are.
+        """
+        secret_file = self._config.driver.cluster_secret_file
+        if secret_file is None:
+            return []
+        try:
+            secret = read_cluster_secret(secret_file)
+        except (OSError, ValueError) as exc:
+            raise DriverStartError(f"driver.cluster_secret_file {secret_file}: {exc}") from exc
+        path = ensure_private_dir(workdir / "credentials") / "cluster.properties"
+        write_private(path, f"spark.authenticate.secret={secret}\n".encode())
+        return ["--properties-file", str(path)]
 
     def _driver_address(self) -> str:
         return self._config.driver.cluster_address
 
-    async def _listening(self, driver: Driver, deadline: float) -> None:
-        """Wait until an executor has registered with ``driver``; fail at once if none can."""
-        ask = self._ask(driver)
-        follower = LogFollower(driver.log_path)
-        seen = ClusterLog()
-        next_status = 0.0
-        while True:
-            for line in follower.lines():
-                seen.feed(line)
-            if seen.registered:
-                log.info("driver.executors", driver_id=driver.id, app_id=seen.app_id, registered=seen.registered)
-                return
-            if seen.killed or seen.unresponsive:
-                why = seen.killed or "all masters are unresponsive"
-                await self._fail(
-                    driver, f"the Spark master {self.master} ended the driver's application: {why}", ClusterUnreachable
-                )
-            assert driver.process is not None
-            if (code := driver.process.poll()) is not None:
-                await self._fail(driver, f"the driver exited with code {code} while it waited for executors")
-            now = time.monotonic()
-            if seen.app_id and self._ui and now >= next_status:
-                next_status = now + _STATUS_EVERY_S
-                status = await anyio.to_thread.run_sync(self._status, self._ui)
-                why_not = None if status is None else app_verdict(status, seen.app_id, **ask)
-                if why_not is not None:
-                    await self._fail(driver, f"{why_not}. {_BUSY_ADVICE}", ClusterBusy)
-            if now > deadline:
-                await self._fail(driver, self._timeout_reason(seen), ClusterBusy if seen.app_id else ClusterUnreachable)
-            await anyio.sleep(0.2)
+    async def _progress(self, driver: Driver, *, listening: bool) -> bool:
+        """Ready once the Connect server listens and an executor has registered; fail as soon as none can."""
+        watch = self._watching.get(driver.id)
+        if watch is None:  # not started by ``start`` (cannot happen): judge by the local rule
+            return listening
+        for line in watch.follower.lines():
+            watch.seen.feed(line)
+        seen = watch.seen
+        if listening and seen.registered:
+            log.info("driver.executors", driver_id=driver.id, app_id=seen.app_id, registered=seen.registered)
+            return True
+        if seen.killed or seen.unresponsive:
+            why = seen.killed or "all masters are unresponsive"
+            await self._fail(
+                driver, f"the Spark master {self.master} ended the driver's application: {why}", ClusterUnreachable
+            )
+        if seen.refused is not None and len(master_addresses(self.master)) == 1:
+            # Its one master took the TCP connection but refused the driver (with several, another may take it).
+            await self._fail(driver, self._unregistered(seen), ClusterUnreachable)
+        now = time.monotonic()
+        if seen.app_id and not seen.registered and self._ui and now >= watch.next_status:
+            watch.next_status = now + _STATUS_EVERY_S
+            status = await anyio.to_thread.run_sync(self._status, self._ui)
+            why_not = None if status is None else app_verdict(status, seen.app_id, **self._ask(driver))
+            if why_not is not None:
+                await self._fail(driver, f"{why_not}. {_BUSY_ADVICE}", ClusterBusy)
+        return False
+
+    # -- explaining ----------------------------------------------------------------------------
 
     def _ask(self, driver: Driver) -> dict[str, int]:
         """One executor of ``driver``'s profile, as the master counts it (cores, MiB)."""
@@ -217,18 +262,32 @@ class StandaloneBackend(LocalBackend):
             "executor_memory_mb": max(1, executors.executor_memory // _MIB),
         }
 
-    def _timeout_reason(self, seen: ClusterLog) -> str:
-        timeout = f"{self._config.driver.startup_timeout_s:g} s (driver.startup_timeout_s)"
-        if seen.app_id is None:
-            return f"the driver did not register with the Spark master {self.master} within {timeout}"
+    def _unregistered(self, seen: ClusterLog) -> str:
+        cause = f" ({seen.refused})" if seen.refused else ""
+        return (
+            f"the driver could not register with the Spark master {self.master}{cause}: check that a Spark "
+            "master of a compatible version runs there and accepts this machine, and that spark.authenticate "
+            "and its secret (driver.cluster_secret_file) match the cluster's."
+        )
+
+    def _no_executor(self, seen: ClusterLog) -> str:
         if seen.granted:
             last = f" (last: {seen.last_removed})" if seen.last_removed else ""
             return (
                 f"the cluster granted {seen.granted} executor(s) to application {seen.app_id}, but none connected "
-                f"back to the driver within {timeout}{last}. The workers must reach this machine at "
-                f"driver.cluster_address = {self._config.driver.cluster_address}"
+                f"back to the driver{last}. The workers must reach this machine at driver.cluster_address = "
+                f"{self._config.driver.cluster_address}"
             )
-        return f"application {seen.app_id} got no executor within {timeout}. {_BUSY_ADVICE}"
+        return f"application {seen.app_id} got no executor. {_BUSY_ADVICE}"
+
+
+@dataclass
+class _Watch:
+    """What ``_progress`` knows of one starting driver."""
+
+    follower: LogFollower
+    seen: ClusterLog = field(default_factory=lambda: ClusterLog())
+    next_status: float = 0.0
 
 
 _BUSY_ADVICE = (
