@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -64,7 +63,9 @@ def summary(times: list[float]) -> str:
 async def main(scale: float, repeat: int) -> None:
     work = Path(tempfile.mkdtemp(prefix="spark-mcp-bench-"))
     tpchgen = Path(sys.executable).parent / "tpchgen-cli"
-    subprocess.run([str(tpchgen), "parquet", "-s", str(scale), "--output-dir", str(work / "tpch")], check=True)
+    await anyio.run_process(
+        [str(tpchgen), "parquet", "-s", str(scale), "--output-dir", str(work / "tpch")], stdout=None, stderr=None
+    )
     datasets = [{"name": f"tpch.{t}", "path": str(work / "tpch" / f"{t}.parquet")} for t in TABLES]
     config = load_config(None, environ={}, overrides={"home": str(work / "home"), "datasets": datasets})
     print(f"TPC-H scale {scale}, {repeat} repetitions, results in {work}")
@@ -80,10 +81,13 @@ async def main(scale: float, repeat: int) -> None:
 
         async with Client(build_server(app=app, user="bench")) as client:
             await client.call_tool("run_sql", {"sql": "SELECT 1"})  # warm the default session
-            print(f"explain (governance check only):     {summary(await timed(client, 'explain', {'sql': Q1}, repeat))}")
-            print(f"run_sql SELECT 1:                    {summary(await timed(client, 'run_sql', {'sql': 'SELECT 1'}, repeat))}")
-            print(f"run_sql TPC-H Q1:                    {summary(await timed(client, 'run_sql', {'sql': Q1}, repeat))}")
-            print(f"run_sql TPC-H Q3:                    {summary(await timed(client, 'run_sql', {'sql': Q3}, repeat))}")
+            for label, tool, arguments in (
+                ("explain (governance check only):", "explain", {"sql": Q1}),
+                ("run_sql SELECT 1:", "run_sql", {"sql": "SELECT 1"}),
+                ("run_sql TPC-H Q1:", "run_sql", {"sql": Q1}),
+                ("run_sql TPC-H Q3:", "run_sql", {"sql": Q3}),
+            ):
+                print(f"{label:<37}{summary(await timed(client, tool, arguments, repeat))}")
             lineitem = {"sql": "SELECT * FROM tpch.lineitem", "max_rows": 50}
             print(f"run_sql lineitem preview (50 rows):  {summary(await timed(client, 'run_sql', lineitem, 3))}")
             started = time.perf_counter()
@@ -92,7 +96,9 @@ async def main(scale: float, repeat: int) -> None:
             )
             print(f"a 1,000,000-row result, stored:      {ms(time.perf_counter() - started)}")
             result_id = big.structured_content["result_id"]
-            pages = [{"result_id": result_id, "offset": o, "limit": 100, "format": "json"} for o in (0, 500_000, 999_900)]
+            pages = [
+                {"result_id": result_id, "offset": o, "limit": 100, "format": "json"} for o in (0, 500_000, 999_900)
+            ]
             page_times = [t for p in pages for t in await timed(client, "fetch_rows", p, max(1, repeat // 3))]
             print(f"fetch_rows 100 rows anywhere in it:  {summary(page_times)}")
             current = app.drivers.current("bench")

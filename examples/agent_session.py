@@ -76,14 +76,25 @@ async def main() -> None:
             "source": {"table": "tpch.lineitem"},
             "operations": [
                 {"op": "with_column", "name": "revenue", "expr": "l_extendedprice * (1 - l_discount)"},
-                {"op": "group_by", "columns": ["l_shipmode"], "aggs": [{"fn": "sum", "column": "revenue", "alias": "total"}]},
-                {"op": "window", "name": "rank", "function": "rank()", "order_by": [{"column": "total", "descending": True}]},
+                {
+                    "op": "group_by",
+                    "columns": ["l_shipmode"],
+                    "aggs": [{"fn": "sum", "column": "revenue", "alias": "total"}],
+                },
+                {
+                    "op": "window",
+                    "name": "rank",
+                    "function": "rank()",
+                    "order_by": [{"column": "total", "descending": True}],
+                },
                 {"op": "order_by", "keys": ["rank"]},
             ],
             "save_as": "revenue_by_shipmode",
         }
         await step(client, "The same kind of analysis as a DataFrame plan, saved as a view", "run_plan", plan=plan)
-        await step(client, "Build on the saved step", "run_sql", sql="SELECT * FROM revenue_by_shipmode WHERE rank <= 3")
+        await step(
+            client, "Build on the saved step", "run_sql", sql="SELECT * FROM revenue_by_shipmode WHERE rank <= 3"
+        )
         big = await step(
             client, "A big result: only a preview comes back", "run_sql", sql="SELECT * FROM tpch.lineitem", max_rows=3
         )

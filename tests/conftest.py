@@ -10,10 +10,9 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -21,11 +20,21 @@ import pytest
 from mcp import Client
 
 from spark_mcp.app import App
-from spark_mcp.config import Config, load_config
+from spark_mcp.config import Config
 from spark_mcp.server import build_server
+from tests.helpers import ClientFactory, make_config
 
-TESTS = Path(__file__).resolve().parent
-TPCH_TABLES = ("customer", "lineitem", "nation", "orders", "part", "partsupp", "region", "supplier")
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test that uses the running App (real drivers) must say so with ``@pytest.mark.spark``,
+    so that ``pytest -m "not spark"`` never starts a driver."""
+    unmarked = [
+        item.nodeid
+        for item in items
+        if "app" in getattr(item, "fixturenames", ()) and item.get_closest_marker("spark") is None
+    ]
+    if unmarked:
+        raise pytest.UsageError("tests that use real Spark drivers need @pytest.mark.spark: " + ", ".join(unmarked))
 
 
 @pytest.fixture(scope="session")
@@ -54,33 +63,6 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def make_config(home: Path, data_dir: Path, **overrides: Any) -> Config:
-    datasets = [{"name": f"tpch.{t}", "path": str(data_dir / "tpch" / f"{t}.parquet")} for t in TPCH_TABLES]
-    datasets += [
-        {"name": "hr.salaries", "path": str(data_dir / "hr" / "salaries.parquet")},
-        {"name": "tpch.secret_codes", "path": str(data_dir / "secret_codes.parquet")},
-        {
-            "name": "sales.orders",
-            "path": str(data_dir / "sales" / "orders.csv"),
-            "format": "csv",
-            "options": {"header": "true", "inferSchema": "true"},
-        },
-    ]
-    values: dict[str, Any] = {
-        "home": str(home),
-        "policies": [str(TESTS / "policies")],
-        "datasets": datasets,
-        "driver": {"cores": 2, "memory": "1g"},
-        "limits": {"max_rows": 1000, "max_chars": 8000, "query_timeout_s": 120},
-        "results": {"max_rows": 2_000_000},
-    }
-    for key, value in overrides.items():
-        values[key] = (
-            {**values[key], **value} if isinstance(value, dict) and isinstance(values.get(key), dict) else value
-        )
-    return load_config(None, environ={}, overrides=values)
-
-
 @pytest.fixture(scope="session")
 def config(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Config:
     return make_config(tmp_path_factory.mktemp("home"), data_dir)
@@ -96,9 +78,6 @@ async def app(config: Config) -> AsyncIterator[App]:
 def mode(request: pytest.FixtureRequest) -> str:
     """Both protocol eras: 2026-07-28 (auto) and 2025-11-25 (legacy)."""
     return str(request.param)
-
-
-ClientFactory = Callable[[str], AbstractAsyncContextManager[Client]]
 
 
 @pytest.fixture

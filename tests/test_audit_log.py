@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import anyio
 import pytest
@@ -10,10 +11,9 @@ from mcp import Client
 
 from spark_mcp.app import App
 from spark_mcp.audit import verify
-from tests.test_jobs import LONG_QUERY
-from tests.test_sql import call
+from tests.helpers import LONG_QUERY, call
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.spark]
 
 
 def records(app: App) -> list[dict]:
@@ -41,7 +41,9 @@ async def test_every_call_leaves_exactly_one_record_and_the_chain_verifies(alice
 
 
 async def test_a_record_carries_statement_kind_tables_decision_outcome_and_rows(alice: Client, app: App) -> None:
-    await call(alice, "run_sql", sql="SELECT r_name FROM tpch.region ORDER BY 1")
+    started = time.monotonic()
+    reply = await call(alice, "run_sql", sql="SELECT r_name FROM tpch.region ORDER BY 1")
+    call_ms = (time.monotonic() - started) * 1000
     record = records(app)[-1]
     assert record["principal"] == "alice"
     assert record["tool"] == "run_sql"
@@ -53,7 +55,9 @@ async def test_a_record_carries_statement_kind_tables_decision_outcome_and_rows(
     assert record["outcome"] == "ok" and record["error_class"] is None
     assert record["rows"] == 5
     assert record["result_id"].startswith("res_") and record["job_id"].startswith("job_")
-    assert record["duration_ms"] >= 0 and record["request_id"]
+    assert record["request_id"] and record["job_id"] == reply["job_id"]
+    # The call's duration covers the job it waited for, and lies within what the client saw.
+    assert reply["elapsed_ms"] <= record["duration_ms"] <= call_ms
 
 
 async def test_a_denied_call_is_recorded_with_its_reason_and_rule(alice: Client, app: App) -> None:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 from mcp import Client
 
-from tests.conftest import ClientFactory
-from tests.test_sql import call, call_error
+from tests.helpers import ClientFactory, call, call_error
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.spark]
 
 
 async def test_list_catalogs_shows_the_session_catalog(alice: Client) -> None:
@@ -17,9 +16,20 @@ async def test_list_catalogs_shows_the_session_catalog(alice: Client) -> None:
     assert reply["current_catalog"] == "spark_catalog"
 
 
-async def test_list_namespaces_shows_the_declared_datasets_namespaces(alice: Client) -> None:
+async def test_list_namespaces_shows_only_namespaces_the_caller_may_read_something_in(alice: Client) -> None:
+    # alice reads tpch.* and sales.*, and her role denies hr.*: hr and default hold nothing for her.
     reply = await call(alice, "list_namespaces")
+    assert reply["namespaces"] == ["sales", "tpch"]
+    assert reply["hidden"] == 2
+    text = (await alice.call_tool("list_namespaces", {})).content[0].text
+    assert "hr" not in text.split() and "2 more not shown" in text
+
+
+async def test_a_namespace_denied_whole_is_hidden_even_from_a_role_that_reads_everything(erin: Client) -> None:
+    # erin reads "*" but her role denies hr.*: every other namespace shows, hr does not.
+    reply = await call(erin, "list_namespaces")
     assert {"tpch", "sales", "default"} <= set(reply["namespaces"])
+    assert "hr" not in reply["namespaces"]
 
 
 async def test_list_tables_hides_tables_the_caller_may_not_read(alice: Client) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -13,9 +14,9 @@ import pytest
 from mcp import Client
 
 from spark_mcp.app import App
-from tests.conftest import TESTS, make_config
-from tests.fleet_support import driver_pids
-from tests.test_sql import call
+from spark_mcp.audit import AuditLog, Redactor
+from spark_mcp.errors import AuditError
+from tests.helpers import TESTS, call, driver_pids, make_config
 
 SPARK_MCP = str(Path(sys.executable).parent / "spark-mcp")
 
@@ -50,6 +51,7 @@ def test_policy_check_accepts_good_files_and_names_the_problem_in_bad_ones(tmp_p
     assert str(bad) in done.stderr and "roles.x.actions[1]" in done.stderr
 
 
+@pytest.mark.spark
 def test_policy_explain_prints_the_decision_and_its_rule(tmp_path: Path, data_dir: Path) -> None:
     config = tmp_path / "spark-mcp.toml"
     config.write_text(
@@ -62,6 +64,7 @@ def test_policy_explain_prints_the_decision_and_its_rule(tmp_path: Path, data_di
     assert "DENIED" in done.stdout and 'roles.analyst.deny[1] "hr.*"' in done.stdout
 
 
+@pytest.mark.spark
 @pytest.mark.anyio
 async def test_drivers_list_and_stop_see_and_stop_what_the_server_started(tmp_path: Path, data_dir: Path) -> None:
     config = make_config(tmp_path / "home", data_dir, datasets=[])
@@ -78,6 +81,7 @@ async def test_drivers_list_and_stop_see_and_stop_what_the_server_started(tmp_pa
         assert unknown.returncode == 1 and "no driver drv-nope" in unknown.stdout
 
 
+@pytest.mark.spark
 @pytest.mark.anyio
 async def test_audit_verify_and_tail(alice: Client, app: App, tmp_path: Path) -> None:
     await call(alice, "whoami")
@@ -93,6 +97,27 @@ async def test_audit_verify_and_tail(alice: Client, app: App, tmp_path: Path) ->
     copy.write_text("\n".join(lines) + "\n")
     tampered = run("audit", "--path", str(copy), "verify")
     assert tampered.returncode == 1 and "line 1" in tampered.stdout
+
+
+def test_audit_verify_takes_the_path_the_logs_own_messages_suggest(tmp_path: Path) -> None:
+    path = tmp_path / "audit" / "audit.jsonl"
+    with AuditLog(path, Redactor()) as log:
+        log.emit(request_id="r1", principal="alice", tool="whoami", outcome="ok", duration_ms=1)
+    positional = run("audit", "verify", str(path))
+    assert positional.returncode == 0, positional.stdout + positional.stderr
+    assert f"{path}: 1 records, chain intact" in positional.stdout
+    assert run("audit", "--path", str(path), "verify").returncode == 0  # the older form still works
+    # A log whose head file is gone refuses to go on and names a command: that command must run.
+    Path(f"{path}.head").unlink()
+    with pytest.raises(AuditError) as refused:
+        AuditLog(path, Redactor())
+    suggested = re.search(r"`spark-mcp (audit verify [^`]+)`", str(refused.value))
+    assert suggested is not None, refused.value
+    done = run(*suggested.group(1).split())
+    assert done.returncode == 1, done.stdout + done.stderr  # it ran, and found the problem
+    assert "head file missing" in done.stdout
+    clash = run("audit", "--path", str(tmp_path / "other.jsonl"), "verify", str(path))
+    assert clash.returncode == 2 and "two different audit files" in clash.stderr
 
 
 def test_call_runs_one_tool_and_prints_its_reply(tmp_path: Path) -> None:

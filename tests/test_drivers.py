@@ -18,9 +18,8 @@ from spark_mcp.drivers.process import free_loopback_port, process_has_marker
 from spark_mcp.errors import DriverLost, DriverStartError, QuotaExceeded, SessionClosed
 from spark_mcp.spark.connect import open_session
 from spark_mcp.state.db import state_path
-from tests.conftest import ClientFactory, make_config
-from tests.fleet_support import driver_pids, driver_rows
-from tests.test_sql import call, call_error
+from tests.fleet_support import driver_rows
+from tests.helpers import ClientFactory, call, call_error, driver_pids, make_config
 
 pytestmark = pytest.mark.anyio
 
@@ -47,6 +46,7 @@ def listening_addresses(pid: int) -> list[str]:
 LOOPBACK = {"0100007F", "00000000000000000000000001000000", "0000000000000000FFFF00000100007F"}
 
 
+@pytest.mark.spark
 async def test_a_driver_listens_on_loopback_only(alice: Client, app: App) -> None:
     await call(alice, "run_sql", sql="SELECT 1")
     driver = app.drivers.current("alice")
@@ -56,6 +56,7 @@ async def test_a_driver_listens_on_loopback_only(alice: Client, app: App) -> Non
     assert set(addresses) <= LOOPBACK, addresses
 
 
+@pytest.mark.spark
 async def test_the_token_is_never_in_argv_state_files_logs_or_replies(alice: Client, app: App) -> None:
     whoami = await alice.call_tool("whoami", {})
     sessions = await alice.call_tool("list_sessions", {})
@@ -73,6 +74,7 @@ async def test_the_token_is_never_in_argv_state_files_logs_or_replies(alice: Cli
     assert f"SPARK_CONNECT_AUTHENTICATE_TOKEN={token}".encode() in Path(f"/proc/{driver.pid}/environ").read_bytes()
 
 
+@pytest.mark.spark
 async def test_driver_state_files_and_folders_are_private(alice: Client, app: App) -> None:
     await call(alice, "run_sql", sql="SELECT 1")
     driver = app.drivers.current("alice")
@@ -85,6 +87,7 @@ async def test_driver_state_files_and_folders_are_private(alice: Client, app: Ap
     assert (row.pid, row.principal, row.owner, row.profile) == (driver.pid, "alice", "user:alice", "default")
 
 
+@pytest.mark.spark
 async def test_a_driver_that_dies_is_noticed_and_replaced(connect: ClientFactory, app: App) -> None:
     async with connect("victor") as victor:
         first = await call(victor, "run_sql", sql="SELECT 1")
@@ -108,6 +111,7 @@ async def test_a_driver_that_dies_is_noticed_and_replaced(connect: ClientFactory
         assert replacement is not None and replacement.id != driver.id
 
 
+@pytest.mark.spark
 async def test_a_driver_that_fails_to_start_quotes_its_log_and_leaves_nothing(tmp_path: Path, data_dir: Path) -> None:
     # A setting config may change, with a value Spark refuses while it starts.
     config = make_config(
@@ -151,6 +155,7 @@ async def test_a_dead_endpoint_fails_within_seconds_not_minutes(tmp_path: Path) 
         await anyio.to_thread.run_sync(lambda: open_session(nobody, user_id="x"))
 
 
+@pytest.mark.spark
 async def test_a_wrong_token_is_refused_quickly(alice: Client, app: App) -> None:
     await call(alice, "run_sql", sql="SELECT 1")
     real = app.drivers.current("alice")
@@ -169,6 +174,7 @@ async def test_a_wrong_token_is_refused_quickly(alice: Client, app: App) -> None
         await anyio.to_thread.run_sync(lambda: open_session(impostor, user_id="alice"))
 
 
+@pytest.mark.spark
 async def test_idle_sessions_expire_and_stopping_the_app_stops_every_driver(tmp_path: Path, data_dir: Path) -> None:
     config = make_config(tmp_path / "home", data_dir, datasets=[])
     async with App.running(config) as app:

@@ -51,6 +51,7 @@ async def test_each_host_config_starts_a_working_server(name: str, tmp_path: Pat
         assert not who.is_error and "sql.read" in who.structured_content["actions"]
 
 
+@pytest.mark.spark
 def test_the_scripted_agent_session_runs_as_written() -> None:
     done = subprocess.run(
         [sys.executable, str(EXAMPLES / "agent_session.py")],

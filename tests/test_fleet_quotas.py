@@ -21,8 +21,8 @@ from spark_mcp.config import Config
 from spark_mcp.drivers.base import Driver
 from spark_mcp.drivers.process import is_same_process
 from spark_mcp.server import build_server
-from tests.conftest import TESTS, make_config
-from tests.fleet_support import call, call_error, driver_rows, wait_for
+from tests.fleet_support import driver_rows, wait_for
+from tests.helpers import TESTS, call, call_error, make_config
 
 pytestmark = [pytest.mark.anyio, pytest.mark.spark]
 

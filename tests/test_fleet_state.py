@@ -243,7 +243,13 @@ async def test_recovery_leaves_a_live_servers_drivers_alone_and_never_signals_a_
         running_jobs=lambda d: 0,
     )
     fleet = Fleet(
-        config, resolve_profiles(config), NoBackend(), store, server=this_server(), memory_budget=1 << 30, hooks=hooks
+        config,
+        resolve_profiles(config),
+        {"local": NoBackend()},
+        store,
+        server=this_server(),
+        memory_budget=1 << 30,
+        hooks=hooks,
     )
     parent = ServerRef(os.getppid(), process_start_time(os.getppid()))
     store.put(replace(driver_row("drv-theirs", server=parent), pid=stranger.pid))

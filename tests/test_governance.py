@@ -7,14 +7,14 @@ denied before execution, with a reason; the controls show that real analysis sti
 
 from __future__ import annotations
 
+import anyio
 import pytest
 from mcp import Client
 
 from spark_mcp.app import App
-from tests.conftest import ClientFactory
-from tests.test_sql import call, call_error
+from tests.helpers import LONG_QUERY, ClientFactory, call, call_error
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.spark]
 
 SALARIES_FILE = "__SALARIES__"  # replaced by the real path of the hr.salaries parquet file
 
@@ -241,6 +241,32 @@ async def test_temp_views_work_and_are_checked_on_their_base_tables(connect: Cli
             await call(alice, "close_session", session_id=session)
 
 
+async def test_altering_a_temp_view_to_read_a_denied_table_names_the_table_and_the_rule(
+    connect: ClientFactory,
+) -> None:
+    # Once refused as "text Spark could not analyse": ALTER VIEW of a temp view is a statement of
+    # the caller's own session, decided on the tables its new query reads.
+    async with connect("alice") as alice:
+        session = (await call(alice, "create_session"))["session_id"]
+        try:
+            await call(alice, "run_sql", session_id=session, sql="CREATE TEMP VIEW v AS SELECT * FROM tpch.nation")
+            text = await call_error(
+                alice, "run_sql", session_id=session, sql="ALTER VIEW v AS SELECT * FROM hr.salaries"
+            )
+            assert text.startswith(
+                "policy_denied: alice may not read spark_catalog.hr.salaries: denied by role analyst (hr.*)"
+            ), text
+            assert 'rule: roles.analyst.deny[1] "hr.*"' in text, text
+            unchanged = await call(alice, "run_sql", session_id=session, sql="SELECT count(*) FROM v")
+            assert unchanged["rows"] == [[25]]
+            # Altering it to read what alice may read is allowed, and takes effect.
+            await call(alice, "run_sql", session_id=session, sql="ALTER VIEW v AS SELECT r_name FROM tpch.region")
+            altered = await call(alice, "run_sql", session_id=session, sql="SELECT count(*) FROM v")
+            assert altered["rows"] == [[5]]
+        finally:
+            await call(alice, "close_session", session_id=session)
+
+
 async def test_a_denial_names_the_rule_that_made_it(alice: Client) -> None:
     text = await call_error(alice, "run_sql", sql="SELECT * FROM hr.salaries")
     assert 'rule: roles.analyst.deny[1] "hr.*"' in text
@@ -271,6 +297,10 @@ async def test_admin_may_use_the_dangerous_surface(root: Client) -> None:
         "SELECT '${env:SPARK_CONNECT_AUTHENTICATE_TOKEN}' AS t",
         "SELECT * FROM text.`/proc/self/environ`",
         "SET -v",
+        # Errors quote the value that failed: the token would be in Spark's message itself.
+        "SELECT raise_error(java_method('java.lang.System', 'getenv', 'SPARK_CONNECT_AUTHENTICATE_TOKEN'))",
+        "SELECT CAST(java_method('java.lang.System', 'getenv', 'SPARK_CONNECT_AUTHENTICATE_TOKEN') AS INT)",
+        "SELECT assert_true(false, java_method('java.lang.System', 'getenv', 'SPARK_CONNECT_AUTHENTICATE_TOKEN'))",
     ],
 )
 async def test_the_driver_token_never_reaches_a_tool_reply_even_for_admin(root: Client, app: App, sql: str) -> None:
@@ -284,3 +314,83 @@ async def test_the_driver_token_never_reaches_a_tool_reply_even_for_admin(root: 
         everything += (await root.read_resource(f"spark://results/{rid}.csv")).contents[0].text
     for token in tokens:
         assert token not in everything
+
+
+async def test_the_driver_token_in_an_error_is_replaced_and_the_error_still_reads(root: Client, app: App) -> None:
+    sql = "SELECT raise_error(java_method('java.lang.System', 'getenv', 'SPARK_CONNECT_AUTHENTICATE_TOKEN'))"
+    text = await call_error(root, "run_sql", sql=sql)
+    token = app.drivers.current("root")
+    assert token is not None and token.token not in text
+    assert "[REDACTED]" in text  # the agent learns a secret was there, not what it was
+
+
+async def test_the_driver_token_never_reaches_a_job_record_or_a_resource_error(root: Client, app: App) -> None:
+    sql = "SELECT raise_error(java_method('java.lang.System', 'getenv', 'SPARK_CONNECT_AUTHENTICATE_TOKEN'))"
+    failed = await root.call_tool("run_sql", {"sql": sql, "wait_s": 0})
+    job_id = failed.structured_content["job_id"] if not failed.is_error else None
+    replies = [failed]
+    if job_id:
+        replies.append(await root.call_tool("get_job", {"job_id": job_id, "wait_s": 30}))
+    replies.append(await root.call_tool("list_jobs", {}))
+    driver = app.drivers.current("root")
+    assert driver is not None
+    for reply in replies:
+        everything = " ".join(c.text for c in reply.content if c.type == "text") + str(reply.structured_content)
+        assert driver.token not in everything
+
+
+async def test_explain_of_a_broken_statement_over_a_denied_table_reveals_none_of_its_columns(alice: Client) -> None:
+    # Spark would answer "did you mean one of the following? [name, salary]": the denied table's columns.
+    for sql in ("SELECT nme FROM hr.salaries", "SELECT code2 FROM tpch.secret_codes"):
+        result = await alice.call_tool("explain", {"sql": sql, "mode": "extended"})
+        assert not result.is_error, result.content[0].text
+        reply = result.structured_content
+        assert reply["decision"]["allowed"] is False
+        assert reply["decision"]["rule"] in ('roles.analyst.deny[1] "hr.*"', 'roles.analyst.deny[0] "*.secret_*"')
+        assert reply["error"] is None and reply["plan"] is None
+        everything = result.content[0].text + str(reply)
+        for column in ("salary", "`name`", "'name'", "value", "did you mean"):
+            assert column not in everything.lower(), everything
+
+
+async def test_explain_of_a_broken_statement_over_readable_tables_shows_sparks_reason(alice: Client) -> None:
+    reply = await call(alice, "explain", sql="SELECT n_nme FROM tpch.nation")
+    assert reply["decision"]["allowed"] is False and reply["decision"]["rule"] == "unanalysable"
+    assert reply["error"]["error_class"] == "UNRESOLVED_COLUMN.WITH_SUGGESTION"
+    assert "n_name" in reply["error"]["message"]  # a readable table's columns are fine to suggest
+
+
+async def test_explain_and_run_sql_give_the_same_verdict_on_a_broken_statement(alice: Client) -> None:
+    sql = "SELECT secrt FROM tpch.secret_codes"
+    explained = await call(alice, "explain", sql=sql)
+    refused = await call_error(alice, "run_sql", sql=sql)
+    assert refused.startswith("policy_denied:")
+    assert f"[rule: {explained['decision']['rule']}]" in refused
+
+
+async def test_use_waits_for_the_statements_its_session_is_running(connect: ClientFactory) -> None:
+    # A statement is judged on the names Spark resolved when it was analysed. Were USE to run
+    # while it is still running, "orders" judged as sales.orders could be read as hr.orders.
+    async with connect("alice") as alice:
+        session = (await call(alice, "create_session"))["session_id"]
+        try:
+            long = await call(alice, "run_sql", session_id=session, sql=LONG_QUERY, wait_s=0)
+            switched = anyio.Event()
+
+            async def use_sales() -> None:
+                await call(alice, "run_sql", session_id=session, sql="USE sales")
+                switched.set()
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(use_sales)
+                # Nothing will set it while the long statement runs: give it a fair chance to, then look.
+                with anyio.move_on_after(3):
+                    await switched.wait()
+                assert not switched.is_set(), "USE ran while another statement of its session was running"
+                await call(alice, "cancel_job", job_id=long["job_id"])
+                with anyio.fail_after(60):
+                    await switched.wait()
+            orders = await call(alice, "run_sql", session_id=session, sql="SELECT count(*) FROM orders")
+            assert orders["rows"] == [[3]]  # sales.orders, resolved after the switch
+        finally:
+            await call(alice, "close_session", session_id=session)

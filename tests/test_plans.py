@@ -8,10 +8,9 @@ import pytest
 from mcp import Client
 
 from spark_mcp.app import App
-from tests.conftest import ClientFactory
-from tests.test_sql import call, call_error
+from tests.helpers import ClientFactory, call, call_error
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.spark]
 
 NATION = {"table": "tpch.nation"}
 
@@ -346,7 +345,7 @@ async def test_explain_gives_kind_tables_decision_and_cost_estimates(alice: Clie
     assert reply["tables_read"] == ["spark_catalog.tpch.orders"]
     assert "count" in reply["functions"]
     assert reply["decision"]["allowed"] is True
-    assert reply["estimates"]["size_in_bytes"] > 0
+    assert reply["estimated_bytes"] > 0
     assert "Statistics(" in reply["plan"]
 
 

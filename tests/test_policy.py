@@ -22,8 +22,10 @@ from spark_mcp.policy import (
     decide,
     decide_statement,
     load_policies,
+    namespace_visible,
     policy_from_toml,
     readable,
+    tables_refusal,
 )
 from spark_mcp.policy.decide import DANGER_LABELS
 from spark_mcp.statement import Danger, DangerKind, StatementFacts, StatementKind, TableName
@@ -99,8 +101,9 @@ def t(name: str) -> TableName:
     return TableName(parts[0], ".".join(parts[1:-1]), parts[-1])
 
 
-def who(name: str) -> Principal:
-    return Principal(name)
+def who(name: str, policy: Policy = POLICY) -> Principal:
+    """``name`` as the server builds it: with the roles ``policy`` gives it (the one source)."""
+    return Principal(name, roles=policy.roles_for(name))
 
 
 ALLOW, DENY = True, False
@@ -232,12 +235,12 @@ def test_table_names_are_compared_case_insensitively_even_when_not_normalised() 
 
 
 def test_without_a_default_entry_unlisted_principals_get_nothing() -> None:
-    assert decide(NO_DEFAULT, who("alice"), "sql.read").allowed
+    assert decide(NO_DEFAULT, who("alice", NO_DEFAULT), "sql.read").allowed
     for action in ACTIONS:
-        decision = decide(NO_DEFAULT, who("zed"), action)
+        decision = decide(NO_DEFAULT, who("zed", NO_DEFAULT), action)
         assert not decision.allowed
         assert decision.rule == DEFAULT_DENY
-    assert "zed has no roles" in decide(NO_DEFAULT, who("zed"), "sql.read").reason
+    assert "zed has no roles" in decide(NO_DEFAULT, who("zed", NO_DEFAULT), "sql.read").reason
 
 
 def test_an_unknown_action_is_a_programming_error() -> None:
@@ -271,6 +274,71 @@ def test_readable_is_catalog_read_plus_a_read_rule() -> None:
     assert not readable(POLICY, who("alice"), t("spark_catalog.tpch.secret_x")).allowed
     # erin may read tpch with sql.read, but has no catalog.read to list it.
     assert not readable(POLICY, who("erin"), t("spark_catalog.tpch.lineitem")).allowed
+
+
+@pytest.mark.parametrize(
+    ("user", "catalog", "namespace", "visible", "rule"),
+    [
+        # A read pattern that can name a table there makes a place visible, naming that pattern.
+        ("alice", "spark_catalog", "tpch", True, 'roles.analyst.read[0] "tpch.*"'),
+        ("alice", "spark_catalog", "sales", True, 'roles.analyst.read[1] "Sales.Orders"'),
+        ("alice", "SPARK_CATALOG", "TPCH", True, 'roles.analyst.read[0] "tpch.*"'),
+        ("alice", "iceberg", "finance", True, 'roles.analyst.read[2] "iceberg.finance.*"'),
+        ("alice", "lake", "raw", True, 'roles.analyst.read[3] "lake.*.events"'),
+        ("alice", "lake", "raw.eu", True, 'roles.analyst.read[3] "lake.*.events"'),
+        ("alice", "warehouse", "db.x", True, 'roles.analyst.read[5] "warehouse.db.*.*"'),
+        # ...and nothing else: no pattern names a table in these.
+        ("alice", "spark_catalog", "hr", False, "default-deny"),
+        ("alice", "spark_catalog", "default", False, "default-deny"),
+        ("alice", "iceberg", "ops", False, "default-deny"),
+        ("alice", "warehouse", "db", False, "default-deny"),  # the pattern spells two levels
+        # Catalogs: visible when some pattern can name a table in them.
+        ("alice", "spark_catalog", None, True, 'roles.analyst.read[0] "tpch.*"'),
+        ("alice", "iceberg", None, True, 'roles.analyst.read[2] "iceberg.finance.*"'),
+        ("alice", "hive_metastore", None, False, "default-deny"),
+        # Reading everything shows everything, except a namespace a deny pattern covers whole.
+        ("ops", "anything", "at_all", True, 'roles.everything.read[0] "*"'),
+        ("ops", "anything", None, True, 'roles.everything.read[0] "*"'),
+        # A deny of some tables (a name glob, pii_*) does not hide the namespace around them.
+        ("ops", "spark_catalog", "customers", True, 'roles.everything.read[0] "*"'),
+        # Write patterns count too: writing implies reading.
+        ("erin", "spark_catalog", "staging", False, "default-deny"),  # erin has no catalog.read
+        ("dana", "spark_catalog", "staging", True, 'roles.engineer.write[0] "staging.*"'),
+        # No catalog.read at all: nothing is visible.
+        ("eve", "spark_catalog", "tpch", False, "default-deny"),
+        # viewer has catalog.read but no pattern.
+        ("nobody_listed", "spark_catalog", "tpch", False, "default-deny"),
+    ],
+)
+def test_namespace_visible(user: str, catalog: str, namespace: str | None, visible: bool, rule: str) -> None:
+    decision = namespace_visible(POLICY, who(user), catalog, namespace)
+    assert (decision.allowed, decision.rule) == (visible, rule), decision.reason
+
+
+def test_a_deny_pattern_covering_a_whole_namespace_hides_it_and_names_the_rule() -> None:
+    policy = policy_from_toml(
+        '[roles.r]\nactions = ["catalog.read"]\nread = ["*"]\ndeny = ["hr.*", "*.secret_*"]\n[users]\nu = ["r"]\n',
+        source="t.toml",
+    )
+    u = who("u", policy)
+    hidden = namespace_visible(policy, u, "spark_catalog", "hr")
+    assert not hidden.allowed and hidden.rule == 'roles.r.deny[0] "hr.*"'
+    assert "may not read anything in spark_catalog.hr" in hidden.reason
+    # A name glob (secret_*) denies some tables, not the namespace.
+    assert namespace_visible(policy, u, "spark_catalog", "tpch").allowed
+    # hr.* names the session catalog only: another catalog's hr stays visible.
+    assert namespace_visible(policy, u, "iceberg", "hr").allowed
+
+
+def test_tables_refusal_checks_table_rules_whatever_the_action() -> None:
+    # dba has no catalog.read, but a broken statement's tables are still judged by the table rules.
+    assert tables_refusal(POLICY, who("dba"), reads=[t("spark_catalog.tpch.nation")]) is None
+    refusal = tables_refusal(
+        POLICY, who("alice"), reads=[t("spark_catalog.tpch.nation"), t("spark_catalog.tpch.secret_x")]
+    )
+    assert refusal is not None and refusal.rule == 'roles.analyst.deny[0] "*.secret_*"'
+    writing = tables_refusal(POLICY, who("alice"), writes=[t("spark_catalog.tpch.nation")])
+    assert writing is not None and writing.rule == "default-deny"
 
 
 # --- decide_statement ------------------------------------------------------------------------
@@ -610,7 +678,7 @@ def test_directories_load_their_toml_files_sorted_once_each(tmp_path: Path) -> N
 
 def test_an_empty_policy_file_loads_and_allows_nothing(tmp_path: Path) -> None:
     policy = load_policies([write(tmp_path, "empty.toml", "")])
-    assert not decide(policy, who("alice"), "session.create").allowed
+    assert not decide(policy, who("alice", policy), "session.create").allowed
 
 
 def test_a_policy_is_immutable() -> None:
@@ -629,7 +697,7 @@ def test_a_hand_built_policy_must_not_name_undefined_roles() -> None:
 def test_the_default_policy_lets_everyone_explore_and_change_nothing() -> None:
     policy = load_policies([POLICIES])
     assert policy.sources == (str(POLICIES / "default.toml"),)  # examples/ is not loaded
-    anyone = who("someone")
+    anyone = who("someone", policy)
     lineitem = TableName.of("spark_catalog", "tpch", "lineitem")
     for action in ("session.create", "catalog.read", "plan.run"):
         assert decide(policy, anyone, action).allowed, action
@@ -659,18 +727,18 @@ def with_user(tmp_path: Path, example: str, user: str) -> Policy:
 
 def test_the_analyst_example_reads_some_namespaces_and_never_secrets(tmp_path: Path) -> None:
     policy = with_user(tmp_path, "analyst", "carol")
-    carol = who("carol")
+    carol = who("carol", policy)
     assert decide(policy, carol, "sql.read", reads=[t("spark_catalog.tpch.lineitem")]).allowed
     assert decide(policy, carol, "sql.read", reads=[t("spark_catalog.sales.orders")]).allowed
     assert not decide(policy, carol, "sql.read", reads=[t("spark_catalog.hr.people")]).allowed
     assert not decide(policy, carol, "sql.read", reads=[t("spark_catalog.tpch.secret_keys")]).allowed
     assert not decide(policy, carol, "sql.write", writes=[t("spark_catalog.tpch.lineitem")]).allowed
-    assert not decide(policy, who("stranger"), "sql.read").allowed  # the example sets no default
+    assert not decide(policy, who("stranger", policy), "sql.read").allowed  # the example sets no default
 
 
 def test_the_engineer_example_writes_staging_only(tmp_path: Path) -> None:
     policy = with_user(tmp_path, "engineer", "alice")
-    alice = who("alice")
+    alice = who("alice", policy)
     assert decide(policy, alice, "sql.read", reads=[t("iceberg.any.table")]).allowed
     ddl = facts(StatementKind.DDL, reads=(LINEITEM,), writes=("spark_catalog.staging.daily",))
     assert decide_statement(policy, alice, ddl).allowed
@@ -681,7 +749,7 @@ def test_the_engineer_example_writes_staging_only(tmp_path: Path) -> None:
 
 def test_the_admin_example_may_do_everything(tmp_path: Path) -> None:
     policy = with_user(tmp_path, "admin", "bob")
-    bob = who("bob")
+    bob = who("bob", policy)
     for action in ACTIONS:
         assert decide(policy, bob, action, reads=[t("x.y.z")]).allowed, action
     unanalysable = facts(StatementKind.UNKNOWN, dangers=(Danger(DangerKind.UNANALYSABLE, "syntax"),))
@@ -697,5 +765,5 @@ def test_the_default_policy_merges_with_the_examples_as_its_comments_say(tmp_pat
         handle.write('alice = ["reader", "engineer"]\n')
     policy = load_policies([folder])
     assert policy.roles_for("alice") == ("reader", "engineer")
-    assert decide(policy, who("alice"), "sql.write", writes=[t("spark_catalog.staging.x")]).allowed
-    assert not decide(policy, who("bob"), "sql.write", writes=[t("spark_catalog.staging.x")]).allowed
+    assert decide(policy, who("alice", policy), "sql.write", writes=[t("spark_catalog.staging.x")]).allowed
+    assert not decide(policy, who("bob", policy), "sql.write", writes=[t("spark_catalog.staging.x")]).allowed

@@ -22,7 +22,7 @@ from spark_mcp.errors import ConfigError, DriverStartError
 from spark_mcp.identity import Principal
 from spark_mcp.policy import policy_from_toml
 from spark_mcp.policy.profiles import allowed_profiles, decide_profile, unknown_profiles
-from tests.conftest import TESTS
+from tests.helpers import TESTS
 
 POLICY = policy_from_toml(
     """

@@ -30,8 +30,8 @@ from spark_mcp.state import StateDB
 from spark_mcp.state.db import state_path
 from spark_mcp.state.drivers import DriverRow
 from spark_mcp.state.sessions import SessionStore
-from tests.conftest import TESTS
-from tests.fleet_support import driver_pids, driver_rows, server_env, wait_gone
+from tests.fleet_support import driver_rows, wait_gone
+from tests.helpers import TESTS, driver_pids, server_env
 
 SPARK_MCP = str(Path(sys.executable).parent / "spark-mcp")
 LONG_QUERY = "SELECT sum(a.id * b.id) AS s FROM range(300000) a CROSS JOIN range(300000) b"

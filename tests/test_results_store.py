@@ -11,7 +11,7 @@ import pytest
 
 from spark_mcp.config import ResultsConfig
 from spark_mcp.errors import InvalidInput, ResultNotFound
-from spark_mcp.results import ResultStore
+from spark_mcp.results import ResultStore, scrub
 
 
 def store(tmp_path: Path, **settings: int | float) -> ResultStore:
@@ -140,3 +140,13 @@ def test_registered_secrets_are_scrubbed_from_text_at_any_depth(tmp_path: Path) 
     assert stored.column("number").to_pylist() == [1, 2, 3]
     raw_file = (tmp_path / "results" / "root" / f"{result_id}.arrow").read_bytes()
     assert secret.encode() not in raw_file
+
+
+def test_scrubbing_keeps_a_list_column_whose_elements_are_never_null() -> None:
+    # Spark and Sail type array(1, 2) as a list of non-null elements; the scrubbed column
+    # must keep that type, or its chunks no longer match (ArrowTypeError).
+    element = pa.field("element", pa.int32(), nullable=False)
+    table = pa.table({"a": pa.array([[1, 2], None], pa.list_(element))})
+    scrubbed = scrub(table, ["secret"])
+    assert scrubbed.schema == table.schema
+    assert scrubbed.to_pylist() == [{"a": [1, 2]}, {"a": None}]

@@ -3,37 +3,28 @@
 from __future__ import annotations
 
 import json
+import time
 from decimal import Decimal
 
 import pytest
 from mcp import Client
 
-from tests.conftest import ClientFactory
+from tests.helpers import ClientFactory, call, call_error, text_of
 
-pytestmark = pytest.mark.anyio
-
-
-async def call(client: Client, tool: str, **arguments: object) -> dict:
-    result = await client.call_tool(tool, arguments)
-    assert not result.is_error, result.content[0].text
-    assert result.structured_content is not None
-    return result.structured_content
-
-
-async def call_error(client: Client, tool: str, **arguments: object) -> str:
-    """The error text the model reads, without the SDK's "Error executing tool X: " prefix."""
-    result = await client.call_tool(tool, arguments)
-    assert result.is_error, f"expected an error, got {result.structured_content}"
-    return result.content[0].text.removeprefix(f"Error executing tool {tool}: ")
+pytestmark = [pytest.mark.anyio, pytest.mark.spark]
 
 
 async def test_a_query_returns_typed_columns_exact_rows_and_a_result_id(alice: Client) -> None:
-    reply = await call(
-        alice,
-        "run_sql",
-        sql="SELECT n_nationkey, n_name, CAST(1.10 AS DECIMAL(10,2)) AS price, DATE'2024-02-29' AS day "
-        "FROM tpch.nation ORDER BY n_nationkey LIMIT 3",
+    sql = (
+        "SELECT n_nationkey, n_name, CAST(1.10 AS DECIMAL(10,2)) AS price, DATE'2024-02-29' AS day "
+        "FROM tpch.nation ORDER BY n_nationkey LIMIT 3"
     )
+    started = time.monotonic()
+    result = await alice.call_tool("run_sql", {"sql": sql})
+    call_ms = (time.monotonic() - started) * 1000
+    assert not result.is_error, text_of(result)
+    reply = result.structured_content
+    assert reply is not None
     assert reply["state"] == "succeeded"
     assert reply["columns"] == [
         {"name": "n_nationkey", "type": "bigint"},
@@ -45,7 +36,9 @@ async def test_a_query_returns_typed_columns_exact_rows_and_a_result_id(alice: C
     assert reply["row_count"] == 3
     assert reply["truncated"] is False
     assert reply["result_id"].startswith("res_")
-    assert reply["elapsed_ms"] >= 0
+    # The job's time is the one the text reports, and it is part of the call's own time.
+    assert f"ok in {reply['elapsed_ms']} ms; result {reply['result_id']}" in text_of(result)
+    assert 0 <= reply["elapsed_ms"] <= call_ms
 
 
 async def test_decimals_keep_every_digit(alice: Client) -> None:
@@ -59,7 +52,7 @@ async def test_more_rows_than_max_rows_are_reported_as_truncated(alice: Client) 
     assert reply is not None
     assert reply["row_count"] == 5 and len(reply["rows"]) == 5
     assert reply["truncated"] is True
-    assert reply["total_rows"] > 5
+    assert (reply["total_rows"], reply["result_state"]) == (None, "on_demand")  # the rest is computed when asked for
     text = result.content[0].text
     assert "more rows exist" in text
 
@@ -212,3 +205,24 @@ async def test_all_22_tpch_queries_run_for_a_read_only_analyst(alice: Client) ->
             assert reply["state"] == "succeeded" and reply["statement_kind"] == "query", f"Q{number}"
     finally:
         await call(alice, "close_session", session_id=session)
+
+
+async def test_a_statement_without_a_result_set_says_so_in_text_and_structure(connect: ClientFactory) -> None:
+    async with connect("alice") as alice:
+        session = (await call(alice, "create_session"))["session_id"]
+        try:
+            result = await alice.call_tool(
+                "run_sql", {"session_id": session, "sql": "CREATE TEMP VIEW few AS SELECT * FROM tpch.nation"}
+            )
+            assert not result.is_error, result.content[0].text
+            reply = result.structured_content
+            assert reply["result_set"] is False
+            assert reply["statement_kind"] == "temp_view"
+            assert (reply["rows"], reply["row_count"], reply["columns"], reply["result_id"]) == ([], 0, [], None)
+            text = result.content[0].text
+            assert "no result set" in text and "rows" not in text
+            assert [c.type for c in result.content] == ["text"]  # nothing to page, so no resource link
+            rows = await call(alice, "run_sql", session_id=session, sql="SELECT count(*) FROM few")
+            assert rows["result_set"] is True and rows["rows"] == [[25]]
+        finally:
+            await call(alice, "close_session", session_id=session)

@@ -21,7 +21,7 @@ from spark_mcp.drivers.profiles import driver_memory_budget, machine_memory_byte
 from spark_mcp.drivers.quotas import Admission, FleetUsage, QuotaLimits, admit
 from spark_mcp.drivers.standalone import ClusterLog, StandaloneBackend
 from spark_mcp.errors import ConfigError, QuotaExceeded
-from tests.conftest import TESTS
+from tests.helpers import TESTS
 
 MIB = 1024**2
 GIB = 1024**3

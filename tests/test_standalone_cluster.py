@@ -29,8 +29,8 @@ from spark_mcp.config import Config
 from spark_mcp.doctor import run_checks
 from spark_mcp.server import build_server
 from tests.cluster_support import StandaloneCluster, poll
-from tests.conftest import make_config
-from tests.fleet_support import call, call_error, driver_rows
+from tests.fleet_support import driver_rows
+from tests.helpers import call, call_error, make_config
 
 pytestmark = [pytest.mark.anyio, pytest.mark.spark]
 

@@ -8,10 +8,8 @@ the host closes stdin, sends SIGTERM, or kills the server outright.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,27 +21,10 @@ from mcp import Client, StdioServerParameters
 
 from spark_mcp.drivers.process import pid_alive
 from spark_mcp.drivers.recovery import is_ours
-from tests.conftest import TESTS, TPCH_TABLES
 from tests.fleet_support import driver_rows
+from tests.helpers import SPARK_MCP, server_env, write_config
 
-pytestmark = pytest.mark.anyio
-
-SPARK_MCP = str(Path(sys.executable).parent / "spark-mcp")
-
-
-def write_config(home: Path, data_dir: Path) -> Path:
-    lines = [f'home = "{home}"', f'policies = ["{TESTS / "policies"}"]', ""]
-    for table in TPCH_TABLES:
-        lines += ["[[datasets]]", f'name = "tpch.{table}"', f'path = "{data_dir / "tpch" / f"{table}.parquet"}"', ""]
-    path = home.parent / "spark-mcp.toml"
-    path.write_text("\n".join(lines))
-    return path
-
-
-def server_env() -> dict[str, str]:
-    # A host passes only what it is told to (plus HOME, PATH...): Java must be findable.
-    keep = ("HOME", "PATH", "JAVA_HOME", "LANG", "TMPDIR")
-    return {k: v for k, v in os.environ.items() if k in keep}
+pytestmark = [pytest.mark.anyio, pytest.mark.spark]
 
 
 def wait_gone(pid: int, timeout_s: float = 60) -> bool:

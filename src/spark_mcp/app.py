@@ -12,7 +12,7 @@ drivers and their Spark sessions are left for the next server. The MCP layer
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -23,23 +23,29 @@ from spark_mcp.audit import AuditLog, Redactor
 from spark_mcp.catalog import CatalogService
 from spark_mcp.config import Config
 from spark_mcp.drivers import Driver, Fleet, FleetHooks, Lifetime, Profile
-from spark_mcp.drivers.backends import Backends
 from spark_mcp.drivers.credentials import secret_values
+from spark_mcp.drivers.fleet import Backend
+from spark_mcp.drivers.kubernetes_backend import KubernetesBackend
+from spark_mcp.drivers.local import LocalBackend
 from spark_mcp.drivers.profiles import check_credential_files, driver_memory_budget, resolve_profiles
 from spark_mcp.drivers.recovery import recover, server_alive, this_server
-from spark_mcp.drivers.standalone import read_cluster_secret
+from spark_mcp.drivers.sail import SailBackend
+from spark_mcp.drivers.standalone import StandaloneBackend, read_cluster_secret
 from spark_mcp.errors import ConfigError
 from spark_mcp.execution import Executor
+from spark_mcp.governance import Governance
 from spark_mcp.identity import Principal
 from spark_mcp.jobs import JobManager
 from spark_mcp.journal import StateJournal
 from spark_mcp.logs import configure_logging
+from spark_mcp.materialize import Materializer
 from spark_mcp.policy import Policy, load_policies
 from spark_mcp.policy.profiles import unknown_profiles
 from spark_mcp.results import ResultStore
 from spark_mcp.sessions import SessionRegistry
 from spark_mcp.spark.bootstrap import Preparer
 from spark_mcp.spark.connect import open_session
+from spark_mcp.spark.sail import session_setup as sail_session_setup
 from spark_mcp.state import StateDB
 from spark_mcp.state.db import state_path
 from spark_mcp.state.drivers import DriverStore
@@ -91,6 +97,7 @@ def preflight(config: Config) -> Preflight:
 class App:
     config: Config
     policy: Policy
+    governance: Governance
     redactor: Redactor
     audit: AuditLog
     state: StateDB
@@ -99,12 +106,27 @@ class App:
     jobs: JobManager
     results: ResultStore
     executor: Executor
+    materializer: Materializer
     catalog: CatalogService
     journal: StateJournal
 
-    def principal(self, user_id: str) -> Principal:
-        """A principal with the roles the policy gives ``user_id``."""
-        return Principal(id=user_id, roles=self.policy.roles_for(user_id))
+    def principal(
+        self,
+        user_id: str,
+        *,
+        groups: Sequence[str] = (),
+        auth: str = "stdio",
+        token_id: str | None = None,
+        read_only: bool = False,
+    ) -> Principal:
+        """A principal with the roles the policy gives ``user_id`` (and its OIDC ``groups``)."""
+        return Principal(
+            id=user_id,
+            roles=self.policy.roles_for(user_id, groups),
+            auth=auth,
+            token_id=token_id,
+            read_only=read_only,
+        )
 
     @classmethod
     @asynccontextmanager
@@ -154,10 +176,19 @@ class App:
             running_jobs=running_jobs,
         )
         driver_store = DriverStore(db)
+        backends: dict[str, Backend] = {
+            "local": LocalBackend(config, env),
+            # Sail keeps its catalog per session: every new session registers the datasets.
+            "sail": SailBackend(config, env, session_setup=sail_session_setup(config.datasets)),
+        }
+        if any(p.backend == "kubernetes" for p in checked.profiles.values()):
+            backends["kubernetes"] = KubernetesBackend(config)
+        if any(p.backend == "standalone" for p in checked.profiles.values()):
+            backends["standalone"] = StandaloneBackend(config, env)
         fleet = Fleet(
             config,
             checked.profiles,
-            Backends(config, env),
+            backends,
             driver_store,
             server=server,
             memory_budget=checked.memory_budget,
@@ -172,13 +203,16 @@ class App:
         jobs = JobManager(
             max_workers=config.limits.max_concurrent_jobs,
             keep_per_principal=config.results.max_jobs_kept,
+            per_driver=config.limits.max_jobs_per_driver,
             journal=journal,
         )
         late.update(sessions=sessions, jobs=jobs)
-        executor = Executor(config=config, policy=checked.policy, sessions=sessions, jobs=jobs, results=results)
+        governance = Governance(checked.policy, config.limits)
+        executor = Executor(config=config, governance=governance, sessions=sessions, jobs=jobs, results=results)
         app = cls(
             config=config,
             policy=checked.policy,
+            governance=governance,
             redactor=redactor,
             audit=audit,
             state=db,
@@ -187,6 +221,7 @@ class App:
             jobs=jobs,
             results=results,
             executor=executor,
+            materializer=Materializer(executor, jobs, results),
             catalog=CatalogService(executor),
             journal=journal,
         )

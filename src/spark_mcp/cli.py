@@ -34,6 +34,13 @@ def _config(args: argparse.Namespace) -> Config:
         overrides["server"] = {"log_level": args.log_level}
     if getattr(args, "policies", None):
         overrides["policies"] = args.policies
+    server = {
+        key: value
+        for key in ("transport", "host", "port", "tls_cert", "tls_key")
+        if (value := getattr(args, key, None)) is not None
+    }
+    if server:
+        overrides["server"] = {**overrides.get("server", {}), **server}
     return load_config(Path(args.config) if args.config else None, overrides=overrides)
 
 
@@ -81,8 +88,101 @@ def cmd_serve(args: argparse.Namespace) -> int:
     missing = config.missing_datasets()
     if missing:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(missing))
+    if config.server.transport == "http":
+        from spark_mcp.http.app import check_exposure
+        from spark_mcp.http.serve import serve_http
+
+        check_exposure(config)  # before anything starts: a clear refusal, not a half-started server
+        anyio.run(serve_http, config)
+        return 0
     anyio.run(_serve_stdio, config)
     return 0
+
+
+# -- tokens ------------------------------------------------------------------------------
+
+
+def cmd_tokens(args: argparse.Namespace) -> int:
+    import time
+
+    from spark_mcp.auth.settings import resource_url
+    from spark_mcp.auth.tokens import parse_duration
+    from spark_mcp.state.db import StateDB, state_path
+    from spark_mcp.state.tokens import TokenStore
+
+    config = _config(args)
+    db = StateDB(state_path(config.home))
+    try:
+        store = TokenStore(db)
+        now = time.time()
+        if args.action == "create":
+            lifetime = parse_duration(args.expires)
+            scopes = args.scopes or [
+                *config.auth.scopes,
+                *([config.auth.write_scope] if config.auth.write_scope else []),
+            ]
+            issued = store.create(
+                args.token_user,
+                scopes=scopes,
+                resource=args.resource or resource_url(config),
+                expires_at=None if lifetime is None else now + lifetime,
+                name=args.name,
+            )
+            record = issued.record
+            print(issued.token)
+            print(
+                f"token {record.id} for {record.principal}: scopes {' '.join(record.scopes)}, "
+                f"for {record.resource}, expires {_when(record.expires_at)}",
+                file=sys.stderr,
+            )
+            print("This is the only time the token is shown: store it now.", file=sys.stderr)
+            if config.auth.mode != "tokens":
+                print(
+                    f"Note: [auth] mode is {config.auth.mode}; API tokens work only with mode tokens.", file=sys.stderr
+                )
+            return 0
+        if args.action == "revoke":
+            record = store.revoke(args.token_id)
+            print(f"token {record.id} of {record.principal} revoked; it is refused from the next request on")
+            return 0
+        records = store.list(args.token_user)
+        if args.json:
+            print(json.dumps([_token_row(r, now) for r in records], indent=2))
+        elif not records:
+            print("no tokens")
+        else:
+            for r in records:
+                row = _token_row(r, now)
+                print(
+                    f"{row['id']}  user={row['user']}  {row['state']}  scopes={row['scopes']}  "
+                    f"expires={row['expires']}  last used={row['last_used']}"
+                    + (f"  name={row['name']}" if row["name"] else "")
+                )
+        return 0
+    finally:
+        db.close()
+
+
+def _when(ts: float | None) -> str:
+    import datetime
+
+    if ts is None:
+        return "never"
+    return datetime.datetime.fromtimestamp(ts, datetime.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _token_row(record: Any, now: float) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "user": record.principal,
+        "name": record.name,
+        "scopes": " ".join(record.scopes),
+        "resource": record.resource,
+        "state": record.state(now),
+        "created": _when(record.created_at),
+        "expires": _when(record.expires_at),
+        "last_used": _when(record.last_used_at) if record.last_used_at else "never",
+    }
 
 
 # -- doctor ------------------------------------------------------------------------------
@@ -188,8 +288,12 @@ def cmd_drivers(args: argparse.Namespace) -> int:
 def cmd_audit(args: argparse.Namespace) -> int:
     from spark_mcp.audit import tail, verify
 
-    config = _config(args)
-    path = Path(args.path) if args.path else config.audit_path
+    given = getattr(args, "verify_path", None)
+    if given and args.path and Path(given) != Path(args.path):
+        print(f"two different audit files given: {args.path} and {given}", file=sys.stderr)
+        return 2
+    given = given or args.path
+    path = Path(given) if given else _config(args).audit_path
     if args.action == "verify":
         report = verify(path)
         for problem in report.problems:
@@ -225,19 +329,19 @@ async def _explain_policy(config: Config, user: str, sql: str) -> int:
     async with App.running(config) as app:
         principal = app.principal(user)
         session = await app.sessions.create(principal.id, profile="default", max_sessions=10**6)
-        analysis, decision = await app.executor.analyze(principal, session, sql)
-        facts = analysis.facts
+        verdict = await app.executor.analyze(principal, session, sql)
+        facts, decision = verdict.facts, verdict.decision
         print(f"user:      {principal.id} (roles: {', '.join(principal.roles) or 'none'})")
         print(f"statement: {facts.kind.value} ({facts.operation})")
         print(f"reads:     {', '.join(map(str, sorted(facts.reads))) or '-'}")
         print(f"writes:    {', '.join(map(str, sorted(facts.writes))) or '-'}")
         if facts.dangers:
             print("dangers:   " + "; ".join(f"{d.kind.value}: {d.detail}" for d in facts.dangers))
-        if analysis.error:
-            print(f"spark:     {analysis.error.error_class}: {analysis.error.message}")
+        if verdict.spark_error:
+            print(f"spark:     {verdict.spark_error.error_class}: {verdict.spark_error.message}")
         print(f"decision:  {'ALLOWED' if decision.allowed else 'DENIED'}: {decision.reason}")
         print(f"rule:      {decision.rule}")
-        return 0 if decision.allowed else 2
+        return 0 if verdict.allowed else 2
 
 
 # -- call --------------------------------------------------------------------------------
@@ -284,12 +388,34 @@ def build_parser() -> argparse.ArgumentParser:
             "--policies", action="append", help="a policy file or directory; repeat for more (default: policies/)"
         )
 
-    serve = sub.add_parser("serve", help="run the MCP server (stdio)")
+    serve = sub.add_parser("serve", help="run the MCP server (stdio, or streamable HTTP for a team)")
     common(serve)
     serve.add_argument("--user", help="who the stdio caller is (default: $SPARK_MCP_USER, else the OS user)")
-    serve.add_argument("--transport", choices=["stdio"], default="stdio")
+    serve.add_argument("--transport", choices=["stdio", "http"], help="default: server.transport, else stdio")
+    serve.add_argument("--host", help="HTTP: the address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="HTTP: the port (default 8000)")
+    serve.add_argument("--tls-cert", help="HTTP: PEM certificate chain (with --tls-key: HTTPS)")
+    serve.add_argument("--tls-key", help="HTTP: PEM private key")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     serve.set_defaults(func=cmd_serve)
+
+    tokens = sub.add_parser("tokens", help="create, list and revoke API tokens for the HTTP transport")
+    common(tokens)
+    tokens_sub = tokens.add_subparsers(dest="action", required=True)
+    create = tokens_sub.add_parser("create", help="make a token and print it once")
+    create.add_argument("--user", dest="token_user", required=True, help="the principal the token acts as")
+    create.add_argument(
+        "--scopes", nargs="+", help="default: [auth] scopes plus the write scope (spark:read spark:write)"
+    )
+    create.add_argument("--expires", default="90d", help="lifetime: 30d, 12h, 2w... or never (default 90d)")
+    create.add_argument("--name", help="a label to recognise it by")
+    create.add_argument("--resource", help="the server URL it is for (default: this config's resource URL)")
+    tokens_list = tokens_sub.add_parser("list", help="tokens and their state (never the secrets)")
+    tokens_list.add_argument("--user", dest="token_user")
+    tokens_list.add_argument("--json", action="store_true")
+    revoke = tokens_sub.add_parser("revoke", help="revoke a token by id; refused from the next request on")
+    revoke.add_argument("token_id")
+    tokens.set_defaults(func=cmd_tokens)
 
     doctor = sub.add_parser("doctor", help="check Java, Spark, ports, state directory and config")
     common(doctor)
@@ -310,7 +436,9 @@ def build_parser() -> argparse.ArgumentParser:
     common(audit)
     audit.add_argument("--path", help="audit file (default: <home>/audit/audit.jsonl)")
     audit_sub = audit.add_subparsers(dest="action", required=True)
-    audit_sub.add_parser("verify")
+    audit_verify = audit_sub.add_parser("verify")
+    # The form the audit log's own messages suggest: spark-mcp audit verify <path>.
+    audit_verify.add_argument("verify_path", nargs="?", metavar="path", help="audit file (same as --path)")
     audit_tail = audit_sub.add_parser("tail")
     audit_tail.add_argument("-n", type=int, default=20)
     audit_tail.add_argument("--user", dest="filter_user")

@@ -27,6 +27,7 @@ happened and what to do next; they never carry a JVM stack trace or a secret.
     ├── QueryCancelled                 cancelled
     ├── JobLost                        job_lost
     ├── AuditError                     audit_error
+    ├── StorageError                   storage_error (the result store could not write)
     └── StateError                     state_error
 """
 
@@ -193,6 +194,12 @@ class AuditError(SparkMcpError):
     """The audit log could not be written or does not verify."""
 
     code = "audit_error"
+
+
+class StorageError(SparkMcpError):
+    """The result store could not write a result (disk full, file size limit)."""
+
+    code = "storage_error"
 
 
 class StateError(SparkMcpError):

@@ -1,13 +1,12 @@
-"""Scope, then policy, then run: the one path every statement takes.
+"""Scope, then governance, then run: the one path every statement takes.
 
 1. the caller's session (their default one when none is named; creating it needs
    ``session.create``);
 2. analysis by Spark itself (``spark.analyze``), interruptible and under a deadline;
-3. the pure policy decision on the analysed facts, recorded for the audit log;
+3. governance's verdict on the analysed facts (``governance.judge``), noted for the audit;
 4. a job that streams the result into the result store under the role's deadline.
 
-A denied statement is never sent for execution. A statement Spark cannot analyse is
-refused with Spark's own error for everyone but ``sql.admin``.
+A refused statement is never sent for execution: ``submit`` enforces the verdict again.
 """
 
 from __future__ import annotations
@@ -15,20 +14,21 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NoReturn, TypeVar
+from typing import TypeVar
 
 import anyio
 import pyarrow as pa
 
 from spark_mcp.calls import note
 from spark_mcp.config import Config
-from spark_mcp.errors import DriverLost, PolicyDenied, QueryTimedOut, SparkMcpError
+from spark_mcp.errors import DriverLost, InvalidInput, QueryTimedOut, SessionClosed, SparkMcpError
+from spark_mcp.governance import Governance, Verdict
 from spark_mcp.identity import Principal
 from spark_mcp.jobs import Job, JobManager
 from spark_mcp.plans import Plan
-from spark_mcp.policy import Decision, Policy, decide, decide_statement, readable
-from spark_mcp.policy.profiles import ProfileDecision, decide_profile
-from spark_mcp.results import ResultMeta, ResultStore
+from spark_mcp.policy.profiles import ProfileDecision
+from spark_mcp.results import ResultMeta, ResultState, ResultStore
+from spark_mcp.scope_gate import Lease, ScopeGates, changes_scope
 from spark_mcp.sessions import Session, SessionRegistry
 from spark_mcp.spark import plans, runner
 from spark_mcp.spark.analyze import (
@@ -39,25 +39,16 @@ from spark_mcp.spark.analyze import (
     explain_frame_text,
     explain_sql_text,
 )
-from spark_mcp.statement import StatementFacts
+from spark_mcp.statement import StatementKind
 
 T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class Explanation:
-    analysis: Analysis
-    decision: Decision
+    verdict: Verdict
     plan_text: str | None  # withheld when the statement is denied or could not be analysed
     session_id: str
-
-
-@dataclass(frozen=True)
-class EffectiveLimits:
-    max_rows: int  # rows in one reply
-    max_chars: int  # characters of text in one reply
-    query_timeout_s: float
-    max_sessions: int
 
 
 class Executor:
@@ -65,57 +56,37 @@ class Executor:
         self,
         *,
         config: Config,
-        policy: Policy,
+        governance: Governance,
         sessions: SessionRegistry,
         jobs: JobManager,
         results: ResultStore,
     ) -> None:
         self.config = config
-        self.policy = policy
+        self.governance = governance
         self.sessions = sessions
         self.jobs = jobs
         self.results = results
+        self._gates = ScopeGates()
 
-    # -- limits and sessions -------------------------------------------------------------
-
-    def limits(self, principal: Principal) -> EffectiveLimits:
-        """The role's limits, never above the server's caps."""
-        grants = self.policy.grants_for(principal)
-        server = self.config.limits
-        return EffectiveLimits(
-            max_rows=min(grants.max_rows or server.max_rows, server.max_rows),
-            max_chars=server.max_chars,
-            query_timeout_s=min(grants.query_timeout_s or server.query_timeout_s, server.query_timeout_s),
-            max_sessions=min(grants.max_sessions or server.max_sessions, server.max_sessions),
-        )
-
-    def require(self, principal: Principal, action: str) -> Decision:
-        decision = decide(self.policy, principal, action)
-        if not decision.allowed:
-            note(decision="denied", reason=decision.reason, rule=decision.rule)
-            raise PolicyDenied(decision.reason, rule=decision.rule)
-        return decision
-
-    def profile_for(self, principal: Principal, requested: str | None) -> ProfileDecision:
-        """The driver profile ``principal`` gets (``requested``, else its default); raises when denied."""
-        decision = decide_profile(self.policy, principal, requested)
-        if not decision.allowed:
-            note(decision="denied", reason=decision.reason, rule=decision.rule)
-            raise PolicyDenied(decision.reason, rule=decision.rule)
-        return decision
+    # -- sessions ------------------------------------------------------------------------
 
     def _group(self, decision: ProfileDecision) -> str | None:
         return decision.role if self.config.driver.share == "group" else None
 
-    async def create_session(self, principal: Principal, profile: str | None = None) -> Session:
-        self.require(principal, "session.create")
-        chosen = self.profile_for(principal, profile)
+    async def create_session(
+        self, principal: Principal, profile: str | None = None, *, engine: str | None = None
+    ) -> Session:
+        self.governance.require(principal, "session.create")
+        chosen = self.governance.profile_for(principal, profile)
         assert chosen.profile is not None
+        engine = engine or self.sessions.engine_of(chosen.profile)
+        self.governance.require_engine(principal, engine)
         session = await self.sessions.create(
             principal.id,
             profile=chosen.profile,
             group=self._group(chosen),
-            max_sessions=self.limits(principal).max_sessions,
+            max_sessions=self.governance.limits(principal).max_sessions,
+            engine=engine,
         )
         note(session_id=session.id, decision="allowed")
         return session
@@ -124,53 +95,72 @@ class Executor:
         """The named session, or the caller's default one (created on first use, on the default profile)."""
         profile, group = "default", None
         if session_id is None:
-            if not self.sessions.has_default(principal.id):
-                self.require(principal, "session.create")
-            chosen = self.profile_for(principal, None)
+            chosen = self.governance.profile_for(principal, None)
             assert chosen.profile is not None
             profile, group = chosen.profile, self._group(chosen)
+            if not self.sessions.has_default(principal.id):
+                self.governance.require(principal, "session.create")
+                self.governance.require_engine(principal, self.sessions.engine_of(profile))
         session = await self.sessions.resolve(
-            principal.id, session_id, max_sessions=self.limits(principal).max_sessions, profile=profile, group=group
+            principal.id,
+            session_id,
+            max_sessions=self.governance.limits(principal).max_sessions,
+            profile=profile,
+            group=group,
         )
         note(session_id=session.id)
         return session
 
-    # -- analysis and decision -----------------------------------------------------------
+    # -- analysis and the verdict --------------------------------------------------------
 
-    def is_admin(self, principal: Principal) -> bool:
-        return decide(self.policy, principal, "sql.admin").allowed
-
-    async def analyze(self, principal: Principal, session: Session, sql: str) -> tuple[Analysis, Decision]:
-        """Spark's analysis of ``sql`` and the policy's verdict on it; nothing runs."""
+    async def analyze(self, principal: Principal, session: Session, sql: str, *, action: str | None = None) -> Verdict:
+        """Spark's analysis of ``sql`` and governance's verdict on it; nothing runs."""
         tag = f"spark-mcp-analyze-{secrets.token_hex(6)}"
         analysis = await self._with_deadline(
             principal, session, tag, lambda: analyze_sql(session.connect, sql, tag=tag)
         )
-        decision = decide_statement(self.policy, principal, analysis.facts)
-        record_decision(analysis.statement, analysis.facts, decision)
-        return analysis, decision
+        return self.governance.judge(principal, analysis, action=action)
 
-    def enforce(self, principal: Principal, analysis: Analysis, decision: Decision) -> None:
-        """Raise unless the statement may run. Spark's own error wins for a broken statement."""
-        if analysis.error is not None and not self.is_admin(principal):
-            self.refuse_broken(principal, analysis)
-        if not decision.allowed:
-            raise PolicyDenied(decision.reason, rule=decision.rule)
+    async def lease(self, principal: Principal, session: Session, *, exclusive: bool = False) -> Lease:
+        """The session's scope gate (``scope_gate.py``), waited for at most the statement deadline."""
+        gate = self._gates.gate(session)
+        waited_s = 0.0
+        limit_s = self.governance.limits(principal).query_timeout_s
+        if exclusive:
+            gate.want_exclusive(True)
+        try:
+            while not (gate.try_exclusive() if exclusive else gate.try_shared()):
+                if waited_s > limit_s:
+                    raise QueryTimedOut(
+                        f"waited {limit_s:g} s for the other statements of session {session.id} "
+                        "(a USE or SET runs alone in its session); cancel them or use another session"
+                    )
+                await anyio.sleep(0.01)
+                waited_s += 0.01
+        finally:
+            if exclusive:
+                gate.want_exclusive(False)
+        return Lease(gate.release_exclusive if exclusive else gate.release_shared)
 
-    def refuse_broken(self, principal: Principal, analysis: Analysis) -> NoReturn:
-        """Refuse a statement Spark could not analyse, with Spark's reason when it is safe to tell.
+    async def judge_sql(
+        self, principal: Principal, session: Session, sql: str, *, action: str | None = None
+    ) -> tuple[Verdict, Lease]:
+        """The verdict on ``sql`` and the lease it must hold until it has run.
 
-        Spark's messages can quote what they touched ("did you mean `salary`?"): when the
-        partial plan names a table the caller may not read, the denial is all they get.
+        A statement that changes name resolution (USE, SET) gives up its shared lease, waits
+        to hold the session alone, and is analysed again then: nothing can change under it.
         """
-        assert analysis.error is not None
-        for table in sorted(analysis.facts.reads):
-            verdict = readable(self.policy, principal, table)
-            if not verdict.allowed:
-                note(decision="denied", reason=verdict.reason, rule=verdict.rule)
-                raise PolicyDenied(verdict.reason, rule=verdict.rule)
-        note(decision="denied", reason=f"Spark could not analyse it: {analysis.error}", rule="unanalysable")
-        raise analysis.error
+        lease = await self.lease(principal, session)
+        try:
+            verdict = await self.analyze(principal, session, sql, action=action)
+            if changes_scope(verdict.facts):
+                lease.release()
+                lease = await self.lease(principal, session, exclusive=True)
+                verdict = await self.analyze(principal, session, sql, action=action)
+        except BaseException:
+            lease.release()
+            raise
+        return verdict, lease
 
     # -- running -------------------------------------------------------------------------
 
@@ -178,53 +168,90 @@ class Executor:
         self,
         principal: Principal,
         session: Session,
-        analysis: Analysis,
+        verdict: Verdict,
         *,
         tool: str,
         stream: Callable[[Job, runner.ArrowSink], None],
+        preview: int | None = None,
+        fill: ResultMeta | None = None,
+        language: str = "sql",
+        lease: Lease | None = None,
     ) -> Job:
-        """Start a job that streams into a new stored result; returns at once."""
-        limits = self.limits(principal)
+        """Start a job that streams into a stored result; returns at once.
+
+        ``preview``: the job streams at most that many rows plus one, and the result is
+        ``on_demand`` when there were more. ``fill``: the job produces the whole of that
+        on-demand result and replaces it; if it fails, the result says so (``failed``).
+        ``lease``: the statement's hold on its session's scope gate, released when the job ends.
+        """
+        try:
+            verdict.enforce()  # never submit what governance refused
+        except BaseException:
+            if lease is not None:
+                lease.release()
+            raise
+        limits = self.governance.limits(principal)
 
         def work(job: Job) -> ResultMeta:
-            writer = self.results.writer(principal.id, session.id)
+            writer = self.results.writer(
+                principal.id,
+                session.id,
+                result_id=fill.result_id if fill else None,
+                statement=verdict.statement if preview is not None else None,
+                language=language,
+                preview=preview,
+                expect_first=self.results.table(principal.id, fill.result_id) if fill else None,
+            )
             try:
                 stream(job, writer)
                 return writer.finish()
-            except SparkMcpError as exc:
+            except BaseException as exc:
                 writer.abort()
+                if fill is not None:
+                    why = job.stop_reason.value if job.stop_reason else str(exc) or type(exc).__name__
+                    self.results.set_state(fill, ResultState.FAILED, error=why)
                 # A driver that died mid-statement shows as an unreachable driver, or as a closed
                 # channel once its supervisor has noticed. Said once, here: the session's next use
                 # then gets a new driver without a second error.
-                wait_s = 10.0 if isinstance(exc, DriverLost) else 0.0
-                if self.sessions.loss_seen(session, wait_s=wait_s):
-                    raise DriverLost(f"{session.why_closed} (this statement was running: {exc.message})") from None
-                raise
-            except BaseException:
-                writer.abort()
+                if isinstance(exc, SparkMcpError):
+                    wait_s = 10.0 if isinstance(exc, DriverLost) else 0.0
+                    if self.sessions.loss_seen(session, wait_s=wait_s):
+                        raise session.lost_driver() from None
                 raise
 
         job = self.jobs.submit(
             principal=principal.id,
             session_id=session.id,
             tool=tool,
-            statement=analysis.statement,
-            kind=analysis.facts.kind.value,
-            tables=sorted(str(t) for t in analysis.facts.reads | analysis.facts.writes),
+            statement=verdict.statement,
+            kind=verdict.facts.kind.value,
+            tables=sorted(str(t) for t in verdict.facts.reads | verdict.facts.writes),
             timeout_s=limits.query_timeout_s,
             work=work,
             interrupt=lambda tag: len(runner.interrupt(session.connect, tag)),
+            driver=session.driver.id,
+            on_end=lease.release if lease is not None else None,
         )
         note(job_id=job.id)
         return job
 
-    def stream_sql(self, session: Session, sql: str) -> Callable[[Job, runner.ArrowSink], None]:
-        row_limit = self.config.results.max_rows + 1  # one more than kept, to know that more exist
+    def row_limit(self, verdict: Verdict, preview: int | None) -> tuple[int, int | None]:
+        """How many rows to ask Spark for, and the preview size the result keeps (None: all).
+
+        Only a query is previewed: a command runs exactly once, and its answer is small.
+        """
+        if preview is not None and verdict.facts.kind is StatementKind.QUERY:
+            return preview + 1, preview  # one more than shown, to know that more exist
+        return self.config.results.max_rows + 1, None
+
+    def stream_sql(self, session: Session, verdict: Verdict, row_limit: int) -> Callable[[Job, runner.ArrowSink], None]:
+        sql, query = verdict.statement, verdict.facts.kind is StatementKind.QUERY
 
         def stream(job: Job, sink: runner.ArrowSink) -> None:
             runner.stream_sql(
                 session.connect,
                 sql,
+                query=query,
                 tag=job.tag,
                 row_limit=row_limit,
                 sink=sink,
@@ -234,22 +261,36 @@ class Executor:
 
         return stream
 
-    async def run_sql(self, principal: Principal, session_id: str | None, sql: str, *, tool: str) -> Job:
+    async def run_sql(
+        self,
+        principal: Principal,
+        session_id: str | None,
+        sql: str,
+        *,
+        tool: str,
+        preview: int | None = None,
+    ) -> Job:
+        """Analyse, judge and start ``sql``; with ``preview``, a query keeps only that many rows for now."""
         session = await self.session(principal, session_id)
-        analysis, decision = await self.analyze(principal, session, sql)
-        self.enforce(principal, analysis, decision)
-        return self.submit(principal, session, analysis, tool=tool, stream=self.stream_sql(session, analysis.statement))
+        verdict, lease = await self.judge_sql(principal, session, sql)
+        limit, keep = self.row_limit(verdict, preview)
+        stream = self.stream_sql(session, verdict, limit)
+        return self.submit(principal, session, verdict, tool=tool, stream=stream, preview=keep, lease=lease)
 
     # -- structured plans ----------------------------------------------------------------
 
-    async def analyze_plan(
-        self, principal: Principal, session: Session, plan: Plan
-    ) -> tuple[Analysis, Decision, plans.BuiltPlan]:
+    async def analyze_plan(self, principal: Principal, session: Session, plan: Plan) -> tuple[Verdict, plans.BuiltPlan]:
         """Build the plan's DataFrame and have Spark analyse it; nothing runs."""
         statement = plan.model_dump_json(exclude_none=True)
         tag = f"spark-mcp-analyze-{secrets.token_hex(6)}"
 
         def load_result(result_id: str) -> pa.Table:
+            meta = self.results.meta(principal.id, result_id)
+            if not meta.complete:
+                raise InvalidInput(
+                    f"result {result_id} is {meta.state.value}: only its first {meta.row_count} rows exist so far; "
+                    f"fetch_rows(result_id='{result_id}', offset={meta.row_count}) produces the rest"
+                )
             return self.results.table(principal.id, result_id)
 
         def work() -> tuple[Analysis, plans.BuiltPlan]:
@@ -260,21 +301,32 @@ class Executor:
             return analysis, built
 
         analysis, built = await self._with_deadline(principal, session, tag, work)
-        decision = decide_statement(self.policy, principal, analysis.facts)
-        record_decision(statement, analysis.facts, decision)
-        return analysis, decision, built
+        return self.governance.judge(principal, analysis), built
 
-    async def run_plan(self, principal: Principal, session_id: str | None, plan: Plan, *, tool: str) -> Job:
-        self.require(principal, "plan.run")
+    async def run_plan(
+        self, principal: Principal, session_id: str | None, plan: Plan, *, tool: str, preview: int | None = None
+    ) -> Job:
+        """Build, analyse, judge and start a plan; ``preview`` as for ``run_sql``."""
+        self.governance.require(principal, "plan.run")
         session = await self.session(principal, session_id)
-        analysis, decision, built = await self.analyze_plan(principal, session, plan)
-        self.enforce(principal, analysis, decision)
-        row_limit = self.config.results.max_rows + 1
-        frame, view = built.frame, plan.save_as
+        lease = await self.lease(principal, session)  # a plan's table names resolve in the session too
+        try:
+            verdict, built = await self.analyze_plan(principal, session, plan)
+        except BaseException:
+            lease.release()
+            raise
+        limit, keep = self.row_limit(verdict, preview)
+        stream = self.stream_frame(session, built.frame, limit, save_as=plan.save_as)
+        return self.submit(
+            principal, session, verdict, tool=tool, stream=stream, preview=keep, language="plan", lease=lease
+        )
 
+    def stream_frame(
+        self, session: Session, frame: runner.Frame, row_limit: int, *, save_as: str | None = None
+    ) -> Callable[[Job, runner.ArrowSink], None]:
         def stream(job: Job, sink: runner.ArrowSink) -> None:
-            if view is not None:
-                runner.save_temp_view(session.connect, frame, view, tag=job.tag)
+            if save_as is not None:
+                runner.save_temp_view(session.connect, frame, save_as, tag=job.tag)
             runner.stream(
                 session.connect,
                 lambda: frame,
@@ -285,7 +337,45 @@ class Executor:
                 check_stop=job.raise_if_stopping,
             )
 
-        return self.submit(principal, session, analysis, tool=tool, stream=stream)
+        return stream
+
+    # -- the rest of an on-demand result -------------------------------------------------
+
+    async def fill(self, principal: Principal, meta: ResultMeta) -> Job:
+        """Start producing all of an on-demand result by running its statement again, governed again.
+
+        It runs in the session that produced the preview (the statement may use that
+        session's temp views); if that session is gone, the rest cannot be produced.
+        """
+        assert meta.statement is not None and meta.session_id is not None
+        session = self.sessions.get(principal.id, meta.session_id)
+        try:
+            session.check_usable()
+        except SessionClosed as exc:
+            raise SessionClosed(
+                f"the rest of result {meta.result_id} cannot be produced: {exc}. Its first "
+                f"{meta.row_count} rows stay readable; run the statement again for the others."
+            ) from None
+        limit = self.config.results.max_rows + 1
+        if meta.language == "plan":
+            plan = Plan.model_validate_json(meta.statement).model_copy(update={"save_as": None})
+            lease = await self.lease(principal, session)
+            try:
+                verdict, built = await self.analyze_plan(principal, session, plan)
+            except BaseException:
+                lease.release()
+                raise
+            stream = self.stream_frame(session, built.frame, limit)
+        else:
+            verdict, lease = await self.judge_sql(principal, session, meta.statement)
+            stream = self.stream_sql(session, verdict, limit)
+        # Said before the job starts: a quick job's own "complete" must not be overwritten by it.
+        storing = self.results.set_state(meta, ResultState.STORING) if verdict.allowed else meta
+        try:
+            return self.submit(principal, session, verdict, tool="fetch_rows", stream=stream, fill=storing, lease=lease)
+        except BaseException:
+            self.results.save_meta(meta)
+            raise
 
     # -- explain -------------------------------------------------------------------------
 
@@ -300,9 +390,18 @@ class Executor:
     ) -> Explanation:
         """What a statement or plan would do and whether policy allows it, without running it."""
         session = await self.session(principal, session_id)
+        lease = await self.lease(principal, session)  # the plan text must describe what was judged
+        try:
+            return await self._explain(principal, session, sql=sql, plan=plan, mode=mode)
+        finally:
+            lease.release()
+
+    async def _explain(
+        self, principal: Principal, session: Session, *, sql: str | None, plan: Plan | None, mode: ExplainMode
+    ) -> Explanation:
         if plan is not None:
-            self.require(principal, "plan.run")
-            analysis, decision, built = await self.analyze_plan(principal, session, plan)
+            self.governance.require(principal, "plan.run")
+            verdict, built = await self.analyze_plan(principal, session, plan)
             frame = built.frame
 
             def text() -> str:
@@ -310,24 +409,28 @@ class Executor:
 
         else:
             assert sql is not None
-            analysis, decision = await self.analyze(principal, session, sql)
-            statement = analysis.statement
+            verdict = await self.analyze(principal, session, sql)
+            statement = verdict.statement
             tag = f"spark-mcp-explain-{secrets.token_hex(6)}"
 
             def text() -> str:
                 return explain_sql_text(session.connect, statement, mode, tag=tag)
 
         plan_text: str | None = None
-        if decision.allowed and analysis.error is None and analysis.plan is not None:
+        if verdict.allowed and verdict.spark_error is None:
             plan_text = await anyio.to_thread.run_sync(text, abandon_on_cancel=True)
-        return Explanation(analysis=analysis, decision=decision, plan_text=plan_text, session_id=session.id)
+        return Explanation(verdict=verdict, plan_text=plan_text, session_id=session.id)
 
     async def _with_deadline(self, principal: Principal, session: Session, tag: str, work: Callable[[], T]) -> T:
         """Run blocking Spark work off the loop under the role's deadline; interrupt it on timeout or cancel."""
-        limits = self.limits(principal)
+        limits = self.governance.limits(principal)
         try:
             with anyio.fail_after(limits.query_timeout_s):
                 return await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
+        except DriverLost:
+            if session.driver.usable:
+                raise
+            raise session.lost_driver() from None
         except TimeoutError:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(runner.interrupt, session.connect, tag)
@@ -340,14 +443,3 @@ class Executor:
     def cancel_on_exit(self, job: Job) -> None:
         """The caller went away (the MCP request was cancelled): stop the work in Spark too."""
         self.jobs.stop_in_background(job)
-
-
-def record_decision(statement: str, facts: StatementFacts, decision: Decision) -> None:
-    note(
-        statement=statement,
-        kind=facts.kind.value,
-        tables=sorted(str(t) for t in facts.reads | facts.writes),
-        decision="allowed" if decision.allowed else "denied",
-        reason=decision.reason,
-        rule=decision.rule,
-    )

@@ -23,11 +23,22 @@ _PRINCIPAL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 
 @dataclass(frozen=True)
 class Principal:
-    """An authenticated caller: its id, the roles policy gives it, and free attributes."""
+    """An authenticated caller: its id, the roles policy gives it, and how it proved who it is.
+
+    ``roles`` is the one source of the principal's roles for every decision: whoever builds
+    a principal (``App.principal``) resolves them once, from the policy's ``[users]`` and,
+    for OIDC, the token's groups. ``auth`` says how the caller was authenticated (``stdio``,
+    ``token``, ``oidc``, ``proxy``, ``none``), ``token_id`` which API token it used (never
+    the token), and ``read_only`` that its credential lacks the write scope, so actions
+    that change anything are refused whatever the roles grant.
+    """
 
     id: str
     roles: tuple[str, ...] = ()
     attrs: Mapping[str, str] = field(default_factory=dict)
+    auth: str = "stdio"
+    token_id: str | None = None
+    read_only: bool = False
 
     def __post_init__(self) -> None:
         validate_principal_id(self.id)

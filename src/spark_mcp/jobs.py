@@ -5,6 +5,11 @@ or not, so there is one execution path. A job's deadline and ``cancel_job`` both
 interrupt its operation tag in Spark, and keep interrupting until the job has really
 stopped: an interrupt that lands between two of the job's Spark calls would otherwise
 be lost. Jobs belong to their principal; anyone else gets "not found".
+
+A driver runs at most ``limits.max_jobs_per_driver`` jobs at once (its gate): one agent's
+burst of heavy statements would otherwise hold more in the driver's memory than it has.
+The others wait in state ``queued``, which callers see, and their deadline starts when
+they run. A job cancelled while queued never reaches Spark.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import contextlib
 import secrets
 import threading
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -61,6 +67,7 @@ class Job:
     timeout_s: float
     tag: str
     interrupt: Interrupt = field(repr=False)  # bound to the job's Spark session when it was submitted
+    on_end: Callable[[], None] | None = field(default=None, repr=False)  # runs once, when the job ends
     state: JobState = JobState.QUEUED
     created_at: float = field(default_factory=time.time)
     started_at: float | None = None
@@ -118,10 +125,20 @@ def new_job_id() -> str:
 
 
 class JobManager:
-    def __init__(self, *, max_workers: int, keep_per_principal: int, journal: JobJournal | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        max_workers: int,
+        keep_per_principal: int,
+        per_driver: int | None = None,
+        journal: JobJournal | None = None,
+    ) -> None:
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="spark-job")
         self._keep = keep_per_principal
+        self._per_driver = per_driver or max_workers
         self._jobs: dict[str, Job] = {}
+        self._running: dict[str, int] = {}  # driver -> jobs admitted to run
+        self._waiting: dict[str, deque[tuple[Job, Work]]] = {}  # driver -> jobs queued for it
         self._guard = threading.Lock()
         self._journal = journal
 
@@ -145,6 +162,8 @@ class JobManager:
         timeout_s: float,
         work: Work,
         interrupt: Interrupt,
+        driver: str | None = None,
+        on_end: Callable[[], None] | None = None,
     ) -> Job:
         job_id = new_job_id()
         job = Job(
@@ -158,15 +177,57 @@ class JobManager:
             timeout_s=timeout_s,
             tag=f"spark-mcp-{job_id}",
             interrupt=interrupt,
+            on_end=on_end,
         )
         with self._guard:
             self._jobs[job_id] = job
             self._prune(principal)
         self._record(job)
-        self._pool.submit(self._run, job, work)
+        self._admit(driver, job, work)
         return job
 
-    def _run(self, job: Job, work: Work) -> None:
+    def _admit(self, driver: str | None, job: Job, work: Work) -> None:
+        """Run now if the driver has room, else queue behind its other jobs (first come, first run)."""
+        with self._guard:
+            if driver is not None and self._running.get(driver, 0) >= self._per_driver:
+                self._waiting.setdefault(driver, deque()).append((job, work))
+                return
+            if driver is not None:
+                self._running[driver] = self._running.get(driver, 0) + 1
+        self._pool.submit(self._run, driver, job, work)
+
+    def _run(self, driver: str | None, job: Job, work: Work) -> None:
+        try:
+            self._run_admitted(job, work)
+        finally:
+            if driver is not None:
+                with self._guard:
+                    waiting = self._waiting.get(driver)
+                    following = waiting.popleft() if waiting else None
+                    if following is None:
+                        self._running[driver] -= 1
+                if following is not None:  # its slot passes straight to the next queued job
+                    self._pool.submit(self._run, driver, *following)
+
+    def _unqueue(self, job: Job) -> bool:
+        with self._guard:
+            for waiting in self._waiting.values():
+                for entry in waiting:
+                    if entry[0] is job:
+                        waiting.remove(entry)
+                        return True
+        return False
+
+    def queued_before(self, job: Job) -> int:
+        """How many jobs wait ahead of ``job`` for the same driver (0 when it is not waiting)."""
+        with self._guard:
+            for waiting in self._waiting.values():
+                for index, (other, _) in enumerate(waiting):
+                    if other is job:
+                        return index
+        return 0
+
+    def _run_admitted(self, job: Job, work: Work) -> None:
         with job._cond:
             if job.stop_reason is not None:  # cancelled while queued: never touches Spark
                 self._finish(job, job.stop_reason, None, QueryCancelled("cancelled before it started"))
@@ -211,6 +272,12 @@ class JobManager:
             job.finished_at = time.time()
             job.version += 1
             job._cond.notify_all()
+            on_end, job.on_end = job.on_end, None
+        if on_end is not None:
+            try:
+                on_end()
+            except Exception:
+                log.exception("job.on_end_failed", job_id=job.id)
         self._record(job)
         log.info("job.finished", job_id=job.id, state=state.value, elapsed_ms=job.elapsed_ms)
 
@@ -223,6 +290,8 @@ class JobManager:
             job.version += 1
             job._cond.notify_all()
         if job.state is JobState.QUEUED:
+            if self._unqueue(job):  # waiting for its driver: it never started, and never will
+                self._finish(job, reason, None, QueryCancelled("cancelled while queued; it never started"))
             return
         deadline = time.monotonic() + 60
         while not job.state.terminal and time.monotonic() < deadline:
@@ -285,6 +354,12 @@ class JobManager:
 
     def shutdown(self) -> None:
         """Stop every job (interrupting it in Spark) and the worker threads."""
+        with self._guard:
+            queued = [job for waiting in self._waiting.values() for job, _ in waiting]
+            self._waiting.clear()
+        for job in queued:
+            job.stop_reason = JobState.CANCELLED
+            self._finish(job, JobState.CANCELLED, None, QueryCancelled("the server stopped before it started"))
         for job in self.running():
             with job._cond:
                 job.stop_reason = job.stop_reason or JobState.CANCELLED

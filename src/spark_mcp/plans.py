@@ -12,9 +12,23 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from spark_mcp.errors import PlanError
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+
+# How big a plan may be. A plan is a tree (a join's right side and a union's other side are
+# plans of their own), so 200 operations per level would allow 200**depth operations: Spark
+# would spend minutes analysing it, and the JSON alone could exhaust the server. The raw
+# JSON is measured before it is validated, so a hostile one costs a walk, not a recursion.
+MAX_PLAN_DEPTH = 16  # plans nested inside plans (join of a join of ...)
+MAX_PLAN_OPERATIONS = 500  # operations in the whole tree
+MAX_JSON_DEPTH = 100  # nesting of the JSON itself (a legitimate plan needs about 4 per plan level)
+MAX_JSON_NODES = 100_000  # values in the JSON (objects, arrays, strings, numbers...)
+_FORM = re.compile(r"[A-Z][A-Za-z]+")  # a union branch in a validation error's location (TableSource, ...)
+_NOT_THIS_FORM = {"missing", "extra_forbidden"}  # how a branch the caller did not mean fails
+_NO_FORM = "matches none of the forms the grammar lists"
 Expr = Annotated[str, Field(min_length=1, max_length=10_000, description="a Spark SQL expression")]
 ColumnName = Annotated[str, Field(min_length=1, max_length=256)]
 
@@ -237,6 +251,111 @@ class Plan(_Strict):
         if value is not None and not _IDENT.fullmatch(value):
             raise ValueError("save_as must be a plain name: letters, digits and _")
         return value
+
+    def result_sources(self) -> list[str]:
+        """The stored results this plan reads, nested plans (joins, unions) included."""
+        found = [self.source.result_id] if isinstance(self.source, ResultSource) else []
+        for operation in self.operations:
+            if isinstance(operation, Join):
+                found += operation.right.result_sources()
+            elif isinstance(operation, Union):
+                found += operation.other.result_sources()
+        return list(dict.fromkeys(found))
+
+
+PLAN_GRAMMAR = """\
+plan = {"source": SOURCE, "operations": [OP, ...], "save_as"?: "view"}
+SOURCE = {"table": "ns.t"} | {"sql": "SELECT ..."} | {"range": {"start"?, "end", "step"?}} | {"result_id": "res_..."}
+OP = {"op": NAME, ...}; E = a Spark SQL expression string:
+ select {columns: [E]} | filter {condition: E} | with_column {name, expr: E} | drop {columns}
+ rename {mapping: {old: new}} | group_by {columns: [E], aggs: [AGG]} | order_by {keys: [E | KEY]}
+ limit {n} | distinct {columns?} | sample {fraction, seed?, with_replacement?}
+ pivot {group_by: [E], pivot_column, values?, aggs: [AGG]}
+ window {name, function: E, partition_by: [E], order_by: [E | KEY], rows_between?: [lo, hi] (null: unbounded)}
+ join {right: plan, on: [column] | condition: E, how?: inner|left|right|full|left_semi|left_anti|cross,
+  left_alias?, right_alias?} | union {other: plan, by_name?: true, distinct?: false}
+AGG = {fn, column ("*" for count), alias?, percentile?} | {expr: E, alias?}; fn: count sum avg min max
+ count_distinct approx_count_distinct approx_percentile stddev variance first last collect_list collect_set
+KEY = {column: E, descending?: false, nulls?: first|last}"""
+
+
+def check_json_size(data: object) -> None:
+    """Refuse JSON nested deeper than ``MAX_JSON_DEPTH`` or with more than ``MAX_JSON_NODES`` values.
+
+    Iterative, so that no input can make it recurse.
+    """
+    stack: list[tuple[object, int]] = [(data, 1)]
+    nodes = 0
+    while stack:
+        value, depth = stack.pop()
+        nodes += 1
+        if depth > MAX_JSON_DEPTH:
+            raise PlanError("plan", f"the JSON is nested more than {MAX_JSON_DEPTH} levels deep; simplify the plan")
+        if nodes > MAX_JSON_NODES:
+            raise PlanError("plan", f"the JSON has more than {MAX_JSON_NODES:,} values; simplify the plan")
+        if isinstance(value, dict):
+            stack.extend((item, depth + 1) for item in value.values())
+        elif isinstance(value, list | tuple):
+            stack.extend((item, depth + 1) for item in value)
+
+
+def check_plan_size(plan: Plan) -> None:
+    """Refuse plans nested deeper than ``MAX_PLAN_DEPTH`` or with more than ``MAX_PLAN_OPERATIONS`` operations."""
+    operations = 0
+    stack: list[tuple[Plan, int, str]] = [(plan, 1, "plan")]
+    while stack:
+        current, depth, where = stack.pop()
+        if depth > MAX_PLAN_DEPTH:
+            raise PlanError(
+                where,
+                f"plans are nested more than {MAX_PLAN_DEPTH} deep (joins and unions of plans); "
+                "save intermediate steps with save_as and read them with a table source",
+            )
+        operations += len(current.operations)
+        if operations > MAX_PLAN_OPERATIONS:
+            raise PlanError(
+                "plan",
+                f"the plan has more than {MAX_PLAN_OPERATIONS} operations in all (nested plans included); "
+                "split it into steps with save_as",
+            )
+        for index, operation in enumerate(current.operations):
+            if isinstance(operation, Join):
+                stack.append((operation.right, depth + 1, f"{where}.operations[{index}].right"))
+            elif isinstance(operation, Union):
+                stack.append((operation.other, depth + 1, f"{where}.operations[{index}].other"))
+
+
+def parse_plan(data: object) -> Plan:
+    """A plan from JSON the caller sent; ``PlanError`` naming where it is wrong (at most three places),
+    or saying which size limit it passes (``MAX_PLAN_DEPTH``, ``MAX_PLAN_OPERATIONS``, ``MAX_JSON_*``).
+    """
+    check_json_size(data)
+    try:
+        plan = Plan.model_validate(data)
+    except ValidationError as exc:
+        problems: dict[str, str] = {}
+        for error in exc.errors():
+            where, message = "plan", error["msg"]
+            for part in error["loc"]:
+                if isinstance(part, str) and _FORM.fullmatch(part):  # a branch of a union (a source's forms)
+                    if error["type"] in _NOT_THIS_FORM:
+                        message = _NO_FORM
+                        break
+                    continue  # the form the caller meant, wrong inside: say what is wrong there
+                where += f"[{part}]" if isinstance(part, int) else f".{part}"
+            problems.setdefault(where, message)
+        # A union none of whose forms fit says so only when no form says more precisely what is wrong.
+        problems = {
+            where: why
+            for where, why in problems.items()
+            if why != _NO_FORM or not any(other.startswith((f"{where}.", f"{where}[")) for other in problems)
+        }
+        (first, message), *others = list(problems.items())
+        also = "; ".join(f"{where}: {why}" for where, why in others[:2])
+        also = f"; also {also}" + (f" (and {len(others) - 2} more)" if len(others) > 2 else "") if also else ""
+        raise PlanError(first, f"{message}{also}. The grammar is in run_plan's description") from None
+    check_plan_size(plan)
+    return plan
 
 
 Join.model_rebuild()

@@ -40,8 +40,9 @@ class _Discard:
 
 def warm_up(session: ConnectSession) -> None:
     """Take a statement down the path every call takes (analysis, then a streamed Arrow result)."""
-    analyze_sql(session, "SELECT 1 AS one", tag="spark-mcp-warm-up")
-    runner.stream_sql(session, "SELECT 1 AS one", tag="spark-mcp-warm-up", row_limit=2, sink=_Discard())
+    if session.driver.engine == "spark":  # Sail's analysis is its own (spark/sail.py)
+        analyze_sql(session, "SELECT 1 AS one", tag="spark-mcp-warm-up")
+    runner.stream_sql(session, "SELECT 1 AS one", query=True, tag="spark-mcp-warm-up", row_limit=2, sink=_Discard())
 
 
 class SessionPool:

@@ -28,7 +28,7 @@ import anyio
 import structlog
 
 from spark_mcp.drivers import Driver, Fleet, owner_key
-from spark_mcp.errors import InvalidInput, LimitExceeded, SessionClosed, SessionNotFound, SparkMcpError
+from spark_mcp.errors import DriverLost, InvalidInput, LimitExceeded, SessionClosed, SessionNotFound, SparkMcpError
 from spark_mcp.session_pool import SessionPool
 from spark_mcp.spark import runner
 from spark_mcp.spark.connect import ConnectSession, open_session
@@ -56,7 +56,17 @@ class Session:
     last_used: float = field(default_factory=time.time)
     state: SessionState = SessionState.OPEN
     why_closed: str | None = None
-    loss_reported: bool = False  # a failed call already told the caller that the driver died
+    loss_reported: bool = False  # a call running on it when its driver died already said so
+
+    def lost_driver(self) -> DriverLost:
+        """The error of a call that was running when the driver died. It tells the caller the
+        session is gone, so the next call without session_id gets a new default session at once."""
+        self.loss_reported = True
+        return DriverLost(
+            f"the Spark driver {self.driver.id} stopped while this ran: session {self.id} is lost with its "
+            "temp views and settings. Call again (without session_id for a new default session): "
+            "a new driver is started."
+        )
 
     def touch(self) -> None:
         self.last_used = time.time()
@@ -98,6 +108,7 @@ class SessionRegistry:
         self._ended: dict[str, Session | SessionRow] = {}
         self._guard = threading.Lock()
         self._default_locks: dict[str, anyio.Lock] = {}
+        self._opening: dict[str, int] = {}  # principal -> sessions being opened now
         # Under "session" share every session gets a new driver: nothing to open ahead there.
         self._ahead = SessionPool() if share != "session" else None
 
@@ -106,21 +117,59 @@ class SessionRegistry:
             return [s for s in self._sessions.values() if s.principal == principal and s.state is SessionState.OPEN]
 
     async def create(
-        self, principal: str, *, profile: str, max_sessions: int, group: str | None = None, default: bool = False
+        self,
+        principal: str,
+        *,
+        profile: str,
+        max_sessions: int,
+        group: str | None = None,
+        default: bool = False,
+        engine: str | None = None,
     ) -> Session:
         for session in self._open(principal):
             if not session.driver.usable:
                 session._mark_lost()
-        open_now = self._open(principal)
-        if len(open_now) >= max_sessions:
-            raise LimitExceeded(
-                f"limits.max_sessions: you have {len(open_now)} open sessions, the limit for your role is "
-                f"{max_sessions}: close one with close_session (list_sessions shows them)"
+        # The check and the reservation are one step: sessions being opened count against the
+        # limit, or concurrent calls would each see room and all open one (seen: 20 at once
+        # opened 20 sessions under a limit of 3).
+        with self._guard:
+            open_now = sum(
+                1 for s in self._sessions.values() if s.principal == principal and s.state is SessionState.OPEN
             )
+            opening = self._opening.get(principal, 0)
+            if open_now + opening >= max_sessions:
+                raise LimitExceeded(
+                    f"limits.max_sessions: you have {open_now + opening} open sessions, the limit for your role "
+                    f"is {max_sessions}: close one with close_session (list_sessions shows them)"
+                )
+            self._opening[principal] = opening + 1
+        try:
+            session = await self._open_new(principal, profile=profile, group=group, default=default, engine=engine)
+        finally:
+            with self._guard:
+                self._opening[principal] -= 1
+                if not self._opening[principal]:
+                    del self._opening[principal]
+        self._store.put(_row(session))
+        if self._ahead is not None:
+            self._ahead.refill(session.driver, principal)
+        log.info(
+            "session.created",
+            session_id=session.id,
+            principal=principal,
+            driver_id=session.driver.id,
+            profile=profile,
+            engine=session.driver.engine,
+        )
+        return session
+
+    async def _open_new(
+        self, principal: str, *, profile: str, group: str | None, default: bool, engine: str | None
+    ) -> Session:
         session_id = new_session_id()
         owner = owner_key(self._share, principal=principal, session_id=session_id, group=group)
         # Under the group share level the driver serves a role, not this principal.
-        driver = await self._fleet.acquire(owner, profile, principal=None if group else principal)
+        driver = await self._fleet.acquire(owner, profile, principal=None if group else principal, engine=engine)
         try:
             connect = self._ahead.take(driver, principal) if self._ahead else None
             if connect is None:
@@ -134,11 +183,11 @@ class SessionRegistry:
         )
         with self._guard:
             self._sessions[session_id] = session
-        self._store.put(_row(session))
-        if self._ahead is not None:
-            self._ahead.refill(driver, principal)
-        log.info("session.created", session_id=session_id, principal=principal, driver_id=driver.id, profile=profile)
         return session
+
+    def engine_of(self, profile: str) -> str:
+        """The engine a session on ``profile`` gets unless it asks for another."""
+        return self._fleet.profiles[profile].engine
 
     def ready_ahead(self, driver: Driver, principal: str) -> bool:
         """Whether a session for ``principal`` on ``driver`` is open and warm, waiting to be taken."""

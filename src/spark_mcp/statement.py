@@ -1,6 +1,6 @@
 """What a statement touches: the facts that plan inspection extracts and policy rules on.
 
-Pure data, shared by ``spark/inspect.py`` (which produces it from Spark's analyzed plan)
+Pure data, shared by ``spark/inspect/`` (which produces it from Spark's analyzed plan)
 and ``policy/`` (which decides on it). Neither side imports the other.
 """
 

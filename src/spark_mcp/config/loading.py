@@ -172,6 +172,9 @@ def _anchor_paths(layer: dict[str, Any], base: Path) -> dict[str, Any]:
         anchored["datasets"] = [
             {**d, "path": anchor(d["path"])} if isinstance(d, dict) and "path" in d else d for d in anchored["datasets"]
         ]
+    server = anchored.get("server")
+    if isinstance(server, dict):
+        anchored["server"] = {k: anchor(v) if k in ("tls_cert", "tls_key") else v for k, v in server.items()}
     audit = anchored.get("audit")
     if isinstance(audit, dict) and "path" in audit:
         anchored["audit"] = {**audit, "path": anchor(audit["path"])}

@@ -24,7 +24,7 @@ _HOST = rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9A-Fa-f:.]+\])"  # a DNS name, an IPv
 _HOST_PORT = rf"{_HOST}:[0-9]{{1,5}}"
 _MASTER = re.compile(rf"^spark://({_HOST_PORT})(,{_HOST_PORT})*$")
 _MASTER_UI = re.compile(rf"^https?://{_HOST_PORT}/?$")
-Backend = Literal["local", "standalone"]
+Backend = Literal["local", "standalone", "kubernetes"]
 
 
 class _Model(BaseModel):
@@ -76,6 +76,45 @@ class DatasetConfig(_Model):
         return Path(self.path.removeprefix("file://").removeprefix("file:"))
 
 
+_K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+class KubernetesConfig(_Model):
+    """Drivers as pods (``driver.backend = "kubernetes"``): see ``drivers/kubernetes.py``."""
+
+    kubeconfig: str | None = Field(default=None, description="a kubeconfig file; none: in-cluster credentials")
+    namespace: str = Field(default="spark-mcp-{tenant}", description="the driver namespace of a tenant")
+    tenants: dict[str, str] = Field(default_factory=dict, description="principal -> tenant")
+    default_tenant: str = "default"
+    image: str = Field(default="apache/spark:4.1.1", description="a Spark image with the Connect jar, Spark = client")
+    spark_home: str = "/opt/spark"
+    run_as_user: int = Field(default=185, ge=1, description="the image's non-root user (185 in apache/spark)")
+    executor_instances: int = Field(default=0, ge=0, le=1000, description="0: local[N] in the pod; more: pods")
+    executor_cores: int = Field(default=1, ge=1, le=256)
+    executor_memory: str = "1g"
+    service_account: str = Field(default="spark-mcp-driver", description="used only when executors are pods")
+    credentials_secret: str | None = Field(default=None, description="a Secret mounted into the driver pod only")
+    server_namespace: str = Field(default="spark-mcp", description="where spark-mcp runs (NetworkPolicy)")
+    server_labels: dict[str, str] = Field(default_factory=lambda: {"app.kubernetes.io/name": "spark-mcp"})
+    scratch_size: str = Field(default="10Gi", description="emptyDir for /tmp and spark.local.dir")
+    image_pull_secrets: tuple[str, ...] = ()
+
+    @field_validator("default_tenant", "service_account", "server_namespace")
+    @classmethod
+    def _dns_name(cls, value: str) -> str:
+        if not _K8S_NAME.fullmatch(value):
+            raise ValueError("must be a Kubernetes name (lower-case letters, digits and '-', at most 63)")
+        return value
+
+    @field_validator("tenants")
+    @classmethod
+    def _tenant_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for tenant in value.values():
+            if not _K8S_NAME.fullmatch(tenant):
+                raise ValueError(f"tenant {tenant!r} must be a Kubernetes name part (a-z, 0-9, '-')")
+        return value
+
+
 def parse_size(text: str) -> int:
     """Bytes in a JVM-style size (``512m``, ``2g``; a bare number is bytes)."""
     if not _MEMORY.fullmatch(text):
@@ -95,8 +134,10 @@ class DriverConfig(_Model):
 
     backend: Backend = Field(
         default="local",
-        description="local: local[N] on this machine; standalone: client mode against driver.master",
+        description="local: local[N] on this machine; standalone: client mode against driver.master; "
+        "kubernetes: a pod per driver",
     )
+    kubernetes: KubernetesConfig = KubernetesConfig()
     master: str | None = Field(
         default=None, description="the Spark standalone master, spark://host:7077 (several, comma-separated, for HA)"
     )
@@ -114,6 +155,11 @@ class DriverConfig(_Model):
         default=None,
         description="standalone: a file (0600) holding the cluster's spark.authenticate secret; drivers then "
         "authenticate to the master, workers and executors",
+    )
+    engine: Literal["spark", "sail"] = Field(
+        default="spark",
+        description="the engine of a session created without one: spark (a JVM driver) or sail (pysail, "
+        "Rust; no authentication of its own, loopback only)",
     )
     catalog: Literal["in-memory", "hive"] = Field(
         default="in-memory",
@@ -278,7 +324,7 @@ class ProfileConfig(_Model):
     """``[profiles.NAME]``: what a driver of this profile is. Unset sizes come from ``[driver]``."""
 
     description: str | None = None
-    engine: Literal["spark"] = "spark"
+    engine: Literal["spark", "sail"] | None = Field(default=None, description="none: driver.engine")
     backend: Backend | None = Field(default=None, description="default: driver.backend")
     cores: int | None = Field(default=None, ge=1, le=256)
     memory: str | None = None
@@ -337,6 +383,9 @@ class LimitsConfig(_Model):
     max_sessions: int = Field(default=8, ge=1)
     session_idle_timeout_s: float = Field(default=3600, gt=0)
     max_concurrent_jobs: int = Field(default=16, ge=1, le=256)
+    max_jobs_per_driver: int = Field(
+        default=4, ge=1, le=256, description="jobs one driver runs at once; the others wait, state queued"
+    )
 
     @model_validator(mode="after")
     def _coherent(self) -> LimitsConfig:
@@ -360,8 +409,56 @@ class AuditConfig(_Model):
 
 
 class ServerConfig(_Model):
-    transport: Literal["stdio"] = "stdio"
+    """How the server is reached: stdio (one user), or streamable HTTP (a team)."""
+
+    transport: Literal["stdio", "http"] = "stdio"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    host: str = Field(default="127.0.0.1", description="HTTP: the address to bind")
+    port: int = Field(default=8000, ge=0, le=65535, description="HTTP: the port to bind (0: any free port)")
+    public_url: str | None = Field(
+        default=None, description="HTTP: the URL clients use (e.g. https://spark.example.com), when behind a proxy"
+    )
+    tls_cert: Path | None = Field(default=None, description="HTTP: PEM certificate chain; with tls_key, serve HTTPS")
+    tls_key: Path | None = Field(default=None, description="HTTP: PEM private key of tls_cert")
+    allowed_hosts: tuple[str, ...] = Field(
+        default=(), description="HTTP: Host header values accepted (host or host:port, host:* for any port)"
+    )
+    allowed_origins: tuple[str, ...] = Field(
+        default=(), description="HTTP: Origin header values accepted (scheme://host[:port], :* for any port)"
+    )
+    max_request_bytes: int = Field(default=1024 * 1024, ge=1024, le=256 * 1024 * 1024)
+    cors_origins: tuple[str, ...] = Field(default=(), description="HTTP: origins allowed by CORS (none: no CORS)")
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value):
+            raise ValueError("must be an http(s) URL without query or fragment, e.g. https://spark.example.com")
+        return value.rstrip("/")
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for host in value:
+            if not re.fullmatch(r"[A-Za-z0-9.\-\[\]:]+(:\*)?", host):
+                raise ValueError(f"{host!r} is not a host or host:port")
+        return value
+
+    @field_validator("allowed_origins", "cors_origins")
+    @classmethod
+    def _origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in value:
+            if not re.fullmatch(r"https?://[A-Za-z0-9.\-\[\]:]+(:\*)?", origin):
+                raise ValueError(f"{origin!r} is not an origin (scheme://host[:port])")
+        return value
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ServerConfig:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: set both, or neither")
+        return self
 
 
 class Config(_Model):
@@ -375,6 +472,7 @@ class Config(_Model):
     limits: LimitsConfig = LimitsConfig()
     results: ResultsConfig = ResultsConfig()
     audit: AuditConfig = AuditConfig()
+    auth: AuthConfig = Field(default_factory=lambda: AuthConfig())
     pool: PoolConfig = PoolConfig()
     quotas: QuotasConfig = QuotasConfig()
     profiles: dict[str, ProfileConfig] = Field(default_factory=dict)
@@ -419,6 +517,14 @@ class Config(_Model):
                 "driver.share = session cannot use driver.catalog = hive: two drivers of one user would "
                 "open the same Derby metastore, which admits one at a time"
             )
+        kubernetes = self.driver.backend == "kubernetes" or any(
+            p.backend == "kubernetes" for p in self.profiles.values()
+        )
+        if kubernetes and (self.pool.size > 0 or self.driver.share == "group"):
+            raise ValueError(
+                "the kubernetes backend starts each driver in its principal's tenant namespace: "
+                "set pool.size = 0 and driver.share = user or session"
+            )
         return self
 
     @property
@@ -446,3 +552,142 @@ class Config(_Model):
             for index, dataset in enumerate(self.datasets)
             if dataset.local_path is not None and not dataset.local_path.exists()
         ]
+
+
+# --- authentication (HTTP transport) ---------------------------------------------------------
+
+# Signature algorithms an OIDC issuer may use: asymmetric only. "none" and the HS* family are
+# refused, since a JWKS publishes public keys and an HMAC "key" taken from it would let
+# anyone who can read the JWKS sign tokens.
+ASYMMETRIC_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+_SCOPE = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]{1,64}$")  # RFC 6749 scope-token characters
+
+
+def _scope_list(value: tuple[str, ...]) -> tuple[str, ...]:
+    for scope in value:
+        if not _SCOPE.fullmatch(scope):
+            raise ValueError(f"{scope!r} is not a scope (printable, no spaces, quotes or backslashes)")
+    return value
+
+
+class OidcConfig(_Model):
+    """``[auth.oidc]``: JWTs from an OpenID Connect issuer, checked against its JWKS."""
+
+    issuer: str | None = Field(default=None, description="the issuer URL, exactly as tokens carry it in iss")
+    audience: str | None = Field(default=None, description="required aud (default: the resource URL)")
+    jwks_url: str | None = Field(default=None, description="default: from the issuer's discovery document")
+    principal_claim: str = Field(default="sub", description="the claim naming the principal")
+    groups_claim: str | None = Field(default=None, description="a claim listing groups that name policy roles")
+    clock_skew_s: float = Field(default=30, ge=0, le=300)
+    algorithms: tuple[str, ...] = ("RS256", "ES256")
+    jwks_cache_s: float = Field(default=300, gt=0, le=86400, description="how long fetched keys are trusted")
+    jwks_min_refetch_s: float = Field(
+        default=30, ge=0, le=3600, description="an unknown kid refetches the JWKS at most this often"
+    )
+
+    @field_validator("issuer", "jwks_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"https?://[^\s]+", value):
+            raise ValueError("must be an http(s) URL")
+        return value
+
+    @field_validator("algorithms")
+    @classmethod
+    def _algorithms(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("name at least one algorithm")
+        for name in value:
+            if name not in ASYMMETRIC_ALGORITHMS:
+                allowed = ", ".join(sorted(ASYMMETRIC_ALGORITHMS))
+                raise ValueError(f"{name!r} is not allowed: use asymmetric algorithms only ({allowed})")
+        return value
+
+    @field_validator("principal_claim", "groups_claim")
+    @classmethod
+    def _claim(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9_:./\-]{1,128}", value):
+            raise ValueError("must be a claim name")
+        return value
+
+
+class ProxyConfig(_Model):
+    """``[auth.proxy]``: identity from a header set by an authenticating proxy."""
+
+    header: str = Field(default="X-Forwarded-User", description="the header carrying the principal id")
+    trusted_proxies: tuple[str, ...] = Field(
+        default=(), description="addresses (CIDRs) of the proxies allowed to set the header"
+    )
+
+    @field_validator("header")
+    @classmethod
+    def _header(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9-]{1,64}", value):
+            raise ValueError("must be an HTTP header name")
+        if value.lower() in ("authorization", "host", "cookie", "content-type", "content-length"):
+            raise ValueError(f"{value} cannot carry an identity")
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _cidrs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        import ipaddress
+
+        for cidr in value:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(f"{cidr!r} is not an address or CIDR (e.g. 10.0.0.5/32)") from None
+        return value
+
+
+class AuthConfig(_Model):
+    """``[auth]``: how HTTP callers prove who they are (stdio trusts the launching user)."""
+
+    mode: Literal["tokens", "oidc", "proxy", "none"] = Field(
+        default="tokens",
+        description="tokens: spark-mcp's own API tokens; oidc: JWTs from an issuer; proxy: a trusted "
+        "proxy's header; none: no authentication (loopback only, every caller is `user`)",
+    )
+    scopes: tuple[str, ...] = Field(default=("spark:read",), description="scopes every token must carry")
+    write_scope: str | None = Field(
+        default="spark:write", description="the scope that allows changes; a token without it is read-only"
+    )
+    resource_url: str | None = Field(default=None, description="this server's resource URL (default: <public>/mcp)")
+    oidc: OidcConfig = OidcConfig()
+    proxy: ProxyConfig = ProxyConfig()
+
+    @field_validator("scopes")
+    @classmethod
+    def _scopes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("name at least one scope: a token with no scope would then reach everything")
+        return _scope_list(value)
+
+    @field_validator("write_scope")
+    @classmethod
+    def _write_scope(cls, value: str | None) -> str | None:
+        if not value:
+            return None  # "": no write scope, the policy alone decides
+        _scope_list((value,))
+        return value
+
+    @field_validator("resource_url")
+    @classmethod
+    def _resource(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"https?://[^\s?#]+", value):
+            raise ValueError("must be an http(s) URL without query or fragment")
+        return value
+
+    @model_validator(mode="after")
+    def _mode_needs(self) -> AuthConfig:
+        if self.mode == "oidc" and not self.oidc.issuer:
+            raise ValueError("mode oidc needs [auth.oidc] issuer")
+        if self.mode == "proxy" and not self.proxy.trusted_proxies:
+            raise ValueError("mode proxy needs [auth.proxy] trusted_proxies: the addresses of your proxies")
+        return self
+
+
+Config.model_rebuild()  # Config names AuthConfig, defined after it

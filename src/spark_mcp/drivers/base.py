@@ -42,7 +42,7 @@ class Driver:
     workdir: Path
     log_path: Path
     token: str = field(repr=False)
-    engine: str = "spark"
+    engine: str = "spark"  # "spark" (a JVM SparkConnectServer) or "sail" (pysail's Rust server)
     memory_bytes: int = 0
     lifetime: Lifetime = Lifetime.SERVER
     owner: str | None = None
@@ -59,6 +59,9 @@ class Driver:
     adopted: bool = False
     spark_version: str = ""
     builtin_functions: frozenset[str] = field(default=frozenset(), repr=False)
+    # Statements every new session on this driver runs first: Sail keeps its catalog per
+    # session, so the configured datasets are registered in each one (empty for Spark).
+    session_setup: tuple[str, ...] = field(default=(), repr=False)
 
     @property
     def usable(self) -> bool:

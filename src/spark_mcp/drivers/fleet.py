@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import itertools
 import threading
 import time
@@ -64,7 +65,7 @@ class Fleet:
         self,
         config: Config,
         profiles: Mapping[str, Profile],
-        backend: Backend,
+        backends: Mapping[str, Backend],
         store: DriverStore,
         *,
         server: ServerRef,
@@ -74,7 +75,8 @@ class Fleet:
         self.config = config
         self.profiles = dict(profiles)
         self.server = server
-        self._backend = backend
+        # By backend name ("local", "kubernetes"), plus "sail": the engine that brings its own server.
+        self._backends = dict(backends)
         self._store = store
         self._hooks = hooks
         self.limits = QuotaLimits(
@@ -104,10 +106,20 @@ class Fleet:
         with self._guard:
             return self._all.get(driver_id)
 
-    def assigned(self, owner: str, profile: str) -> Driver | None:
+    def assigned(self, owner: str, profile: str, engine: str | None = None) -> Driver | None:
         with self._guard:
-            found = [d for d in self._all.values() if d.owner == owner and d.profile == profile and d.usable]
+            found = [
+                d
+                for d in self._all.values()
+                if d.owner == owner and d.profile == profile and d.usable and (engine is None or d.engine == engine)
+            ]
         return found[0] if found else None
+
+    def backend_for(self, engine: str, backend: str) -> Backend:
+        found = self._backends.get("sail" if engine == "sail" else backend)
+        if found is None:
+            raise DriverError(f"the {engine} engine on the {backend} backend is not available on this server")
+        return found
 
     def current(self, principal: str, profile: str | None = None) -> Driver | None:
         """A usable driver assigned for ``principal`` (its own, under ``user`` or ``session`` share)."""
@@ -152,18 +164,25 @@ class Fleet:
 
     # -- getting a driver ------------------------------------------------------------------
 
-    async def acquire(self, owner: str, profile_name: str, *, principal: str | None) -> Driver:
-        """The owner's ready driver of this profile: its own, a spare, or a new one."""
+    async def acquire(
+        self, owner: str, profile_name: str, *, principal: str | None, engine: str | None = None
+    ) -> Driver:
+        """The owner's ready driver of this profile (and ``engine``, else the profile's): its own,
+        a spare, or a new one."""
         if self._closed:
             raise DriverError("the server is shutting down; no new drivers are started")
         profile = self.profiles[profile_name]
-        lock = self._owner_locks.setdefault((owner, profile_name), anyio.Lock())
+        if engine is not None and engine != profile.engine:
+            profile = dataclasses.replace(profile, engine=engine)
+        own_engine = profile.engine == self.profiles[profile_name].engine
+        self.backend_for(profile.engine, profile.backend)  # fail before any lock or quota
+        lock = self._owner_locks.setdefault((owner, f"{profile_name}/{profile.engine}"), anyio.Lock())
         async with lock:
-            driver = self.assigned(owner, profile_name)
+            driver = self.assigned(owner, profile_name, profile.engine)
             if driver is not None:
                 driver.touch()
                 return driver
-            spare = await self.warm.take(profile_name)
+            spare = await self.warm.take(profile_name) if own_engine else None  # spares run the profile's engine
             if spare is not None:
                 return self._assign(spare, owner, principal)
             driver = await self.start(profile, owner=owner, principal=principal)
@@ -198,9 +217,10 @@ class Fleet:
             self.save(driver)
             self._supervise(driver)
 
-        spec = DriverSpec(profile, self.lifetime, self._metastore_dir(owner, principal, profile.name))
+        lifetime = Lifetime.SERVER if profile.engine == "sail" else self.lifetime  # see SailBackend.start
+        spec = DriverSpec(profile, lifetime, self._metastore_dir(owner, principal, profile.name), principal)
         try:
-            driver = await self._backend.start(spec, on_launch=on_launch)
+            driver = await self.backend_for(profile.engine, profile.backend).start(spec, on_launch=on_launch)
             await self._hooks.prepare(driver, owner is None)
         except BaseException as exc:
             with self._guard:
@@ -280,7 +300,7 @@ class Fleet:
     async def _forget_stopped(self, driver: Driver) -> None:
         if driver.state not in (DriverState.FAILED, DriverState.LOST):
             driver.state = DriverState.STOPPING
-        await self._backend.stop(driver)
+        await self.backend_for(driver.engine, driver.backend).stop(driver)
         with self._guard:
             self._all.pop(driver.id, None)
         self._store.delete(driver.id)
@@ -307,7 +327,8 @@ class Fleet:
         drivers = self.drivers()
         if self.lifetime is Lifetime.PERSISTENT:
             for driver in drivers:
-                if driver.state is not DriverState.READY:  # never prepared: no next server could use it
+                # Never prepared, or bound to this server (Sail): no next server could use it.
+                if driver.state is not DriverState.READY or driver.lifetime is Lifetime.SERVER:
                     with anyio.CancelScope(shield=True), contextlib.suppress(DriverError):
                         await self._forget_stopped(driver)
             self.flush_last_used()

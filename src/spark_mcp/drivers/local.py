@@ -49,6 +49,7 @@ class DriverSpec:
     profile: Profile
     lifetime: Lifetime = Lifetime.SERVER
     metastore_dir: Path | None = None  # None: the in-memory catalog
+    principal: str | None = None  # whom it is started for (None: a spare, or a group's driver)
 
 
 def managed_settings(
@@ -353,10 +354,8 @@ class LocalBackend:
         A driver that ended cleanly leaves nothing behind; a failed or lost one keeps its log.
         """
         pid, process = driver.pid, driver.process
-        # Decided before the state becomes STOPPING: a driver that failed keeps its log even when
-        # it was still running (a start that timed out), so the error can quote it.
         before = driver.state
-        failed = before in (DriverState.FAILED, DriverState.LOST)
+        failed = before in (DriverState.FAILED, DriverState.LOST)  # its log is kept to say why
         alive = (
             process.poll() is None
             if process is not None

@@ -35,7 +35,7 @@ _PDEATHSIG_EXEC = (
     "import ctypes, os, signal, sys\n"
     f"ctypes.CDLL(None).prctl({_PR_SET_PDEATHSIG}, signal.SIGTERM, 0, 0, 0)\n"
     "if os.getppid() != int(sys.argv[1]): sys.exit(1)  # the parent died before prctl\n"
-    "os.execv(sys.argv[2], sys.argv[2:])\n"
+    "os.execvp(sys.argv[2], sys.argv[2:])\n"
 )
 
 
@@ -133,14 +133,51 @@ def wait_for_exit(pid: int) -> None:
 
 
 def terminate(pid: int, *, timeout_s: float, proc: subprocess.Popen[bytes] | None = None) -> bool:
-    """SIGTERM the process group, wait up to ``timeout_s``, then SIGKILL. True once it is gone."""
+    """SIGTERM the process group, wait up to ``timeout_s``, then SIGKILL it. True once it is gone.
+
+    The whole group must be gone, not only ``pid``: while a driver starts, ``pid`` is a shell
+    script whose child (the launcher JVM) is still running, and a child that ignores SIGTERM
+    would otherwise outlive the driver it belongs to (seen with a hung start).
+    """
+    deadline = time.monotonic() + timeout_s
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGTERM)
-    if _wait_gone(pid, timeout_s, proc):
+    if _wait_gone(pid, timeout_s, proc) and _group_gone(pid, deadline - time.monotonic()):
         return True
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
-    return _wait_gone(pid, 5.0, proc)
+    return _wait_gone(pid, 5.0, proc) and _group_gone(pid, 5.0)
+
+
+def _group_gone(pgid: int, timeout_s: float) -> bool:
+    """Wait up to ``timeout_s`` until no live process is left in group ``pgid`` (zombies are gone)."""
+    deadline = time.monotonic() + max(0.0, timeout_s)
+    while _group_alive(pgid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    if not Path("/proc").is_dir():  # no way to tell zombies apart here: the signal reached someone
+        return True
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            state, _ppid, group = (entry / "stat").read_text().rsplit(")", 1)[-1].split()[:3]
+        except (OSError, ValueError):
+            continue
+        if int(group) == pgid and state != "Z":
+            return True
+    return False
 
 
 def _wait_gone(pid: int, timeout_s: float, proc: subprocess.Popen[bytes] | None) -> bool:

@@ -53,7 +53,8 @@ class Profile:
     @property
     def memory_bytes(self) -> int:
         """What a driver of this profile counts against ``quotas.max_driver_memory``: itself and its executors."""
-        return self.local_memory_bytes + (self.executors.memory_bytes if self.executors else 0)
+        executors = self.executors.memory_bytes if self.executors and self.engine == "spark" else 0
+        return self.local_memory_bytes + executors
 
 
 def resolve_profiles(config: Config) -> dict[str, Profile]:
@@ -63,12 +64,13 @@ def resolve_profiles(config: Config) -> dict[str, Profile]:
     problems = []
     for name in config.profile_names:
         spec = config.profiles.get(name, ProfileConfig())
+        engine = spec.engine or driver.engine
         backend = spec.backend or driver.backend
         cores = spec.cores or driver.cores
         # [driver].spark_conf applies to every profile; a profile's own settings win.
         spark_conf = {**driver.spark_conf, **spec.spark_conf}
         executors = None
-        if backend == "standalone":
+        if backend == "standalone" and engine == "spark":
             try:
                 executors = executor_ask(spark_conf, cores)
             except ValueError as exc:
@@ -76,7 +78,7 @@ def resolve_profiles(config: Config) -> dict[str, Profile]:
                 problems.append(f"{where}.spark_conf: {exc}")
         profiles[name] = Profile(
             name=name,
-            engine=spec.engine,
+            engine=engine,
             backend=backend,
             cores=cores,
             memory=spec.memory or driver.memory,

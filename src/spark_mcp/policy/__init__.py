@@ -15,8 +15,11 @@ from spark_mcp.policy.decide import (
     STATEMENT_ACTIONS,
     Decision,
     decide,
+    decide_engine,
     decide_statement,
+    namespace_visible,
     readable,
+    tables_refusal,
 )
 from spark_mcp.policy.loader import (
     load_policies,
@@ -51,12 +54,15 @@ __all__ = [
     "RoleSpec",
     "TablePattern",
     "decide",
+    "decide_engine",
     "decide_statement",
     "get_action",
     "load_policies",
     "load_policy_file",
     "merge_policy_files",
+    "namespace_visible",
     "policy_files",
     "policy_from_toml",
     "readable",
+    "tables_refusal",
 ]

@@ -23,6 +23,7 @@ class Action:
     name: str
     description: str
     touches_tables: bool = False
+    changes: bool = False  # changes data or the server: refused to a read-only credential
 
 
 # Read top to bottom, this is the list of everything spark-mcp will ever ask policy about.
@@ -33,17 +34,18 @@ _ACTIONS = (
         "Run queries and create temp views in one's own sessions, on tables the role may read",
         touches_tables=True,
     ),
-    Action("sql.write", "Change rows (INSERT, UPDATE, DELETE, MERGE) in tables the role may write", True),
-    Action("sql.ddl", "Create, alter and drop tables and views the role may write", True),
+    Action("sql.write", "Change rows (INSERT, UPDATE, DELETE, MERGE) in tables the role may write", True, True),
+    Action("sql.ddl", "Create, alter and drop tables and views the role may write", True, True),
     Action(
         "sql.admin",
         "Use the dangerous surface: reflection, paths, SET, ADD JAR, functions from classes, "
         "EXECUTE IMMEDIATE, scripts, CACHE/REFRESH, and statements that cannot be checked",
         True,
+        True,
     ),
     Action("plan.run", "Run structured DataFrame plans on tables the role may read", True),
     Action("catalog.read", "List catalogs, namespaces and tables, and describe tables the role may read", True),
-    Action("driver.admin", "See and stop the Spark drivers of every principal"),
+    Action("driver.admin", "See and stop the Spark drivers of every principal", changes=True),
     Action("audit.read", "Read the audit log of every principal"),
 )
 

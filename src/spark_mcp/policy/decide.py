@@ -4,10 +4,15 @@ The rules, in the order ``decide()`` applies them:
 
 1. Deny by default. Nothing is allowed unless a rule allows it; a verdict that no rule
    allows carries the rule ``default-deny``.
-2. A principal's roles are its own ``[users]`` entry if it has one, else the entry
-   ``default`` if there is one, else none (and then everything is denied).
+2. A principal's roles are ``principal.roles``, resolved once when the principal was
+   built (``Policy.roles_for``): its own ``[users]`` entry if it has one, else the entry
+   ``default`` if there is one, else none; plus, for OIDC, the token's groups that name
+   a role. A role name the policy does not define gives nothing. No roles: all denied.
 3. Actions: at least one of the principal's roles must list the action. An action that
-   is not in the registry (``actions.py``) is a programming error: ``ValueError``.
+   is not in the registry (``actions.py``) is a programming error: ``ValueError``. An
+   action that changes something (``Action.changes``) is refused to a read-only
+   credential (a token without the write scope) whatever the roles grant, with the rule
+   ``token-scope``.
 4. Tables, checked one by one (reads, then writes, each in name order); the first table
    that fails decides the verdict:
    - a table matching a ``deny`` pattern of ANY of the principal's roles is denied, even
@@ -40,6 +45,7 @@ from spark_mcp.policy.model import Policy, Role, TablePattern
 from spark_mcp.statement import DangerKind, StatementFacts, StatementKind, TableName
 
 DEFAULT_DENY = "default-deny"
+TOKEN_SCOPE = "token-scope"
 
 # The action a statement needs for its tables, by kind. ADMIN and UNKNOWN have no table
 # action of their own: ``sql.admin`` covers them, and their tables still need patterns.
@@ -99,7 +105,7 @@ def decide(
     grant = _action_grant(policy, principal, action)
     if isinstance(grant, Decision):
         return grant
-    roles = policy.roles_of(principal.id)
+    roles = policy.roles_named(principal.roles)
     read_list, write_list = sorted(set(reads)), sorted(set(writes))
     for table in read_list:
         refusal = _check_table(principal, roles, table, writing=False)
@@ -114,9 +120,15 @@ def decide(
     return Decision(True, f"{grant.name} may {action}{on}", f"roles.{grant.name}.actions")
 
 
-def decide_statement(policy: Policy, principal: Principal, facts: StatementFacts) -> Decision:
-    """May ``principal`` run the statement ``facts`` describes? (see the module docstring)"""
-    action = STATEMENT_ACTIONS[facts.kind]
+def decide_statement(
+    policy: Policy, principal: Principal, facts: StatementFacts, *, action: str | None = None
+) -> Decision:
+    """May ``principal`` run the statement ``facts`` describes? (see the module docstring)
+
+    ``action`` replaces the action the statement's kind implies for its tables: describing
+    a table resolves ``SELECT * FROM t`` but is a ``catalog.read``, not a ``sql.read``.
+    """
+    action = action or STATEMENT_ACTIONS[facts.kind]
     needs_admin = bool(facts.dangers) or facts.kind in (StatementKind.ADMIN, StatementKind.UNKNOWN)
     admin: Decision | None = None
     if needs_admin:
@@ -130,6 +142,73 @@ def decide_statement(policy: Policy, principal: Principal, facts: StatementFacts
     return Decision(True, f"{admin.reason} ({_danger_summary(facts)}); {verdict.reason}", admin.rule)
 
 
+def namespace_visible(policy: Policy, principal: Principal, catalog: str, namespace: str | None = None) -> Decision:
+    """May ``principal`` see a catalog (``namespace`` None) or a namespace in listings?
+
+    Only when it has ``catalog.read`` and some ``read`` or ``write`` pattern of its roles can
+    name a table there, and no ``deny`` pattern covers all of it: a listing never shows a
+    place in which the caller may read nothing.
+    """
+    grant = _action_grant(policy, principal, "catalog.read")
+    if isinstance(grant, Decision):
+        return grant
+    roles = policy.roles_named(principal.roles)
+    where = catalog if namespace is None else f"{catalog}.{namespace}"
+    if namespace is not None:
+        for role in roles:
+            for index, pattern in enumerate(role.deny):
+                if pattern.covers_whole_namespace(catalog, namespace):
+                    return Decision(
+                        False,
+                        f"{principal.id} may not read anything in {where}: denied by role {role.name} ({pattern.text})",
+                        _rule(role, "deny", index, pattern),
+                    )
+    for role in roles:
+        for key, patterns in (("read", role.read), ("write", role.write)):
+            for index, pattern in enumerate(patterns):
+                covers = (
+                    pattern.covers_catalog(catalog)
+                    if namespace is None
+                    else pattern.covers_namespace(catalog, namespace)
+                )
+                if covers:
+                    return Decision(True, f"{role.name} may read in {where}", _rule(role, key, index, pattern))
+    return Decision(False, f"no role of {principal.id} may read anything in {where}", DEFAULT_DENY)
+
+
+def tables_refusal(
+    policy: Policy, principal: Principal, *, reads: Iterable[TableName] = (), writes: Iterable[TableName] = ()
+) -> Decision | None:
+    """The first table rule (rule 4 alone, whatever the action) that refuses these tables, or None."""
+    roles = policy.roles_named(principal.roles)
+    for table in sorted(set(reads)):
+        refusal = _check_table(principal, roles, table, writing=False)
+        if refusal is not None:
+            return refusal
+    for table in sorted(set(writes)):
+        refusal = _check_table(principal, roles, table, writing=True)
+        if refusal is not None:
+            return refusal
+    return None
+
+
+def decide_engine(policy: Policy, principal: Principal, engine: str) -> Decision:
+    """May ``principal`` have sessions on ``engine``? A role lists its engines (default ``["spark"]``).
+
+    The first role listing the engine allows it; none listing it is ``default-deny``.
+    """
+    roles = policy.roles_named(principal.roles)
+    for role in roles:
+        if engine in role.engines:
+            return Decision(True, f"{role.name} may use the {engine} engine", f"roles.{role.name}.engines")
+    return Decision(
+        False,
+        f"no role of {principal.id} may use the {engine} engine (a role lists its engines in "
+        f'engines = [...], default ["spark"])',
+        DEFAULT_DENY,
+    )
+
+
 def readable(policy: Policy, principal: Principal, table: TableName) -> Decision:
     """May ``principal`` see ``table`` in catalog listings (``catalog.read`` plus a read rule)?"""
     return decide(policy, principal, "catalog.read", reads=(table,))
@@ -137,8 +216,15 @@ def readable(policy: Policy, principal: Principal, table: TableName) -> Decision
 
 def _action_grant(policy: Policy, principal: Principal, action: str) -> Role | Decision:
     """The first of the principal's roles that grants ``action``, or the denial (rule 3)."""
-    get_action(action)  # unknown action: ValueError, a bug in the caller
-    roles = policy.roles_of(principal.id)
+    registered = get_action(action)  # unknown action: ValueError, a bug in the caller
+    if principal.read_only and registered.changes:
+        return Decision(
+            False,
+            f"{principal.id} may not {action} with this credential: it is read-only "
+            "(a token without the write scope); use a token with write access",
+            TOKEN_SCOPE,
+        )
+    roles = policy.roles_named(principal.roles)
     for role in roles:
         if action in role.actions:
             return role

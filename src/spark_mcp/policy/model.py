@@ -24,11 +24,11 @@ and spaces are rejected rather than interpreted, so a pattern always means what 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from types import MappingProxyType
-from typing import Annotated, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -107,6 +107,28 @@ class TablePattern:
             fnmatchcase(level, glob) for level, glob in zip(levels, self.namespace, strict=True)
         )
 
+    def covers_catalog(self, catalog: str) -> bool:
+        """Whether this pattern can name a table in ``catalog``."""
+        return self.catalog is None or fnmatchcase(catalog.lower(), self.catalog)
+
+    def covers_namespace(self, catalog: str, namespace: str) -> bool:
+        """Whether this pattern can name a table in ``catalog.namespace``."""
+        if self.catalog is None:
+            return True
+        if not self.covers_catalog(catalog):
+            return False
+        namespace = namespace.lower()
+        if not self.per_level:
+            return fnmatchcase(namespace, self.namespace[0])
+        levels = namespace.split(".")
+        return len(levels) == len(self.namespace) and all(
+            fnmatchcase(level, glob) for level, glob in zip(levels, self.namespace, strict=True)
+        )
+
+    def covers_whole_namespace(self, catalog: str, namespace: str) -> bool:
+        """Whether this pattern names every table of ``catalog.namespace`` (its name part is ``*``)."""
+        return self.name == "*" and self.covers_namespace(catalog, namespace)
+
     def __str__(self) -> str:
         return self.text
 
@@ -180,6 +202,13 @@ class _FileModel(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
 
+Engine = Literal["spark", "sail"]
+
+
+def _default_engines() -> list[Engine]:
+    return ["spark"]
+
+
 class RoleSpec(_FileModel):
     """One ``[roles.<name>]`` table as written."""
 
@@ -191,6 +220,8 @@ class RoleSpec(_FileModel):
     max_rows: int | None = Field(default=None, ge=1)
     query_timeout_s: float | None = Field(default=None, gt=0)
     max_sessions: int | None = Field(default=None, ge=1)
+    # The engines whose drivers the role may start sessions on (create_session(engine=...)).
+    engines: list[Engine] = Field(default_factory=_default_engines)
     profiles: list[ProfileName] | None = Field(
         default=None, description="driver profiles the role may use, the first being its default"
     )
@@ -220,6 +251,7 @@ class Role:
     max_rows: int | None = None
     query_timeout_s: float | None = None
     max_sessions: int | None = None
+    engines: tuple[str, ...] = ("spark",)
     profiles: tuple[str, ...] | None = None  # None: the role lists none and gets the default profile
 
     @classmethod
@@ -235,6 +267,7 @@ class Role:
             max_rows=spec.max_rows,
             query_timeout_s=spec.query_timeout_s,
             max_sessions=spec.max_sessions,
+            engines=tuple(dict.fromkeys(spec.engines)),
             profiles=tuple(dict.fromkeys(spec.profiles)) if spec.profiles is not None else None,
         )
 
@@ -257,6 +290,7 @@ class Grants(BaseModel):
     max_rows: int | None
     query_timeout_s: float | None
     max_sessions: int | None
+    engines: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -276,21 +310,27 @@ class Policy:
         object.__setattr__(self, "roles", MappingProxyType(dict(self.roles)))
         object.__setattr__(self, "users", MappingProxyType({u: tuple(r) for u, r in self.users.items()}))
 
-    def roles_for(self, principal_id: str) -> tuple[str, ...]:
-        """The principal's role names: its own ``[users]`` entry, else ``default``'s, else none.
+    def roles_for(self, principal_id: str, groups: Iterable[str] = ()) -> tuple[str, ...]:
+        """The principal's role names: its own ``[users]`` entry, else ``default``'s, else none;
+        then every group (from an OIDC token's groups claim) that names a role of this policy.
 
-        A user listed with an empty list has no roles at all: that is how a policy shuts
-        one principal out while ``default`` still serves everyone else.
+        A user listed with an empty list has no roles from ``[users]``: that is how a policy
+        shuts one principal out while ``default`` still serves everyone else. A group that
+        names no role gives nothing: groups are matched to roles by exact name, never created.
         """
-        if principal_id in self.users:
-            return self.users[principal_id]
-        return self.users.get(DEFAULT_USER, ())
+        names = self.users[principal_id] if principal_id in self.users else self.users.get(DEFAULT_USER, ())
+        from_groups = [group for group in groups if group in self.roles]
+        return tuple(dict.fromkeys([*names, *from_groups]))
 
     def roles_of(self, principal_id: str) -> tuple[Role, ...]:
-        return tuple(self.roles[name] for name in self.roles_for(principal_id))
+        return self.roles_named(self.roles_for(principal_id))
+
+    def roles_named(self, names: Iterable[str]) -> tuple[Role, ...]:
+        """The roles called ``names``; a name this policy does not define gives nothing."""
+        return tuple(self.roles[name] for name in dict.fromkeys(names) if name in self.roles)
 
     def grants_for(self, principal: Principal) -> Grants:
-        roles = self.roles_of(principal.id)
+        roles = self.roles_named(principal.roles)
 
         def union(items: list[str]) -> tuple[str, ...]:
             return tuple(dict.fromkeys(items))  # first-seen order, no duplicates
@@ -298,13 +338,23 @@ class Policy:
         return Grants(
             principal=principal.id,
             roles=tuple(role.name for role in roles),
-            actions=tuple(sorted({a for role in roles for a in role.actions})),
+            actions=tuple(
+                sorted(
+                    {
+                        a
+                        for role in roles
+                        for a in role.actions
+                        if not (principal.read_only and ACTIONS[a].changes)  # decide() refuses these
+                    }
+                )
+            ),
             read=union([p.text for role in roles for p in role.read]),
             write=union([p.text for role in roles for p in role.write]),
             deny=union([p.text for role in roles for p in role.deny]),
             max_rows=_largest([role.max_rows for role in roles]),
             query_timeout_s=_largest([role.query_timeout_s for role in roles]),
             max_sessions=_largest([role.max_sessions for role in roles]),
+            engines=union([engine for role in roles for engine in role.engines]),
         )
 
 

@@ -12,10 +12,14 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import pyarrow as pa
+
 from spark_mcp.errors import SparkError
+from spark_mcp.spark import sail
 from spark_mcp.spark.connect import ConnectSession
 from spark_mcp.spark.errors import translate
 from spark_mcp.spark.inspect import analysis_error, analyzed_section, inspect_explain
+from spark_mcp.spark.runner import command_result
 from spark_mcp.spark.sqltext import gate
 from spark_mcp.statement import Danger, DangerKind, StatementFacts, StatementKind
 
@@ -49,39 +53,43 @@ def _from_explain(statement: str, text: str, session: ConnectSession) -> Analysi
 
 def analyze_sql(session: ConnectSession, sql: str, *, tag: str) -> Analysis:
     """Gate, then EXPLAIN EXTENDED under ``tag`` (so a deadline can interrupt it)."""
+    if session.driver.engine == "sail":  # DataFusion's plan text: Sail's own gate and reader
+        return Analysis(*sail.analyze_sql(session, sql, tag=tag))
     gated = gate(sql)
     if gated.dangers:
         facts = StatementFacts(kind=StatementKind.ADMIN, operation="(not analysed)", dangers=gated.dangers)
         return Analysis(gated.sql, facts, None, None)
-    spark = session.spark
-    spark.addTag(tag)
     try:
-        text = str(spark.sql(f"EXPLAIN EXTENDED {gated.sql}").collect()[0][0])
-    except Exception as exc:
-        error = translate(exc)
-        if isinstance(error, SparkError):
-            return _unanalysable(gated.sql, error)
-        raise error from None
-    finally:
-        spark.removeTag(tag)
+        text = _explain(session, f"EXPLAIN EXTENDED {gated.sql}", tag=tag)
+    except SparkError as error:
+        return _unanalysable(gated.sql, error)
     return _from_explain(gated.sql, text, session)
 
 
-def explain_sql_text(session: ConnectSession, sql: str, mode: ExplainMode, *, tag: str) -> str:
-    """Spark's plan text in ``mode``; only for statements that already passed the gate."""
-    keyword = {"simple": "", "extended": "EXTENDED ", "cost": "COST ", "formatted": "FORMATTED "}[mode]
+def _explain(session: ConnectSession, command: str, *, tag: str) -> str:
+    """The text an ``EXPLAIN`` command prints, in one round trip (its row comes back inline)."""
     spark = session.spark
     spark.addTag(tag)
     try:
-        return str(spark.sql(f"EXPLAIN {keyword}{sql}").collect()[0][0])
+        result = command_result(session, command)
+        table = result if isinstance(result, pa.Table) else result.toArrow()
+        return str(table.column(0)[0].as_py())
     except Exception as exc:
         raise translate(exc) from None
     finally:
         spark.removeTag(tag)
 
 
+def explain_sql_text(session: ConnectSession, sql: str, mode: ExplainMode, *, tag: str) -> str:
+    """Spark's plan text in ``mode``; only for statements that already passed the gate."""
+    keyword = {"simple": "", "extended": "EXTENDED ", "cost": "COST ", "formatted": "FORMATTED "}[mode]
+    return _explain(session, f"EXPLAIN {keyword}{sql}", tag=tag)
+
+
 def analyze_frame(session: ConnectSession, frame: Any, statement: str) -> Analysis:
     """The same facts for a DataFrame built from a structured plan (nothing runs)."""
+    if session.driver.engine == "sail":
+        return Analysis(*sail.analyze_frame(session, frame, statement))
     try:
         text = str(frame._explain_string(extended=True))
     except Exception as exc:

@@ -125,7 +125,23 @@ def list_tables(session: ConnectSession, namespace: tuple[str, ...] | None, patt
 def describe_table(session: ConnectSession, parts: tuple[str, ...]) -> TableDetails:
     name = quote_name(parts)
     try:
-        columns = session.spark.catalog.listColumns(".".join(parts) if len(parts) < 3 else name)
+        columns = [
+            ColumnEntry(
+                name=str(c.name),
+                type=str(c.dataType),
+                nullable=bool(c.nullable),
+                comment=c.description or None,
+                is_partition=bool(c.isPartition),
+            )
+            for c in session.spark.catalog.listColumns(".".join(parts) if len(parts) < 3 else name)
+        ]
+        if not columns:  # Sail lists no columns for a table whose schema comes from its files
+            columns = [
+                ColumnEntry(
+                    name=f.name, type=f.dataType.simpleString(), nullable=f.nullable, comment=None, is_partition=False
+                )
+                for f in session.spark.table(name).schema.fields
+            ]
         rows = session.spark.sql(f"DESCRIBE TABLE EXTENDED {name}").collect()
     except Exception as exc:
         raise translate(exc) from None
@@ -138,16 +154,4 @@ def describe_table(session: ConnectSession, parts: tuple[str, ...]) -> TableDeta
             continue
         if in_details and key and not key.startswith("#"):
             info[key] = "" if value is None else str(value)
-    return TableDetails(
-        columns=[
-            ColumnEntry(
-                name=str(c.name),
-                type=str(c.dataType),
-                nullable=bool(c.nullable),
-                comment=c.description or None,
-                is_partition=bool(c.isPartition),
-            )
-            for c in columns
-        ],
-        info=info,
-    )
+    return TableDetails(columns=columns, info=info)

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import structlog
+from pyspark.logger import PySparkLogger
 from pyspark.sql.connect.client.retries import DefaultPolicy
 from pyspark.sql.connect.session import SparkSession
 from pyspark.sql.connect.shell.progress import ProgressHandler, StageInfo
@@ -26,6 +27,19 @@ log = structlog.get_logger(__name__)
 _RETRY_POLICY = dict(max_retries=5, backoff_multiplier=2.0, initial_backoff=100, max_backoff=2000, jitter=100)
 
 ProgressCallback = Callable[[list[Any], int, str, bool], None]
+
+
+def _silence_pyspark_error_loggers() -> None:
+    """pyspark logs every Spark error it raises (message, JVM stack) through a stderr handler of
+    its own, past spark-mcp's log redaction: a driver token inside an error message reached the
+    server's log in clear. spark-mcp translates and reports every error itself."""
+    for name in ("SQLQueryContextLogger", "DataFrameQueryContextLogger"):
+        logger = PySparkLogger.getLogger(name)
+        logger.handlers.clear()
+        logger.disabled = True
+
+
+_silence_pyspark_error_loggers()
 
 
 class _ProgressRouter(ProgressHandler):
@@ -118,4 +132,10 @@ def open_session(
         if isinstance(error, DriverLost):
             raise error from None
         raise DriverLost(f"could not open a session on driver {driver.id}: {error}") from None
+    for statement in driver.session_setup:  # Sail keeps its catalog per session: register the datasets
+        try:
+            spark.sql(statement)
+        except Exception as exc:
+            spark.stop()
+            raise translate(exc, what=f"driver {driver.id}") from None
     return ConnectSession(spark, driver, user_id)

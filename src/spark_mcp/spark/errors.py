@@ -12,11 +12,15 @@ import grpc
 from pyspark.errors import PySparkException
 from pyspark.errors.exceptions.connect import SparkConnectGrpcException
 
-from spark_mcp.errors import DriverLost, QueryCancelled, SparkError, SparkMcpError
+from spark_mcp.errors import DriverLost, InvalidInput, QueryCancelled, SparkError, SparkMcpError
 
 _CLASS_PREFIX = re.compile(r"^\s*(?:\([\w.$]+\)\s*)?\[([A-Z0-9_.]+)\]\s*")
 _SQLSTATE_TAIL = re.compile(r"\s*SQLSTATE:\s*\w+.*$")
 _MAX_LINE = 400
+# What grpc's call objects print when the server sent no error details of its own.
+_GRPC_REPR = re.compile(r"^\s*<_\w+ of RPC that terminated with:")
+_GRPC_DETAILS = re.compile(r'details = "(.*?)"\n\s*debug_error_string', re.S)
+_STATUS_MISMATCH = re.compile(r"Code in Status proto .* doesn't match status code \(StatusCode\.(\w+)\)")
 
 # Status codes that mean "the driver is not there" rather than "your statement is wrong".
 _UNREACHABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
@@ -54,6 +58,20 @@ def translate(exc: BaseException, *, what: str = "Spark") -> SparkMcpError:
             return DriverLost("the driver refused the session's credentials; close the session and create a new one")
         if error_class == "OPERATION_CANCELED" or "OPERATION_CANCELED" in raw:
             return QueryCancelled("the operation was interrupted in Spark")
+        if not error_class and _GRPC_REPR.match(raw):
+            # The driver ended the call without an error of its own (seen: a statement nested
+            # thousands of levels deep overflows the parser's stack); the client then holds
+            # only gRPC's description of the call, which tells an agent nothing.
+            details = _GRPC_DETAILS.search(raw)
+            said = details.group(1).strip() if details else ""
+            if error_class_of(said):  # Spark's own error, only inside the call's description
+                return SparkError(first_line(said), error_class=error_class_of(said) or "", sqlstate=exc.getSqlState())
+            said = first_line(said)
+            return SparkError(
+                f"Spark failed the request without an error of its own ({said or 'no details'}); "
+                "a statement or plan that is very deeply nested or very large can cause this: simplify it",
+                error_class=f"GRPC_{status.name}",
+            )
         return SparkError(
             first_line(raw) or type(exc).__name__,
             error_class=error_class or type(exc).__name__,
@@ -65,4 +83,25 @@ def translate(exc: BaseException, *, what: str = "Spark") -> SparkMcpError:
         return SparkError(first_line(exc.getMessage()), error_class=exc.getCondition() or type(exc).__name__)
     if isinstance(exc, grpc.RpcError):
         return DriverLost(f"{what} is unreachable: the driver may have stopped; retry to get a new one")
+    if isinstance(exc, UnicodeEncodeError):
+        # Text with a lone surrogate (Python's JSON decoder accepts "\ud800") cannot be sent to Spark.
+        bad = exc.object[exc.start : exc.end] if isinstance(exc.object, str) else ""
+        return InvalidInput(
+            f"the text holds {bad.encode('unicode_escape').decode() or 'a character'}, which is not valid Unicode "
+            "(a lone surrogate): send UTF-8 text"
+        )
+    status_mismatch = _STATUS_MISMATCH.search(str(exc)) if isinstance(exc, ValueError) else None
+    if status_mismatch is not None:
+        # pyspark could not read the error the driver sent (seen under load: RESOURCE_EXHAUSTED,
+        # a reply or its error details over a gRPC size limit), and raised about its own parsing.
+        code = status_mismatch.group(1)
+        return SparkError(
+            f"Spark's answer could not be read (gRPC {code}); retry, and if it persists, "
+            "make the statement or its result smaller",
+            error_class=f"GRPC_{code}",
+        )
+    if isinstance(exc, ValueError) and "Channel closed" in str(exc):
+        # The session's channel was closed under a running call: its driver died and the
+        # supervisor gave up the session (sessions.Session._mark_lost).
+        return DriverLost(f"the connection to {what} was closed: the driver stopped; retry to get a new one")
     return SparkError(first_line(str(exc)) or type(exc).__name__, error_class=type(exc).__name__)

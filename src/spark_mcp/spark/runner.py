@@ -15,13 +15,17 @@ from typing import Any, Protocol, cast
 
 import pyarrow as pa
 from pyspark.sql import DataFrame
-from pyspark.sql.pandas.types import to_arrow_schema
+from pyspark.sql.connect.dataframe import DataFrame as ConnectDataFrame
+from pyspark.sql.connect.plan import SQL, CachedRelation
+from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 from pyspark.sql.types import StructType
 
 from spark_mcp.spark.connect import ConnectSession
 from spark_mcp.spark.errors import translate
 
 SPARK_TYPE_KEY = b"spark_type"
+
+Frame = DataFrame  # for layers above spark/, which never import pyspark themselves
 
 
 class ArrowSink(Protocol):
@@ -131,9 +135,63 @@ def save_temp_view(session: ConnectSession, frame: DataFrame, name: str, *, tag:
         spark.removeTag(tag)
 
 
-def stream_sql(session: ConnectSession, sql: str, **kwargs: Any) -> None:
-    """``stream`` for one SQL statement (a command runs when the statement is sent)."""
-    stream(session, lambda: session.spark.sql(sql), **kwargs)
+def query_frame(session: ConnectSession, sql: str) -> DataFrame:
+    """The DataFrame of a query, built on the client: no round trip until it is executed.
+
+    Only for statements analysis classified as a query: a command sent this way would run
+    on the driver as soon as the frame is executed, exactly like ``spark.sql`` runs it.
+    """
+    return cast(DataFrame, ConnectDataFrame(SQL(sql, [], {}, []), session.spark))
+
+
+def command_result(session: ConnectSession, sql: str) -> pa.Table | DataFrame:
+    """Run one statement as a command (it runs at once) in one round trip.
+
+    Spark answers a command with its rows inline (a local relation): they come back as an
+    Arrow table. A larger answer is cached on the driver, and a query is answered with its
+    relation: either comes back as a DataFrame still to execute.
+    """
+    spark = session.spark
+    client: Any = spark.client
+    # execute_command_as_iterator refuses the metrics Spark sends along: read the responses here.
+    request = client._execute_plan_request_with_metadata()
+    client._set_command_in_plan(request.plan, SQL(sql, [], {}, []).command(client))
+    relation: Any = None
+    for response in client._execute_and_fetch_as_iterator(request, {}):
+        if isinstance(response, dict):
+            relation = response.get("sql_command_result", relation)
+    if relation is not None and relation.HasField("local_relation") and relation.local_relation.HasField("data"):
+        return pa.ipc.open_stream(relation.local_relation.data).read_all()
+    if relation is None:
+        return pa.table({})
+    return cast(DataFrame, ConnectDataFrame(CachedRelation(relation), spark))
+
+
+def stream_sql(session: ConnectSession, sql: str, *, query: bool, tag: str, sink: ArrowSink, **kwargs: Any) -> None:
+    """``stream`` for one SQL statement: a query straight from its text, a command sent first.
+
+    ``query`` must come from analysis (``StatementKind.QUERY``): it saves the round trip a
+    ``spark.sql`` call costs, which for a query only echoes the statement back.
+    """
+    if query:
+        stream(session, lambda: query_frame(session, sql), tag=tag, sink=sink, **kwargs)
+        return
+    spark = session.spark
+    spark.addTag(tag)
+    try:
+        result = command_result(session, sql)
+    except Exception as exc:
+        raise translate(exc) from None
+    finally:
+        spark.removeTag(tag)
+    if isinstance(result, pa.Table):
+        schema = arrow_schema(from_arrow_schema(result.schema)) if result.num_columns else result.schema
+        sink.begin(schema)
+        if result.num_rows:
+            sink.write(result.cast(schema))
+        return
+    frame = result
+    stream(session, lambda: frame, tag=tag, sink=sink, **kwargs)
 
 
 def interrupt(session: ConnectSession, tag: str) -> list[str]:

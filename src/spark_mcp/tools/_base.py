@@ -104,7 +104,13 @@ def reply(model: BaseModel, text: str) -> CallToolResult:
 
 
 def hints(*, read_only: bool, destructive: bool = False, idempotent: bool = False) -> ToolAnnotations:
-    """Honest tool annotations; no tool reaches outside the data Spark is configured with."""
+    """Honest tool annotations; no tool reaches outside the data Spark is configured with.
+
+    The spec gives destructive and idempotent meaning only for tools that are not read-only,
+    so a read-only tool leaves them out (they are sent in every conversation).
+    """
+    if read_only:
+        return ToolAnnotations(read_only_hint=True, open_world_hint=False)
     return ToolAnnotations(
-        read_only_hint=read_only, destructive_hint=destructive, idempotent_hint=idempotent, open_world_hint=False
+        read_only_hint=False, destructive_hint=destructive, idempotent_hint=idempotent, open_world_hint=False
     )

@@ -19,13 +19,12 @@ from spark_mcp.tools.models import (
     TableDescriptionOut,
     TableList,
     TableOut,
+    TablePreview,
 )
 from spark_mcp.tools.queries import SessionId, reply_when_done
 
 _READ_ONLY = hints(read_only=True, idempotent=True)
-TableArg = Annotated[
-    str, Field(description="table, namespace.table or catalog.namespace.table (parts may be `quoted`)")
-]
+TableArg = Annotated[str, Field(description="table, namespace.table or catalog.namespace.table")]
 
 
 def register(server: MCPServer) -> None:
@@ -34,10 +33,11 @@ def register(server: MCPServer) -> None:
     async def list_catalogs(ctx: Context, session_id: SessionId = None) -> Annotated[CallToolResult, CatalogList]:
         """The catalogs Spark knows (spark_catalog is the default)."""
         app, principal = app_of(ctx), caller()
-        catalogs, current = await app.catalog.list_catalogs(principal, session_id)
-        return reply(
-            CatalogList(catalogs=catalogs, current_catalog=current), f"{', '.join(catalogs)} (current: {current})"
-        )
+        catalogs, current, hidden = await app.catalog.list_catalogs(principal, session_id)
+        text = f"{', '.join(catalogs) or 'no catalogs you may read'} (current: {current})"
+        if hidden:
+            text += f"\n({hidden} more not shown: your policy lets you read nothing in them)"
+        return reply(CatalogList(catalogs=catalogs, current_catalog=current, hidden=hidden), text)
 
     @server.tool(title="List namespaces", annotations=_READ_ONLY)
     @guarded
@@ -48,19 +48,18 @@ def register(server: MCPServer) -> None:
     ) -> Annotated[CallToolResult, NamespaceList]:
         """The namespaces (databases) in a catalog."""
         app, principal = app_of(ctx), caller()
-        names = await app.catalog.list_namespaces(principal, session_id, catalog)
-        return reply(NamespaceList(catalog=catalog, namespaces=names), ", ".join(names) or "no namespaces")
+        names, hidden = await app.catalog.list_namespaces(principal, session_id, catalog)
+        text = ", ".join(names) or "no namespaces you may read"
+        if hidden:
+            text += f"\n({hidden} more not shown: your policy lets you read nothing in them)"
+        return reply(NamespaceList(catalog=catalog, namespaces=names, hidden=hidden), text)
 
     @server.tool(title="List tables", annotations=_READ_ONLY)
     @guarded
     async def list_tables(
         ctx: Context,
-        namespace: Annotated[
-            str | None, Field(description="namespace or catalog.namespace; omit for the current")
-        ] = None,
-        pattern: Annotated[
-            str | None, Field(max_length=200, description="Spark LIKE-style filter, e.g. 'line*' or 'orders|parts'")
-        ] = None,
+        namespace: Annotated[str | None, Field(description="omit for the current one")] = None,
+        pattern: Annotated[str | None, Field(max_length=200, description="e.g. 'line*' or 'orders|parts'")] = None,
         session_id: SessionId = None,
     ) -> Annotated[CallToolResult, TableList]:
         """Tables and views you may read (and your session's temp views) in a namespace."""
@@ -125,14 +124,31 @@ def register(server: MCPServer) -> None:
     async def preview_table(
         ctx: Context,
         table: TableArg,
-        limit: Annotated[int, Field(ge=1, le=100_000, description="rows to show (capped by your role)")] = 10,
+        limit: Annotated[int, Field(ge=1, le=100_000, description="rows to show")] = 10,
         session_id: SessionId = None,
-    ) -> Annotated[CallToolResult, QueryReply]:
+    ) -> Annotated[CallToolResult, TablePreview]:
         """The first rows of a table or view, with exact values (checked by policy like any query)."""
         app, principal = app_of(ctx), caller()
-        limits = app.executor.limits(principal)
+        limits = app.governance.limits(principal)
         notes: list[str] = []
         rows = clamp_rows(app, limit, limits.max_rows, notes)
-        sql = f"SELECT * FROM {quote_name(parse_name(table))} LIMIT {rows}"
-        job = await app.executor.run_sql(principal, session_id, sql, tool="preview_table")
-        return await reply_when_done(app, ctx, job, wait_s=None, rows=rows, summary=False, notes=notes)
+        parts = parse_name(table)
+        sql = f"SELECT * FROM {quote_name(parts)} LIMIT {rows}"
+        job = await app.executor.run_sql(principal, session_id, sql, tool="preview_table", preview=rows)
+        # A LIMIT query is short: wait for it (its deadline bounds the wait) rather than hand out a job.
+        done = await reply_when_done(
+            app, ctx, job, wait_s=limits.query_timeout_s, rows=rows, summary=False, notes=notes
+        )
+        result = QueryReply.model_validate(done.structured_content)
+        assert result.result_id is not None
+        preview = TablePreview(
+            table=display_name(parts),
+            columns=result.columns,
+            rows=result.rows,
+            row_count=result.row_count,
+            truncated=result.truncated,
+            result_id=result.result_id,
+            notes=result.notes,
+        )
+        done.structured_content = preview.model_dump(mode="json")
+        return done

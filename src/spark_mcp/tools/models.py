@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 JobStateName = Literal["queued", "running", "succeeded", "failed", "cancelled", "timed_out", "lost"]
+ResultStateName = Literal["complete", "on_demand", "storing", "failed"]
 
 
 class ColumnOut(BaseModel):
@@ -22,30 +23,12 @@ class ProgressOut(BaseModel):
     stages_done: int
     tasks: int
     tasks_done: int
-    inflight_tasks: int
-    fraction: float | None = Field(description="tasks done / tasks known so far")
 
 
 class ErrorOut(BaseModel):
     code: str = Field(description="spark-mcp's stable error code, e.g. spark_error, policy_denied, timed_out")
     error_class: str | None = Field(default=None, description="Spark's error class, e.g. TABLE_OR_VIEW_NOT_FOUND")
     message: str
-
-
-class TopValueOut(BaseModel):
-    value: Any
-    count: int
-
-
-class ColumnSummaryOut(BaseModel):
-    name: str
-    type: str
-    null_count: int
-    distinct_count: int | None
-    min: Any = None
-    max: Any = None
-    mean: float | None = None
-    top_values: list[TopValueOut] = []
 
 
 class QueryReply(BaseModel):
@@ -59,16 +42,31 @@ class QueryReply(BaseModel):
     rows: list[list[Any]] = Field(
         default=[], description="exact values: decimals as strings, dates and timestamps ISO 8601"
     )
+    result_set: bool = Field(default=True, description="false for statements that return no rows (DDL, views, SET)")
     row_count: int = Field(default=0, description="rows in this reply")
     truncated: bool = Field(default=False, description="more rows exist than this reply shows")
     total_rows: int | None = Field(default=None, description="rows kept in the stored result")
     result_id: str | None = Field(default=None, description="page through it with fetch_rows")
-    result_uri: str | None = None
+    result_state: ResultStateName | None = Field(
+        default=None, description="complete, or on_demand: fetch_rows computes rows past the preview when asked"
+    )
     elapsed_ms: int
     progress: ProgressOut | None = None
-    summary: list[ColumnSummaryOut] | None = None
+    summary: bool = Field(default=False, description="rows are per-column statistics of the result (summary=true)")
     notes: list[str] = Field(default=[], description="caps that applied and other things to know")
     error: ErrorOut | None = None
+
+
+class TablePreview(BaseModel):
+    """The first rows of a table or view."""
+
+    table: str
+    columns: list[ColumnOut]
+    rows: list[list[Any]] = Field(description="exact values: decimals as strings, dates and timestamps ISO 8601")
+    row_count: int
+    truncated: bool = Field(description="the table has more rows")
+    result_id: str
+    notes: list[str] = []
 
 
 class RowsPage(BaseModel):
@@ -76,7 +74,8 @@ class RowsPage(BaseModel):
     format: Literal["table", "json", "csv"]
     offset: int
     row_count: int
-    total_rows: int
+    total_rows: int | None = Field(description="rows in the whole result, null until it is complete")
+    result_state: ResultStateName
     next_offset: int | None = Field(description="offset of the next page, or null at the end")
     columns: list[ColumnOut]
     rows: list[list[Any]] | None = Field(default=None, description="exact values (format=json)")
@@ -140,6 +139,7 @@ class WhoAmI(BaseModel):
     deny: list[str] = Field(description="table patterns denied whatever else says")
     limits: LimitsOut
     profiles: list[ProfileOut] = Field(description="driver profiles you may name in create_session")
+    engines: list[str]
     quotas: QuotasOut
     spark_version: str
     driver_backend: str
@@ -164,11 +164,13 @@ class SessionList(BaseModel):
 class CatalogList(BaseModel):
     catalogs: list[str]
     current_catalog: str | None = None
+    hidden: int = 0
 
 
 class NamespaceList(BaseModel):
     catalog: str | None
     namespaces: list[str]
+    hidden: int = 0
 
 
 class TableOut(BaseModel):
@@ -215,11 +217,6 @@ class DangerOut(BaseModel):
     detail: str
 
 
-class EstimatesOut(BaseModel):
-    size_in_bytes: float | None = Field(description="Spark's estimate of the result size (cost mode)")
-    row_count: int | None = Field(description="Spark's estimate of the row count, when it has one")
-
-
 class ExplainReply(BaseModel):
     session_id: str
     mode: Literal["simple", "extended", "cost", "formatted"]
@@ -232,6 +229,7 @@ class ExplainReply(BaseModel):
     dangers: list[DangerOut]
     decision: DecisionOut
     plan: str | None = Field(description="Spark's plan text; withheld when the policy denies the statement")
-    estimates: EstimatesOut | None = None
+    estimated_bytes: float | None = Field(default=None, description="Spark's estimate of the result size (cost)")
+    estimated_rows: int | None = Field(default=None, description="Spark's estimate of the row count (cost)")
     error: ErrorOut | None = None
     notes: list[str] = []

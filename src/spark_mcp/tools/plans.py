@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
@@ -10,43 +10,42 @@ from mcp.types import CallToolResult, TextContent
 from pydantic import Field
 
 from spark_mcp.errors import InvalidInput
-from spark_mcp.plans import Plan
+from spark_mcp.plans import PLAN_GRAMMAR, parse_plan
 from spark_mcp.spark.analyze import cost_estimates
 from spark_mcp.tools._base import app_of, caller, clamp_rows, guarded, hints
-from spark_mcp.tools.models import DangerOut, DecisionOut, EstimatesOut, ExplainReply, QueryReply
+from spark_mcp.tools.models import DangerOut, DecisionOut, ExplainReply, QueryReply
 from spark_mcp.tools.queries import MaxRows, SessionId, WaitS, reply_when_done
 from spark_mcp.tools.render import error_out
 
+# The grammar is written once, here; explain's plan argument points to it.
+RUN_PLAN = f"""Run a structured DataFrame plan (JSON, not code); results, jobs and limits as in run_sql.
+Analysed by Spark and checked by your policy before it runs; errors name the failing operation.
+save_as keeps the result as a temp view, to build an analysis step by step.
+
+{PLAN_GRAMMAR}"""
+
 
 def register(server: MCPServer) -> None:
-    @server.tool(title="Run DataFrame plan", annotations=hints(read_only=False))
+    @server.tool(title="Run DataFrame plan", annotations=hints(read_only=False), description=RUN_PLAN)
     @guarded
     async def run_plan(
         ctx: Context,
-        plan: Annotated[Plan, Field(description="a source and a list of operations (see the schema)")],
+        plan: Annotated[dict[str, Any], Field(description="the plan, as the grammar above says")],
         session_id: SessionId = None,
         max_rows: MaxRows = None,
         wait_s: WaitS = None,
         summary: bool = False,
     ) -> Annotated[CallToolResult, QueryReply]:
-        """Run a structured DataFrame plan: JSON, not code. Results, jobs and limits work as in `run_sql`.
-
-        A plan is `{"source": ..., "operations": [...], "save_as": "name"?}`. Sources:
-        `{"table": "tpch.orders"}`, `{"sql": "SELECT ..."}`, `{"range": {"end": 10}}`,
-        `{"result_id": "res_..."}`. Operations (each `{"op": ...}`): select, filter,
-        with_column, drop, rename, group_by (with aggs), order_by, limit, distinct, sample,
-        window, pivot, join (with another plan), union. Expressions are Spark SQL strings.
-        `save_as` keeps the result as a temp view, so an analysis can be built step by
-        step. The plan is analysed by Spark and checked by your policy before it runs; an
-        error names the operation that failed.
-        """
+        parsed = parse_plan(plan)
         app, principal = app_of(ctx), caller()
-        limits = app.executor.limits(principal)
+        limits = app.governance.limits(principal)
         notes: list[str] = []
         rows = clamp_rows(app, max_rows, limits.max_rows, notes)
-        job = await app.executor.run_plan(principal, session_id, plan, tool="run_plan")
-        if plan.save_as:
-            notes.append(f"saves temp view {plan.save_as} in session {job.session_id}")
+        preview = None if summary else rows
+        await app.materializer.complete_sources(principal, parsed, wait_s=limits.query_timeout_s)
+        job = await app.executor.run_plan(principal, session_id, parsed, tool="run_plan", preview=preview)
+        if parsed.save_as:
+            notes.append(f"saves temp view {parsed.save_as} in session {job.session_id}")
         return await reply_when_done(app, ctx, job, wait_s=wait_s, rows=rows, summary=summary, notes=notes)
 
     @server.tool(title="Explain", annotations=hints(read_only=True, idempotent=True))
@@ -54,30 +53,33 @@ def register(server: MCPServer) -> None:
     async def explain(
         ctx: Context,
         sql: Annotated[str | None, Field(max_length=200_000, description="one SQL statement")] = None,
-        plan: Annotated[Plan | None, Field(description="or a structured plan, as for run_plan")] = None,
+        plan: Annotated[dict[str, Any] | None, Field(description="or a structured plan, as for run_plan")] = None,
         session_id: SessionId = None,
         mode: Annotated[
             Literal["simple", "extended", "cost", "formatted"],
-            Field(description="simple: physical plan; extended: all plans; cost: with size/row estimates"),
+            Field(description="extended: all plans; cost: with size and row estimates"),
         ] = "simple",
     ) -> Annotated[CallToolResult, ExplainReply]:
-        """What a statement or plan would do, without running it: Spark's plan, the statement
-        kind, the tables and functions it touches, the policy decision with its reason and,
-        in cost mode, Spark's size and row estimates. Check a query here before you spend a
-        cluster on it. Give exactly one of `sql` or `plan`.
+        """Without running it: Spark's plan, the statement kind, the tables and functions it touches,
+        and the policy decision with its reason. Give exactly one of sql or plan.
         """
         if (sql is None) == (plan is None):
             raise InvalidInput("give exactly one of sql or plan")
         app, principal = app_of(ctx), caller()
-        explained = await app.executor.explain(principal, session_id, sql=sql, plan=plan, mode=mode)
-        facts, decision = explained.analysis.facts, explained.decision
+        parsed = parse_plan(plan) if plan is not None else None
+        if parsed is not None:
+            wait = app.governance.limits(principal).query_timeout_s
+            await app.materializer.complete_sources(principal, parsed, wait_s=wait)
+        explained = await app.executor.explain(principal, session_id, sql=sql, plan=parsed, mode=mode)
+        verdict = explained.verdict
+        facts, decision = verdict.facts, verdict.decision
         notes: list[str] = []
         plan_text = explained.plan_text
-        estimates = None
+        size: float | None = None
+        row_count: int | None = None
         if plan_text is not None and mode == "cost":
             size, row_count = cost_estimates(plan_text)
-            estimates = EstimatesOut(size_in_bytes=size, row_count=row_count)
-        limits = app.executor.limits(principal)
+        limits = app.governance.limits(principal)
         if plan_text is not None and len(plan_text) > limits.max_chars:
             plan_text = plan_text[: limits.max_chars] + f"\n…(+{len(plan_text) - limits.max_chars} chars)"
             notes.append(f"the plan text was cut at {limits.max_chars:,} characters")
@@ -95,20 +97,21 @@ def register(server: MCPServer) -> None:
             dangers=[DangerOut(kind=d.kind.value, detail=d.detail) for d in facts.dangers],
             decision=DecisionOut(allowed=decision.allowed, reason=decision.reason, rule=decision.rule),
             plan=plan_text,
-            estimates=estimates,
-            error=error_out(explained.analysis.error) if explained.analysis.error else None,
+            estimated_bytes=size,
+            estimated_rows=row_count,
+            error=error_out(verdict.spark_error) if verdict.spark_error else None,
             notes=notes,
         )
-        verdict = "ALLOWED" if decision.allowed else "DENIED"
+        said = "ALLOWED" if decision.allowed else "DENIED"
         lines = [
             f"{facts.kind.value} ({facts.operation}); reads: {', '.join(reply.tables_read) or '-'}; "
             f"writes: {', '.join(reply.tables_written) or '-'}",
-            f"policy: {verdict}: {decision.reason} [{decision.rule}]",
+            f"policy: {said}: {decision.reason} [{decision.rule}]",
         ]
         if reply.error is not None:
             lines.append(f"Spark: {reply.error.error_class}: {reply.error.message}")
-        if estimates is not None:
-            lines.append(f"estimates: {estimates.size_in_bytes or '?'} bytes, {estimates.row_count or '?'} rows")
+        if mode == "cost" and plan_text is not None:
+            lines.append(f"estimates: {size or '?'} bytes, {row_count or '?'} rows")
         if plan_text:
             lines.append(plan_text)
         return CallToolResult(

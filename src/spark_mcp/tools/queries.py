@@ -20,18 +20,13 @@ from spark_mcp.jobs import Job, JobState
 from spark_mcp.preview import JSONValue, render_table, to_json_rows
 from spark_mcp.tools._base import app_of, caller, clamp_rows, guarded, hints, iso, reply
 from spark_mcp.tools.models import JobInfo, JobList, QueryReply, RowsPage
-from spark_mcp.tools.render import error_out, fit_json_rows, job_reply, progress_words, schema_columns
+from spark_mcp.tools.render import error_out, fit_json_rows, job_reply, progress_words, schema_columns, state_notes
 
-SessionId = Annotated[
-    str | None,
-    Field(description="a session from create_session; omit to use your default session (created on first use)"),
-]
-MaxRows = Annotated[
-    int | None, Field(ge=1, le=100_000, description="rows to show in this reply (default 50; capped by your role)")
-]
+SessionId = str | None  # the server's instructions say it once: omit it for your default session
+MaxRows = Annotated[int | None, Field(ge=1, le=100_000, description="rows in the reply (default 50)")]
 WaitS = Annotated[
     float | None,
-    Field(ge=0, le=3600, description="seconds to wait before returning a job handle instead (default 30)"),
+    Field(ge=0, le=3600, description="seconds before replying with a job handle (default 30)"),
 ]
 
 
@@ -58,7 +53,7 @@ async def reply_when_done(
     await wait_for_job(app, ctx, job, app.config.limits.default_wait_s if wait_s is None else wait_s)
     if job.state.terminal and job.state is not JobState.SUCCEEDED and job.error is not None:
         raise job.error  # a statement that failed while the caller waited is the call's error
-    limits = app.executor.limits(caller())
+    limits = app.governance.limits(caller())
     return job_reply(app, job, max_rows=rows, max_chars=limits.max_chars, summary=summary, notes=notes)
 
 
@@ -94,24 +89,19 @@ def register(server: MCPServer) -> None:
         session_id: SessionId = None,
         max_rows: MaxRows = None,
         wait_s: WaitS = None,
-        summary: Annotated[
-            bool, Field(description="return a per-column summary (nulls, min/max, distinct) instead of rows")
-        ] = False,
+        summary: Annotated[bool, Field(description="per-column statistics instead of rows")] = False,
     ) -> Annotated[CallToolResult, QueryReply]:
-        """Run one Spark SQL statement and return a bounded preview of its result.
+        """Run one Spark SQL statement (no scripts); reply with a bounded preview and a result_id.
 
-        The statement is checked by Spark's analyzer and your policy before anything runs.
-        The reply has `columns`, `rows` (exact JSON values), `row_count`, `truncated` and a
-        `result_id`: page through the whole result with `fetch_rows`. If the statement is
-        still running after `wait_s` seconds you get a `job_id` instead: call `get_job` to
-        wait for it or `cancel_job` to stop it. Use `summary=true` to understand a large
-        result without reading its rows. One statement per call; no `;`-separated scripts.
+        Checked by Spark's analyzer and your policy before anything runs. Page the result
+        with fetch_rows. Still running after wait_s: you get a job_id for get_job / cancel_job.
         """
         app, principal = app_of(ctx), caller()
-        limits = app.executor.limits(principal)
+        limits = app.governance.limits(principal)
         notes: list[str] = []
         rows = clamp_rows(app, max_rows, limits.max_rows, notes)
-        job = await app.executor.run_sql(principal, session_id, sql, tool="run_sql")
+        preview = None if summary else rows  # a summary reads every row; a preview only what it shows
+        job = await app.executor.run_sql(principal, session_id, sql, tool="run_sql", preview=preview)
         return await reply_when_done(app, ctx, job, wait_s=wait_s, rows=rows, summary=summary, notes=notes)
 
     @server.tool(
@@ -121,18 +111,14 @@ def register(server: MCPServer) -> None:
     @guarded
     async def get_job(
         ctx: Context,
-        job_id: Annotated[str, Field(description="from run_sql or run_plan")],
-        wait_s: Annotated[float, Field(ge=0, le=3600, description="seconds to wait for the job to finish")] = 10,
+        job_id: str,
+        wait_s: Annotated[float, Field(ge=0, le=3600)] = 10,
         max_rows: MaxRows = None,
         summary: bool = False,
     ) -> Annotated[CallToolResult, QueryReply]:
-        """Status, progress and, once it has finished, the result of a job.
-
-        Waits up to `wait_s` seconds for the job to end. A finished job returns the same
-        result structure as `run_sql`; a failed one returns its `error`.
-        """
+        """A job's state and progress, waiting up to wait_s; once finished, its result as run_sql gives it."""
         app, principal = app_of(ctx), caller()
-        limits = app.executor.limits(principal)
+        limits = app.governance.limits(principal)
         notes: list[str] = []
         rows = clamp_rows(app, max_rows, limits.max_rows, notes)
         job = app.jobs.get(principal.id, job_id)
@@ -146,21 +132,17 @@ def register(server: MCPServer) -> None:
         annotations=hints(read_only=False, idempotent=True),
     )
     @guarded
-    async def cancel_job(
-        ctx: Context, job_id: Annotated[str, Field(description="the job to stop")]
-    ) -> Annotated[CallToolResult, QueryReply]:
-        """Stop a job: its work is interrupted in Spark, and the reply confirms how it ended."""
+    async def cancel_job(ctx: Context, job_id: str) -> Annotated[CallToolResult, JobInfo]:
+        """Stop a job: its work is interrupted in Spark; the reply says how it ended."""
         app, principal = app_of(ctx), caller()
         job = app.jobs.get(principal.id, job_id)
         note(session_id=job.session_id, job_id=job.id)
-        notes: list[str] = []
         if job.state.terminal:
-            notes.append(f"the job had already ended ({job.state.value}); nothing to cancel")
+            said = f"Job {job.id} had already ended ({job.state.value}); nothing to cancel."
         else:
             await app.jobs.cancel(job)
-            notes.append(f"interrupted {job.interrupted_operations} Spark operation(s)")
-        limits = app.executor.limits(principal)
-        return job_reply(app, job, max_rows=10, max_chars=limits.max_chars, summary=False, notes=notes)
+            said = f"Job {job.id} is {job.state.value}: interrupted {job.interrupted_operations} Spark operation(s)."
+        return reply(job_info(job), said)
 
     @server.tool(
         title="List jobs",
@@ -170,7 +152,7 @@ def register(server: MCPServer) -> None:
     async def list_jobs(
         ctx: Context, limit: Annotated[int, Field(ge=1, le=200, description="most recent first")] = 20
     ) -> Annotated[CallToolResult, JobList]:
-        """Your recent jobs, newest first, with their state and result ids."""
+        """Your recent jobs, newest first."""
         app, principal = app_of(ctx), caller()
         jobs = JobList(jobs=[job_info(j) for j in app.jobs.list_for(principal.id)[:limit]])
         lines = [
@@ -189,24 +171,26 @@ def register(server: MCPServer) -> None:
     @guarded
     async def fetch_rows(
         ctx: Context,
-        result_id: Annotated[str, Field(description="from run_sql, run_plan or get_job")],
-        offset: Annotated[int, Field(ge=0, description="first row, counting from 0")] = 0,
-        limit: Annotated[
-            int | None, Field(ge=1, le=100_000, description="rows in this page (default 50; capped by your role)")
-        ] = None,
+        result_id: str,
+        offset: Annotated[int, Field(ge=0, description="first row, from 0")] = 0,
+        limit: Annotated[int | None, Field(ge=1, le=100_000, description="rows (default 50)")] = None,
         format: Annotated[
-            Literal["table", "json", "csv"], Field(description="table: compact text; json: exact values; csv")
+            Literal["table", "json", "csv"], Field(description="table: compact text, json: exact values, or csv")
         ] = "table",
+        wait_s: WaitS = None,
     ) -> Annotated[CallToolResult, RowsPage]:
-        """Page through a stored result: never more than `limit` rows, within the reply budget."""
+        """A page of a stored result. Past a preview, the first call computes the rest (waits up to wait_s)."""
         app, principal = app_of(ctx), caller()
-        limits = app.executor.limits(principal)
+        limits = app.governance.limits(principal)
         notes: list[str] = []
         limit = clamp_rows(app, limit, limits.max_rows, notes)
-        meta = app.results.meta(principal.id, result_id)
+        wait = app.config.limits.default_wait_s if wait_s is None else wait_s
+        meta = await app.materializer.ensure(
+            principal, result_id, rows=offset + limit, wait_s=wait, on_change=progress_reporter(ctx), offset=offset
+        )
         note(result_id=result_id, session_id=meta.session_id)
         page = await anyio.to_thread.run_sync(app.results.page, principal.id, result_id, offset, limit)
-        total = meta.row_count
+        total = meta.row_count if meta.complete else None
         text: str | None = None
         rows: list[list[JSONValue]] | None = None
         if format == "json":
@@ -216,14 +200,16 @@ def register(server: MCPServer) -> None:
         elif format == "csv":
             count, text = _csv_within(page, limits.max_chars)
         else:
-            more = offset + page.num_rows < total or meta.more_rows
+            more = offset + page.num_rows < meta.row_count or meta.more_rows
             rendered = render_table(page, max_chars=limits.max_chars, more_rows=more, first_row=offset)
             count, text = rendered.rows_shown, rendered.text
+        notes.extend(state_notes(meta))
         if count < page.num_rows:
             notes.append(f"the page stopped at {count} rows to stay within {limits.max_chars:,} characters")
-        if offset >= total and total > 0:
+        if total is not None and offset >= total and total > 0:
             notes.append(f"offset {offset} is past the end: the result has {total} rows")
-        next_offset = offset + count if offset + count < total else None
+        stored_end = offset + count < meta.row_count
+        next_offset = offset + count if stored_end or not meta.complete else None
         note(rows=count)
         reply = RowsPage(
             result_id=result_id,
@@ -231,15 +217,15 @@ def register(server: MCPServer) -> None:
             offset=offset,
             row_count=count,
             total_rows=total,
+            result_state=meta.state.value,
             next_offset=next_offset,
             columns=schema_columns(page.schema),
             rows=rows,
             text=text,
             notes=notes,
         )
-        summary = (
-            f"rows {offset + 1}-{offset + count} of {total:,}" if count else f"no rows at offset {offset} of {total:,}"
-        )
+        of = f"{total:,}" if total is not None else f"{meta.row_count:,} so far ({meta.state.value})"
+        summary = f"rows {offset + 1}-{offset + count} of {of}" if count else f"no rows at offset {offset} of {of}"
         body = text if text is not None else ""
         return CallToolResult(
             content=[TextContent(type="text", text=f"{summary}" + (f"\n{body}" if body else ""))],

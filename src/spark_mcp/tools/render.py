@@ -18,16 +18,14 @@ from spark_mcp.calls import note
 from spark_mcp.errors import SparkError, SparkMcpError
 from spark_mcp.jobs import Job, JobState
 from spark_mcp.preview import column_infos, render_summary, render_table, summarize, to_json_rows
-from spark_mcp.results import ResultMeta
+from spark_mcp.results import ResultMeta, ResultState, take
 from spark_mcp.spark.runner import Progress
 from spark_mcp.tools._base import error_text
 from spark_mcp.tools.models import (
     ColumnOut,
-    ColumnSummaryOut,
     ErrorOut,
     ProgressOut,
     QueryReply,
-    TopValueOut,
 )
 
 
@@ -43,8 +41,6 @@ def progress_out(progress: Progress) -> ProgressOut | None:
         stages_done=progress.stages_done,
         tasks=progress.tasks,
         tasks_done=progress.tasks_done,
-        inflight_tasks=progress.inflight_tasks,
-        fraction=progress.fraction,
     )
 
 
@@ -112,17 +108,22 @@ def _stored_reply(
     summary: bool,
 ) -> CallToolResult:
     notes: list[str] = base["notes"]
-    if meta.cap:
-        notes.append(f"the stored result stopped at {meta.cap}; the statement had more rows")
+    meta = app.results.meta(job.principal, meta.result_id)  # it may have been completed since the job ended
     table = app.results.table(job.principal, meta.result_id)
+    if table.num_columns == 0:
+        # A command (DDL, a temp view, SET...) has no result set: say so, and offer nothing to page.
+        note(rows=0)
+        reply = QueryReply(**base, result_set=False)
+        return _result(f"{job.kind} ok in {job.elapsed_ms} ms: the statement returns no result set.", reply, None)
+    notes.extend(state_notes(meta))
     columns = schema_columns(table.schema)
     more = meta.more_rows
     common = {
         **base,
         "columns": columns,
-        "total_rows": meta.row_count,
+        "total_rows": meta.row_count if meta.complete else None,
         "result_id": meta.result_id,
-        "result_uri": result_uri(meta.result_id),
+        "result_state": meta.state.value,
     }
     note(result_id=meta.result_id)
     if summary:
@@ -130,15 +131,17 @@ def _stored_reply(
         summaries = summarize(table)
         text = render_summary(summaries, row_count=meta.row_count, max_chars=max_chars)
         reply = QueryReply(
-            **common,
+            **{**common, "columns": SUMMARY_COLUMNS},
+            rows=[_summary_row(s) for s in summaries],
+            row_count=len(summaries),
             truncated=meta.row_count > 0 or more,
-            summary=[_summary_out(s) for s in summaries],
+            summary=True,
         )
-        return _result(_header(job, meta) + text, reply, meta)
-    page = table.slice(0, max_rows)
+        return _result(_header(job, meta, shown=None) + text, reply, meta)
+    page = take(table, 0, max_rows)
     json_rows = to_json_rows(page)
     fitting = fit_json_rows(json_rows, max_chars)
-    rendered = render_table(page.slice(0, fitting), max_chars=max_chars, more_rows=meta.row_count > fitting or more)
+    rendered = render_table(take(page, 0, fitting), max_chars=max_chars, more_rows=meta.row_count > fitting or more)
     shown = rendered.rows_shown
     note(rows=shown)
     if shown < min(max_rows, meta.row_count):
@@ -149,28 +152,58 @@ def _stored_reply(
         row_count=shown,
         truncated=meta.row_count > shown or more,
     )
-    return _result(_header(job, meta) + rendered.text, reply, meta)
+    return _result(_header(job, meta, shown=shown) + rendered.text, reply, meta)
 
 
-def _header(job: Job, meta: ResultMeta) -> str:
-    more = "+" if meta.more_rows else ""
+def state_notes(meta: ResultMeta) -> list[str]:
+    """What a reader of ``meta``'s rows must know about how complete and consistent they are."""
+    notes: list[str] = []
+    if meta.cap:
+        notes.append(f"the stored result stopped at {meta.cap}; the statement had more rows")
+    if meta.state is ResultState.FAILED:
+        notes.append(
+            f"producing the rows after the first {meta.row_count} failed ({meta.error}); "
+            "asking fetch_rows for them again retries"
+        )
+    elif meta.state is ResultState.STORING:
+        notes.append(f"the rows after the first {meta.row_count} are being produced now; ask fetch_rows again")
+    if meta.reordered:
+        notes.append(
+            "the statement ran again to produce every row, and its first rows differ from the preview's "
+            "(its row order is not fixed: add ORDER BY); page from offset 0 for one consistent result"
+        )
+    return notes
+
+
+def _header(job: Job, meta: ResultMeta, *, shown: int | None) -> str:
+    if meta.complete:
+        more = "+" if meta.more_rows else ""
+        return (
+            f"{job.kind} ok in {job.elapsed_ms} ms; result {meta.result_id} holds {meta.row_count:,}{more} rows "
+            f"(fetch_rows pages through it).\n"
+        )
+    offset = shown if shown is not None else meta.row_count
     return (
-        f"{job.kind} ok in {job.elapsed_ms} ms; result {meta.result_id} holds {meta.row_count:,}{more} rows "
-        f"(fetch_rows pages through it).\n"
+        f"{job.kind} ok in {job.elapsed_ms} ms; more rows exist: result {meta.result_id} keeps the first "
+        f"{meta.row_count:,} so far, and fetch_rows(offset={offset}) produces the rest on demand.\n"
     )
 
 
-def _summary_out(s: Any) -> ColumnSummaryOut:
-    return ColumnSummaryOut(
-        name=s.name,
-        type=s.type,
-        null_count=s.null_count,
-        distinct_count=s.distinct_count,
-        min=s.min,
-        max=s.max,
-        mean=s.mean,
-        top_values=[TopValueOut(value=v, count=c) for v, c in s.top_values],
-    )
+# A summary is a table too: one row per column of the result (min and max keep its values' types).
+SUMMARY_COLUMNS = [
+    ColumnOut(name="column", type="string"),
+    ColumnOut(name="type", type="string"),
+    ColumnOut(name="null_count", type="bigint"),
+    ColumnOut(name="distinct_count", type="bigint"),
+    ColumnOut(name="min", type="the column's type"),
+    ColumnOut(name="max", type="the column's type"),
+    ColumnOut(name="mean", type="double"),
+    ColumnOut(name="top_values", type="array<array<value, count>>"),
+]
+
+
+def _summary_row(s: Any) -> list[Any]:
+    return [s.name, s.type, s.null_count, s.distinct_count, s.min, s.max, s.mean, [[v, c] for v, c in s.top_values]]
 
 
 def _result(text: str, reply: QueryReply, meta: ResultMeta | None, *, is_error: bool = False) -> CallToolResult:

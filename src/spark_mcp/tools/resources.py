@@ -11,22 +11,34 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 
 from spark_mcp.calls import note
-from spark_mcp.errors import InvalidInput, NotFound
+from spark_mcp.errors import InvalidInput, NotFound, SparkMcpError
 from spark_mcp.preview import column_infos, to_json_rows
 from spark_mcp.tools._base import app_of, caller
 from spark_mcp.tools.queries import table_to_csv
 
 
-def _table(ctx: Context, result_id: str) -> pa.Table:
+async def _table(ctx: Context, result_id: str) -> pa.Table:
+    """The whole result: an on-demand one is completed first (within the caller's deadline)."""
     app, principal = app_of(ctx), caller()
     note(result_id=result_id)
     try:
-        meta = app.results.meta(principal.id, result_id)
-        note(session_id=meta.session_id, rows=meta.row_count)
-        return app.results.table(principal.id, result_id)
+        wait = app.governance.limits(principal).query_timeout_s
+        meta = await app.materializer.ensure(principal, result_id, rows=None, wait_s=wait)
     except (NotFound, InvalidInput) as exc:
         note(error_class=exc.code)
         raise ResourceNotFoundError(str(exc)) from None
+    except SparkMcpError as exc:
+        note(error_class=exc.code)
+        raise ResourceError(f"{exc.code}: {exc}") from None
+    note(session_id=meta.session_id, rows=meta.row_count)
+    if not meta.complete:
+        note(error_class="incomplete")
+        raise ResourceError(
+            f"result {result_id} is {meta.state.value}: only its first {meta.row_count} rows exist so far"
+            + (f" ({meta.error})" if meta.error else "")
+            + "; read it again, or page with fetch_rows"
+        )
+    return app.results.table(principal.id, result_id)
 
 
 def to_arrow_stream(table: pa.Table) -> bytes:
@@ -46,7 +58,7 @@ def register(server: MCPServer) -> None:
     )
     async def result_csv(result_id: str, ctx: Context) -> str:
         """A whole stored result as CSV with a header row."""
-        table = _table(ctx, result_id)
+        table = await _table(ctx, result_id)
         return await anyio.to_thread.run_sync(table_to_csv, table)
 
     @server.resource(
@@ -57,7 +69,7 @@ def register(server: MCPServer) -> None:
     )
     async def result_arrow(result_id: str, ctx: Context) -> bytes:
         """A whole stored result as an Arrow IPC stream (exact types, Spark types in field metadata)."""
-        table = _table(ctx, result_id)
+        table = await _table(ctx, result_id)
         return await anyio.to_thread.run_sync(to_arrow_stream, table)
 
     @server.resource(
@@ -70,7 +82,7 @@ def register(server: MCPServer) -> None:
         """A whole stored result as JSON: {result_id, columns: [{name, type}], rows: [[...]]}."""
         if "." in result_id:
             raise ResourceError(f"unknown result format in {result_id!r}: use .csv, .arrow or no suffix for JSON")
-        table = _table(ctx, result_id)
+        table = await _table(ctx, result_id)
 
         def render() -> str:
             columns = [{"name": c.name, "type": c.type} for c in column_infos(table.schema)]

@@ -101,13 +101,13 @@ def register(server: MCPServer) -> None:
     @guarded
     async def whoami(ctx: Context) -> Annotated[CallToolResult, WhoAmI]:
         """Who you are to spark-mcp: your roles, the actions and tables your policy allows, your limits,
-        the driver profiles you may use and the driver quotas.
+        the driver profiles and engines you may use and the driver quotas.
 
         Call this first to learn what you can do.
         """
         app, principal = app_of(ctx), caller()
         grants = app.policy.grants_for(principal)
-        limits = app.executor.limits(principal)
+        limits = app.governance.limits(principal)
         who = WhoAmI(
             principal=principal.id,
             roles=list(grants.roles),
@@ -122,6 +122,7 @@ def register(server: MCPServer) -> None:
                 max_sessions=limits.max_sessions,
             ),
             profiles=profiles_out(app, principal),
+            engines=list(grants.engines),
             quotas=quotas_out(app, principal, limits.max_sessions),
             spark_version=spark_version(),
             driver_backend=app.config.driver.backend,
@@ -137,7 +138,7 @@ def register(server: MCPServer) -> None:
             f"deny: {', '.join(who.deny) or '-'}.\n"
             f"Limits: {limits.max_rows} rows and {limits.max_chars:,} characters per reply, "
             f"{limits.query_timeout_s:g} s per statement, {limits.max_sessions} sessions. Spark {who.spark_version}.\n"
-            f"Profiles: {profiles or 'none'}.\n"
+            f"Profiles: {profiles or 'none'}; engines: {', '.join(who.engines) or 'none'}.\n"
             f"Drivers (shared per {q.share}): you hold {q.your_drivers} of at most {q.max_drivers_per_user}; "
             f"the server runs {q.drivers_running} of at most {q.max_drivers}, with {gib(q.driver_memory_used_bytes)} "
             f"of {gib(q.max_driver_memory_bytes)} memory; idle drivers stop after "
@@ -153,14 +154,17 @@ def register(server: MCPServer) -> None:
     @guarded
     async def create_session(
         ctx: Context,
-        engine: Annotated[Literal["spark"], Field(description="the execution engine")] = "spark",
         profile: Annotated[
             str | None,
             Field(
                 max_length=32,
                 pattern=r"^[a-z][a-z0-9_-]*$",
-                description="a driver profile from whoami (cores, memory, credentials); default: your first",
+                description="a driver profile from whoami; default: your first",
             ),
+        ] = None,
+        engine: Annotated[
+            Literal["spark", "sail"] | None,
+            Field(description="spark (JVM) or sail (fast start, partial SQL); default: the profile's"),
         ] = None,
     ) -> Annotated[CallToolResult, SessionInfo]:
         """Start a new, isolated Spark session (its own temp views and settings).
@@ -171,11 +175,12 @@ def register(server: MCPServer) -> None:
         when a Spark driver has to start.
         """
         app, principal = app_of(ctx), caller()
-        session = await app.executor.create_session(principal, profile)
+        session = await app.executor.create_session(principal, profile, engine=engine)
         note(session_id=session.id)
         return reply(
             session_info(session),
-            f"Session {session.id} is open on driver {session.driver.id} (profile {session.profile}).",
+            f"Session {session.id} is open on {session.driver.engine} driver {session.driver.id} "
+            f"(profile {session.profile}).",
         )
 
     @server.tool(
