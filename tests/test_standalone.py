@@ -6,18 +6,26 @@ The cluster itself is in ``test_standalone_cluster.py`` (a real master and worke
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from spark_mcp.app import preflight
 from spark_mcp.config import Config, load_config
 from spark_mcp.drivers.base import Lifetime
 from spark_mcp.drivers.credentials import stage
 from spark_mcp.drivers.executors import ExecutorAsk, executor_ask, spark_size
+from spark_mcp.drivers.files import remove_secrets
 from spark_mcp.drivers.local import DriverSpec, LocalBackend
 from spark_mcp.drivers.master_status import app_verdict, describe
-from spark_mcp.drivers.profiles import driver_memory_budget, machine_memory_bytes, resolve_profiles
+from spark_mcp.drivers.profiles import (
+    check_credential_files,
+    driver_memory_budget,
+    machine_memory_bytes,
+    resolve_profiles,
+)
 from spark_mcp.drivers.quotas import Admission, FleetUsage, QuotaLimits, admit
 from spark_mcp.drivers.standalone import ClusterLog, StandaloneBackend
 from spark_mcp.errors import ConfigError, QuotaExceeded
@@ -283,3 +291,77 @@ def test_what_the_drivers_log_says_about_its_cluster() -> None:
         "NettyRpcEndpointRef(spark-client://Executor) (127.0.0.1:51050) with ID 0, ResourceProfileId 0"
     )
     assert seen.registered == 1
+
+
+# -- the cluster's secret ------------------------------------------------------------------------
+
+
+def private(path: Path, text: str, mode: int = 0o600) -> Path:
+    path.write_text(text)
+    path.chmod(mode)
+    return path
+
+
+def test_the_cluster_secret_reaches_the_driver_in_a_private_file_and_never_argv(tmp_path: Path) -> None:
+    secret = "Xq9-cluster_secret.value~42"
+    config = standalone(tmp_path / "home", cluster_secret_file=str(private(tmp_path / "secret", secret + "\n")))
+    check_credential_files(config)
+    profile = resolve_profiles(config)["default"]
+    workdir = tmp_path / "drv"
+    workdir.mkdir(mode=0o700)
+    backend = StandaloneBackend(config, {})
+    options = backend.stage_files(workdir)
+    properties = workdir / "credentials" / "cluster.properties"
+    assert options == ["--properties-file", str(properties)]
+    assert properties.read_text() == f"spark.authenticate.secret={secret}\n"
+    assert stat.S_IMODE(properties.stat().st_mode) == 0o600
+    assert stat.S_IMODE(properties.parent.stat().st_mode) == 0o700
+    argv = backend.argv(
+        DriverSpec(profile),
+        driver_id="drv-1",
+        port=15002,
+        workdir=workdir,
+        credentials=stage(profile, workdir),
+        options=options,
+    )
+    assert not any(secret in arg for arg in argv)
+    assert argv[1:3] == ["--properties-file", str(properties)]  # spark-submit's own option, before --class
+    settings = dict(conf_of(argv))
+    assert settings["spark.authenticate"] == settings["spark.network.crypto.enabled"] == "true"
+    # Stopping (or failing) removes the credentials folder with the secret in it.
+    remove_secrets(workdir)
+    assert not properties.exists()
+
+
+def test_without_a_secret_there_is_no_authentication_setting_and_no_properties_file(tmp_path: Path) -> None:
+    config = standalone(tmp_path / "home")
+    profile = resolve_profiles(config)["default"]
+    backend = StandaloneBackend(config, {})
+    assert backend.stage_files(tmp_path) == []
+    argv = backend.argv(
+        DriverSpec(profile), driver_id="drv-1", port=15002, workdir=tmp_path, credentials=stage(profile, tmp_path)
+    )
+    assert "--properties-file" not in argv and "spark.authenticate" not in dict(conf_of(argv))
+
+
+@pytest.mark.parametrize(
+    ("content", "mode", "message"),
+    [
+        ("short\n", 0o600, "8 to 1024 printable ASCII"),
+        ("two words secret\n", 0o600, "without spaces"),
+        ("back\\slash-secret\n", 0o600, "without spaces or '\\'"),
+        ("good-secret-value\n", 0o644, "can be read by other users (mode 644): chmod 600"),
+    ],
+)
+def test_a_cluster_secret_that_cannot_be_used_safely_stops_the_server_at_start(
+    tmp_path: Path, content: str, mode: int, message: str
+) -> None:
+    config = standalone(tmp_path / "home", cluster_secret_file=str(private(tmp_path / "secret", content, mode)))
+    with pytest.raises(ConfigError, match=r"driver\.cluster_secret_file") as error:
+        preflight(config)
+    assert message in str(error.value)
+
+
+def test_the_cluster_secret_file_must_be_an_absolute_path(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="must be an absolute path"):
+        standalone(tmp_path, cluster_secret_file="secret")
