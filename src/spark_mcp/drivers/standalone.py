@@ -5,12 +5,16 @@ stopping) with ``--master spark://...`` and an explicit executor ask (``executor
 work runs on the cluster's workers. What differs is when it is ready, and how it fails:
 
 - Before anything starts, the master's port must accept a connection; a master that is down
-  is ``ClusterUnreachable`` at once, and nothing was started.
+  is ``ClusterUnreachable`` at once, and nothing was started. A master that takes the
+  connection but refuses the driver (``spark.authenticate`` without the right secret, another
+  protocol) says so in the driver's log, and is ``ClusterUnreachable`` as soon as it does.
 - The driver is ready when its Connect server listens *and* an executor has registered with
   it. In client mode a driver starts fine on a cluster without room and then waits for
   executors forever; so once the driver's log names its application, the master's status
   (``master_status``) is read, and a cluster with no free cores or memory for one executor
   is ``ClusterBusy`` at once. Without a readable status, the driver start deadline decides.
+- With ``driver.cluster_secret_file``, the driver authenticates to the cluster (and encrypts
+  its RPC); the secret reaches it in a 0600 properties file in its credentials folder.
 - Any failure stops the driver (its application ends on the master with it) before the
   error is raised; the fleet then forgets it, so no process, state row or application is left.
 """
@@ -20,7 +24,7 @@ from __future__ import annotations
 import re
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,10 +33,10 @@ import structlog
 
 from spark_mcp.config import Config, master_addresses
 from spark_mcp.drivers.base import Driver
+from spark_mcp.drivers.executors import ExecutorAsk
 from spark_mcp.drivers.files import ensure_private_dir, write_private
 from spark_mcp.drivers.local import DriverSpec, LocalBackend, OnLaunch
-from spark_mcp.drivers.master_status import Status, app_verdict, fetch_status
-from spark_mcp.drivers.profiles import resolve_profiles
+from spark_mcp.drivers.master_status import app_verdict, fetch_status
 from spark_mcp.errors import ClusterBusy, ClusterUnreachable, DriverStartError
 
 log = structlog.get_logger(__name__)
@@ -138,21 +142,13 @@ class StandaloneBackend(LocalBackend):
 
     name = "standalone"
 
-    def __init__(
-        self,
-        config: Config,
-        environ: Mapping[str, str],
-        *,
-        status: Callable[[str], Status | None] = fetch_status,
-    ) -> None:
+    def __init__(self, config: Config, environ: Mapping[str, str]) -> None:
         super().__init__(config, environ)
         if config.driver.master is None:  # config validation makes this unreachable
             raise ValueError("the standalone backend needs driver.master")
         self.master = config.driver.master
         self._ui = config.driver.master_ui_url
-        self._status = status
         self._watching: dict[str, _Watch] = {}
-        self._asks = {name: p.executors for name, p in resolve_profiles(config).items() if p.executors is not None}
 
     async def start(self, spec: DriverSpec, *, on_launch: OnLaunch | None = None) -> Driver:
         problem = await anyio.to_thread.run_sync(check_reachable, self.master)
@@ -165,7 +161,7 @@ class StandaloneBackend(LocalBackend):
 
         def seen(driver: Driver) -> None:
             launched.append(driver)
-            self._watching[driver.id] = _Watch(LogFollower(driver.log_path))
+            self._watching[driver.id] = _Watch(LogFollower(driver.log_path), spec.profile.executors)
             if on_launch is not None:
                 on_launch(driver)
 
@@ -244,23 +240,13 @@ class StandaloneBackend(LocalBackend):
         now = time.monotonic()
         if seen.app_id and not seen.registered and self._ui and now >= watch.next_status:
             watch.next_status = now + _STATUS_EVERY_S
-            status = await anyio.to_thread.run_sync(self._status, self._ui)
-            why_not = None if status is None else app_verdict(status, seen.app_id, **self._ask(driver))
+            status = await anyio.to_thread.run_sync(fetch_status, self._ui)
+            why_not = None if status is None else app_verdict(status, seen.app_id, **_one_executor(watch.ask))
             if why_not is not None:
                 await self._fail(driver, f"{why_not}. {_BUSY_ADVICE}", ClusterBusy)
         return False
 
     # -- explaining ----------------------------------------------------------------------------
-
-    def _ask(self, driver: Driver) -> dict[str, int]:
-        """One executor of ``driver``'s profile, as the master counts it (cores, MiB)."""
-        executors = self._asks.get(driver.profile)
-        if executors is None:
-            return {"executor_cores": 1, "executor_memory_mb": 1024}  # Spark's defaults
-        return {
-            "executor_cores": executors.executor_cores or 1,
-            "executor_memory_mb": max(1, executors.executor_memory // _MIB),
-        }
 
     def _unregistered(self, seen: ClusterLog) -> str:
         cause = f" ({seen.refused})" if seen.refused else ""
@@ -286,8 +272,16 @@ class _Watch:
     """What ``_progress`` knows of one starting driver."""
 
     follower: LogFollower
+    ask: ExecutorAsk | None
     seen: ClusterLog = field(default_factory=lambda: ClusterLog())
     next_status: float = 0.0
+
+
+def _one_executor(ask: ExecutorAsk | None) -> dict[str, int]:
+    """One executor of an ask, as the master counts it on a worker (cores, MiB)."""
+    if ask is None:
+        return {"executor_cores": 1, "executor_memory_mb": 1024}  # Spark's defaults
+    return {"executor_cores": ask.executor_cores or 1, "executor_memory_mb": max(1, ask.executor_memory // _MIB)}
 
 
 _BUSY_ADVICE = (
