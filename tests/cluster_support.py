@@ -40,13 +40,23 @@ def poll(condition: Callable[[], Any], *, timeout_s: float, what: str) -> Any:
     while True:
         try:
             value = condition()
-        except OSError:
+        except (OSError, ValueError):  # not listening yet, or a web UI still starting (an empty body)
             value = None
         if value:
             return value
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what} did not happen within {timeout_s:g} s")
         time.sleep(0.2)
+
+
+def _distinct_ports(count: int, avoid: set[int] | None = None) -> list[int]:
+    """``count`` free loopback ports, none of them in ``avoid`` nor twice."""
+    found: list[int] = []
+    while len(found) < count:
+        port = free_loopback_port()
+        if port not in found and port not in (avoid or set()):
+            found.append(port)
+    return found
 
 
 @dataclass
@@ -101,7 +111,8 @@ class StandaloneCluster:
     def start(
         cls, root: Path, *, workers: int = 2, secret: str | None = None, timeout_s: float = 180
     ) -> StandaloneCluster:
-        cluster = cls(root, free_loopback_port(), free_loopback_port(), secret)
+        ports = _distinct_ports(2)
+        cluster = cls(root, ports[0], ports[1], secret)
         try:
             cluster._spawn(
                 "master",
@@ -113,7 +124,9 @@ class StandaloneCluster:
             for index in range(workers):
                 work = root / f"worker-{index}" / "work"
                 work.mkdir(parents=True)
-                ui = free_loopback_port()
+                ui = _distinct_ports(
+                    1, avoid={cluster.master_port, cluster.ui_port, *(d.ui_port for d in cluster.daemons)}
+                )[0]
                 cluster._spawn(
                     f"worker-{index}",
                     "org.apache.spark.deploy.worker.Worker",
