@@ -9,7 +9,6 @@
 - ``executors``: what a standalone driver asks its cluster for (pure).
 - ``master_status``: a standalone master's JSON status, and why an application gets no executor.
 - ``standalone``: the standalone backend: the local one in client mode against a Spark master.
-- ``backends``: which backend starts a profile's drivers.
 - ``quotas``: the pure admission decision (max drivers, per user, memory, the machine).
 - ``reaper``: the pure choice of idle and too-old drivers to stop.
 - ``warm``: the warm pool of prepared spare drivers.
