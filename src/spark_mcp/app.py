@@ -30,6 +30,7 @@ from spark_mcp.drivers.local import LocalBackend
 from spark_mcp.drivers.profiles import check_credential_files, driver_memory_budget, resolve_profiles
 from spark_mcp.drivers.recovery import recover, server_alive, this_server
 from spark_mcp.drivers.sail import SailBackend
+from spark_mcp.drivers.standalone import StandaloneBackend, read_cluster_secret
 from spark_mcp.errors import ConfigError
 from spark_mcp.execution import Executor
 from spark_mcp.governance import Governance
@@ -77,6 +78,11 @@ def preflight(config: Config) -> Preflight:
     if problems:
         raise ConfigError("invalid policy or configuration:\n  " + "\n  ".join(problems))
     check_credential_files(config)
+    if config.driver.cluster_secret_file is not None:
+        try:
+            read_cluster_secret(config.driver.cluster_secret_file)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"invalid configuration:\n  driver.cluster_secret_file: {exc}") from exc
     budget = driver_memory_budget(config)
     config.home.mkdir(parents=True, exist_ok=True, mode=0o700)
     db = StateDB(state_path(config.home))
@@ -134,6 +140,8 @@ class App:
         for profile in checked.profiles.values():
             for secret in secret_values(profile):
                 redactor.add_secret(secret)
+        if config.driver.cluster_secret_file is not None:
+            redactor.add_secret(read_cluster_secret(config.driver.cluster_secret_file))
         audit = AuditLog(config.audit_path, redactor)
         server = this_server()
         preparer = Preparer(config.datasets)
@@ -175,6 +183,8 @@ class App:
         }
         if any(p.backend == "kubernetes" for p in checked.profiles.values()):
             backends["kubernetes"] = KubernetesBackend(config)
+        if any(p.backend == "standalone" for p in checked.profiles.values()):
+            backends["standalone"] = StandaloneBackend(config, env)
         fleet = Fleet(
             config,
             checked.profiles,

@@ -25,6 +25,8 @@ class Check:
 def run_checks(config: Config, environ: Mapping[str, str], *, start_driver: bool = False) -> list[Check]:
     checks = [_python(), _spark(), _java(config, environ), _state_dir(config.home), _port(), _policies(config)]
     checks += _datasets(config)
+    if config.uses_standalone:
+        checks.append(_master(config))
     if start_driver and all(c.ok for c in checks):
         checks.append(_driver(config, environ))
     return checks
@@ -126,6 +128,33 @@ def _datasets(config: Config) -> list[Check]:
     if missing:
         return [Check("datasets", False, "; ".join(missing), "fix the path in the [[datasets]] entry")]
     return [Check("datasets", True, f"{len(config.datasets)} declared, every local path exists")]
+
+
+def _master(config: Config) -> Check:
+    """The standalone backend's master accepts connections; its web UI's status, when readable, says how full it is."""
+    from spark_mcp.drivers.master_status import describe, fetch_status
+    from spark_mcp.drivers.standalone import check_reachable
+
+    master = config.driver.master
+    assert master is not None  # config validation: the standalone backend needs one
+    problem = check_reachable(master)
+    if problem is not None:
+        return Check(
+            "spark master",
+            False,
+            f"{master} is not reachable ({problem})",
+            "start the master, or fix driver.master; this machine must reach its port",
+        )
+    ui = config.driver.master_ui_url
+    status = fetch_status(ui) if ui else None
+    if status is None:
+        return Check(
+            "spark master",
+            True,
+            f"{master} accepts connections; its status at {ui}/json/ cannot be read, so a cluster without free "
+            "cores shows only when driver.startup_timeout_s passes (set driver.master_ui to its web UI)",
+        )
+    return Check("spark master", True, f"{master} is {status.get('status', 'up')}: {describe(status)}")
 
 
 def _driver(config: Config, environ: Mapping[str, str]) -> Check:

@@ -19,6 +19,8 @@ happened and what to do next; they never carry a JVM stack trace or a secret.
     │   └── QuotaExceeded              quota_exceeded (names the quota)
     ├── DriverError                    driver_error
     │   ├── DriverStartError           driver_start_failed
+    │   │   ├── ClusterUnreachable     cluster_unreachable (the standalone master is down or never took the driver)
+    │   │   └── ClusterBusy            cluster_busy (the cluster has no free cores or memory for its executors)
     │   └── DriverLost                 driver_lost
     ├── SparkError                     spark_error (plus Spark's own error class)
     ├── QueryTimedOut                  timed_out
@@ -135,6 +137,18 @@ class DriverStartError(DriverError):
     """A driver failed to start; the message quotes the relevant lines of its log."""
 
     code = "driver_start_failed"
+
+
+class ClusterUnreachable(DriverStartError):
+    """A standalone driver could not register with its master: it is down, unreachable, or refused it."""
+
+    code = "cluster_unreachable"
+
+
+class ClusterBusy(DriverStartError):
+    """A standalone driver registered, but the cluster had no free cores or memory for its executors."""
+
+    code = "cluster_busy"
 
 
 class DriverLost(DriverError):

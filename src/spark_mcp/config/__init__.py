@@ -22,6 +22,7 @@ from spark_mcp.config.model import (
     QuotasConfig,
     ResultsConfig,
     ServerConfig,
+    master_addresses,
     parse_size,
 )
 from spark_mcp.config.spark_conf import MANAGED_KEYS
@@ -45,5 +46,6 @@ __all__ = [
     "bundled_policies",
     "default_home",
     "load_config",
+    "master_addresses",
     "parse_size",
 ]

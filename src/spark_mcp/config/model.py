@@ -6,6 +6,7 @@ layers and reports a bad value with where it came from.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Literal
@@ -18,6 +19,12 @@ from spark_mcp.config.spark_conf import check_spark_conf
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 _DATASET_NAME = re.compile(rf"^{_IDENT}\.{_IDENT}$")
 _MEMORY = re.compile(r"^[1-9][0-9]*[kmgt]?$", re.IGNORECASE)
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?"
+_HOST = rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9A-Fa-f:.]+\])"  # a DNS name, an IPv4 address, or [IPv6]
+_HOST_PORT = rf"{_HOST}:[0-9]{{1,5}}"
+_MASTER = re.compile(rf"^spark://({_HOST_PORT})(,{_HOST_PORT})*$")
+_MASTER_UI = re.compile(rf"^https?://{_HOST_PORT}/?$")
+Backend = Literal["local", "standalone", "kubernetes"]
 
 
 class _Model(BaseModel):
@@ -125,8 +132,30 @@ def _size(value: str) -> str:
 class DriverConfig(_Model):
     """How drivers are started, shared and kept; also the implicit ``default`` profile."""
 
-    backend: Literal["local", "kubernetes"] = "local"
+    backend: Backend = Field(
+        default="local",
+        description="local: local[N] on this machine; standalone: client mode against driver.master; "
+        "kubernetes: a pod per driver",
+    )
     kubernetes: KubernetesConfig = KubernetesConfig()
+    master: str | None = Field(
+        default=None, description="the Spark standalone master, spark://host:7077 (several, comma-separated, for HA)"
+    )
+    master_ui: str | None = Field(
+        default=None,
+        description="the master's web UI, whose /json/ status tells at once that a cluster has no free cores; "
+        "default http://<first master host>:8080",
+    )
+    cluster_address: str = Field(
+        default="127.0.0.1",
+        description="standalone: this machine's address on the cluster's private network, where executors "
+        "reach the driver (spark.driver.host and bindAddress); loopback or a private address",
+    )
+    cluster_secret_file: Path | None = Field(
+        default=None,
+        description="standalone: a file (0600) holding the cluster's spark.authenticate secret; drivers then "
+        "authenticate to the master, workers and executors",
+    )
     engine: Literal["spark", "sail"] = Field(
         default="spark",
         description="the engine of a session created without one: spark (a JVM driver) or sail (pysail, "
@@ -137,7 +166,13 @@ class DriverConfig(_Model):
         description="in-memory: tables created by users live as long as their driver (fast start); "
         "hive: a persistent Derby metastore and warehouse per user (about 10 s slower first DDL)",
     )
-    cores: int = Field(default=2, ge=1, le=256, description="local[N] worker threads")
+    cores: int = Field(
+        default=2,
+        ge=1,
+        le=256,
+        description="local: local[N] worker threads; standalone: the most cluster cores a driver takes "
+        "(spark.cores.max), unless its profile sets spark.cores.max or spark.executor.instances",
+    )
     memory: str = Field(default="1g", description="driver JVM heap, e.g. 1g, 512m")
     startup_timeout_s: float = Field(default=120, gt=0, le=1800)
     stop_timeout_s: float = Field(default=15, gt=0, le=300)
@@ -162,6 +197,63 @@ class DriverConfig(_Model):
     @classmethod
     def _spark_conf(cls, value: object) -> object:
         return check_spark_conf(value) if isinstance(value, dict) else value
+
+    @field_validator("master")
+    @classmethod
+    def _master(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not _MASTER.fullmatch(value) or any(not 0 < port <= 65535 for _, port in master_addresses(value)):
+            raise ValueError(
+                "must be a Spark standalone master URL such as spark://host:7077 (or spark://h1:7077,h2:7077)"
+            )
+        return value
+
+    @field_validator("master_ui")
+    @classmethod
+    def _master_ui(cls, value: str | None) -> str | None:
+        if value is not None and not _MASTER_UI.fullmatch(value):
+            raise ValueError("must be the master's web UI as http://host:port")
+        return None if value is None else value.rstrip("/")
+
+    @field_validator("cluster_secret_file")
+    @classmethod
+    def _secret_file(cls, value: Path | None) -> Path | None:
+        return None if value is None else _absolute(value)
+
+    @field_validator("cluster_address")
+    @classmethod
+    def _cluster_address(cls, value: str) -> str:
+        try:
+            address = ipaddress.ip_address(value)
+        except ValueError:
+            raise ValueError("must be an IP address of this machine (loopback or a private network)") from None
+        # The driver's RPC and block manager listen there unauthenticated unless the cluster uses
+        # spark.authenticate: never on a public address, nor on every address at once.
+        if not (address.is_loopback or address.is_private) or address.is_unspecified or address.is_link_local:
+            raise ValueError(
+                f"{value} is not a loopback or private address; executors must reach the driver on a private network"
+            )
+        return value
+
+    @property
+    def master_ui_url(self) -> str | None:
+        """Where the master's JSON status is: ``master_ui``, else port 8080 of the first master."""
+        if self.master_ui:
+            return self.master_ui
+        if self.master is None:
+            return None
+        host, _ = master_addresses(self.master)[0]
+        return f"http://[{host}]:8080" if ":" in host else f"http://{host}:8080"
+
+
+def master_addresses(master: str) -> list[tuple[str, int]]:
+    """The (host, port) of each master in ``spark://h1:p1,h2:p2`` (an IPv6 host without its brackets)."""
+    addresses = []
+    for part in master.removeprefix("spark://").split(","):
+        host, _, port = part.rpartition(":")
+        addresses.append((host.strip("[]"), int(port)))
+    return addresses
 
 
 _PROFILE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
@@ -233,7 +325,7 @@ class ProfileConfig(_Model):
 
     description: str | None = None
     engine: Literal["spark", "sail"] | None = Field(default=None, description="none: driver.engine")
-    backend: Literal["local", "kubernetes"] | None = None
+    backend: Backend | None = Field(default=None, description="default: driver.backend")
     cores: int | None = Field(default=None, ge=1, le=256)
     memory: str | None = None
     spark_conf: dict[str, str] = Field(default_factory=dict, description="extra Spark settings (allowlisted)")
@@ -444,6 +536,11 @@ class Config(_Model):
                 "pool.size > 0 needs driver.catalog = in-memory: a hive driver opens its owner's metastore "
                 "when it starts, so it cannot wait unassigned"
             )
+        standalone = [name for name in self.profile_names if self.backend_of(name) == "standalone"]
+        if standalone and self.driver.master is None:
+            raise ValueError(
+                f'profile(s) {standalone} use the standalone backend, which needs driver.master = "spark://host:7077"'
+            )
         if self.driver.catalog == "hive" and self.driver.share == "session":
             raise ValueError(
                 "driver.share = session cannot use driver.catalog = hive: two drivers of one user would "
@@ -463,6 +560,14 @@ class Config(_Model):
     def profile_names(self) -> tuple[str, ...]:
         """Every profile: ``default`` (from [driver], unless [profiles.default] redefines it), then the rest."""
         return (DEFAULT_PROFILE, *(name for name in self.profiles if name != DEFAULT_PROFILE))
+
+    def backend_of(self, profile: str) -> str:
+        spec = self.profiles.get(profile)
+        return (spec.backend if spec is not None else None) or self.driver.backend
+
+    @property
+    def uses_standalone(self) -> bool:
+        return any(self.backend_of(name) == "standalone" for name in self.profile_names)
 
     @property
     def audit_path(self) -> Path:

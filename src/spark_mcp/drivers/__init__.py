@@ -6,6 +6,9 @@
 - ``profiles``: what a driver is (engine, backend, cores, memory, settings, credentials).
 - ``credentials``: a profile's secrets, handed to one driver and registered for redaction.
 - ``local``: the local backend: a ``SparkConnectServer`` JVM from pyspark's own jars.
+- ``executors``: what a standalone driver asks its cluster for (pure).
+- ``master_status``: a standalone master's JSON status, and why an application gets no executor.
+- ``standalone``: the standalone backend: the local one in client mode against a Spark master.
 - ``quotas``: the pure admission decision (max drivers, per user, memory, the machine).
 - ``reaper``: the pure choice of idle and too-old drivers to stop.
 - ``warm``: the warm pool of prepared spare drivers.

@@ -154,7 +154,13 @@ class Fleet:
             owner_drivers=len(mine) + mine_reserved,
             owner_unused=len(unused),
             spares=[d.memory_bytes for d in spares],
+            spares_local=[self._local_memory(d) for d in spares],
         )
+
+    def _local_memory(self, driver: Driver) -> int:
+        """What ``driver`` holds on this machine (its executors, if any, are on a cluster)."""
+        profile = self.profiles.get(driver.profile)
+        return driver.memory_bytes if profile is None else min(driver.memory_bytes, profile.local_memory_bytes)
 
     def _busy(self, driver: Driver) -> bool:
         return self._hooks.running_jobs(driver) > 0
@@ -239,6 +245,7 @@ class Fleet:
                 self.limits,
                 usage,
                 memory=profile.memory_bytes,
+                local_memory=profile.local_memory_bytes,
                 available=available_memory_bytes(),
                 owner=holder_words(holder),
             )
@@ -296,7 +303,13 @@ class Fleet:
     async def _forget_stopped(self, driver: Driver) -> None:
         if driver.state not in (DriverState.FAILED, DriverState.LOST):
             driver.state = DriverState.STOPPING
-        await self.backend_for(driver.engine, driver.backend).stop(driver)
+        try:
+            backend = self.backend_for(driver.engine, driver.backend)
+        except DriverError:
+            # A leftover of a backend this configuration no longer runs (re-adopted after a
+            # change): it is a process on this machine all the same, stopped the local way.
+            backend = self._backends["local"]
+        await backend.stop(driver)
         with self._guard:
             self._all.pop(driver.id, None)
         self._store.delete(driver.id)

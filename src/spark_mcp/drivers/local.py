@@ -6,6 +6,10 @@ under ``<home>/drivers/<id>`` with its log, scratch space, (in-memory catalog) w
 private copies of its profile's credentials, and its profile's cores, memory and settings.
 A driver that lives as long as its server gets the parent-death signal; a persistent one
 does not, so it survives the server.
+
+The standalone backend (``standalone``) is this backend with another master, executor
+settings and a longer idea of ready; it overrides the hooks ``_master``, ``_cluster_settings``,
+``_driver_address``, ``stage_files`` and ``_progress``.
 """
 
 from __future__ import annotations
@@ -14,9 +18,10 @@ import re
 import secrets
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import anyio
 import structlog
@@ -49,11 +54,21 @@ class DriverSpec:
 
 
 def managed_settings(
-    config: Config, *, driver_id: str, port: int, workdir: Path, metastore_dir: Path | None
+    config: Config,
+    *,
+    driver_id: str,
+    port: int,
+    workdir: Path,
+    metastore_dir: Path | None,
+    driver_address: str = "127.0.0.1",
 ) -> list[tuple[str, str]]:
     """The settings that carry spark-mcp's invariants. They come last in argv, after anything a
     config adds, so nothing can undo them (spark-submit keeps the last ``--conf`` of a key);
-    their keys are ``config.spark_conf.MANAGED_KEYS``, which no config may set anyway."""
+    their keys are ``config.spark_conf.MANAGED_KEYS``, which no config may set anyway.
+
+    ``driver_address`` is where Spark's own RPC and block manager listen: loopback, or for a
+    standalone cluster on other hosts the private address its executors reach (the Connect
+    port, which clients use, stays on loopback either way)."""
     if metastore_dir is not None:
         warehouse = metastore_dir / "warehouse"
         catalog = [
@@ -73,8 +88,8 @@ def managed_settings(
         ("spark.connect.grpc.binding.port", str(port)),
         ("spark.connect.session.manager.defaultSessionTimeout", f"{session_timeout_s}s"),
         # Spark's own RPC and block manager would otherwise listen on the host's address.
-        ("spark.driver.bindAddress", "127.0.0.1"),
-        ("spark.driver.host", "127.0.0.1"),
+        ("spark.driver.bindAddress", driver_address),
+        ("spark.driver.host", driver_address),
         ("spark.ui.enabled", "false"),
         # ${env:...} substitution would hand the driver's environment, token included, to any SQL.
         ("spark.sql.variable.substitute", "false"),
@@ -93,9 +108,24 @@ def managed_settings(
 
 
 def driver_argv(
-    config: Config, spec: DriverSpec, *, driver_id: str, port: int, workdir: Path, credentials: StagedCredentials
+    config: Config,
+    spec: DriverSpec,
+    *,
+    driver_id: str,
+    port: int,
+    workdir: Path,
+    credentials: StagedCredentials,
+    master: str | None = None,
+    cluster: Sequence[tuple[str, str]] = (),
+    driver_address: str = "127.0.0.1",
+    options: Sequence[str] = (),
 ) -> list[str]:
-    """The spark-submit command line. It holds no secret: the token travels in the environment."""
+    """The spark-submit command line. It holds no secret: the token travels in the environment.
+
+    ``master`` defaults to ``local[cores]``; ``cluster`` (a standalone driver's executor
+    settings) comes after the profile's settings and before the managed ones; ``options``
+    are spark-submit options (``--properties-file`` of a file holding a secret).
+    """
     profile = spec.profile
     conf: list[tuple[str, str]] = sorted(profile.spark_conf.items())
     if profile.credentials.kerberos_principal and credentials.keytab is not None:
@@ -103,15 +133,24 @@ def driver_argv(
             ("spark.kerberos.principal", profile.credentials.kerberos_principal),
             ("spark.kerberos.keytab", str(credentials.keytab)),
         ]
-    conf += managed_settings(config, driver_id=driver_id, port=port, workdir=workdir, metastore_dir=spec.metastore_dir)
+    conf += cluster
+    conf += managed_settings(
+        config,
+        driver_id=driver_id,
+        port=port,
+        workdir=workdir,
+        metastore_dir=spec.metastore_dir,
+        driver_address=driver_address,
+    )
     argv = [
         str(spark_home() / "bin" / "spark-submit"),
+        *options,
         "--class",
         "org.apache.spark.sql.connect.service.SparkConnectServer",
         "--name",
         f"spark-mcp-{driver_id}",
         "--master",
-        f"local[{profile.cores}]",
+        master or f"local[{profile.cores}]",
         "--driver-memory",
         profile.memory,
     ]
@@ -194,7 +233,8 @@ class LocalBackend:
         write_token(workdir, token)
         log_path = workdir / "driver.log"
         staged = stage(spec.profile, workdir)
-        argv = driver_argv(self._config, spec, driver_id=driver_id, port=port, workdir=workdir, credentials=staged)
+        options = self.stage_files(workdir)
+        argv = self.argv(spec, driver_id=driver_id, port=port, workdir=workdir, credentials=staged, options=options)
         process = spawn(
             argv,
             env=driver_env(self._config, self._environ, token, staged),
@@ -229,10 +269,57 @@ class LocalBackend:
         )
         return driver
 
+    def argv(
+        self,
+        spec: DriverSpec,
+        *,
+        driver_id: str,
+        port: int,
+        workdir: Path,
+        credentials: StagedCredentials,
+        options: Sequence[str] = (),
+    ) -> list[str]:
+        """This backend's command line for a driver of ``spec`` (see ``driver_argv``)."""
+        return driver_argv(
+            self._config,
+            spec,
+            driver_id=driver_id,
+            port=port,
+            workdir=workdir,
+            credentials=credentials,
+            master=self._master(spec),
+            cluster=self._cluster_settings(spec),
+            driver_address=self._driver_address(),
+            options=options,
+        )
+
+    # -- what the standalone backend changes -------------------------------------------------
+
+    def stage_files(self, workdir: Path) -> list[str]:
+        """Write what this backend's drivers read from their folder; the spark-submit options naming it."""
+        return []
+
+    def _master(self, spec: DriverSpec) -> str:
+        return f"local[{spec.profile.cores}]"
+
+    def _cluster_settings(self, spec: DriverSpec) -> list[tuple[str, str]]:
+        return []
+
+    def _driver_address(self) -> str:
+        return "127.0.0.1"
+
+    async def _progress(self, driver: Driver, *, listening: bool) -> bool:
+        """Called on every poll while ``driver`` starts: True once it can take work. A backend that
+        sees it never will calls ``_fail``; the exit and the deadline are checked here after it."""
+        return listening
+
+    # -- readiness and stopping ------------------------------------------------------------------
+
     async def _wait_ready(self, driver: Driver) -> None:
         assert driver.process is not None
         deadline = time.monotonic() + self._config.driver.startup_timeout_s
         offset = 0
+        listening = False
         while True:
             try:
                 with driver.log_path.open("r", errors="replace") as handle:
@@ -240,7 +327,8 @@ class LocalBackend:
                     chunk = handle.read()
             except OSError:
                 chunk = ""
-            if READY_LINE in chunk:
+            listening = listening or READY_LINE in chunk
+            if await self._progress(driver, listening=listening):
                 driver.state = DriverState.READY
                 driver.ready_at = time.time()
                 log.info("driver.ready", driver_id=driver.id, seconds=round(driver.ready_at - driver.started_at, 1))
@@ -258,11 +346,11 @@ class LocalBackend:
                 )
             await anyio.sleep(0.1)
 
-    async def _fail(self, driver: Driver, why: str) -> None:
+    async def _fail(self, driver: Driver, why: str, error: type[DriverStartError] = DriverStartError) -> NoReturn:
         driver.state = DriverState.FAILED
         await self.stop(driver)
         driver.state = DriverState.FAILED
-        raise DriverStartError(f"{why}. From its log ({driver.log_path}):\n{log_excerpt(driver.log_path)}")
+        raise error(f"{why}. From its log ({driver.log_path}):\n{log_excerpt(driver.log_path)}")
 
     async def stop(self, driver: Driver) -> None:
         """Stop the JVM (SIGTERM, then SIGKILL after driver.stop_timeout_s) and remove its secrets.

@@ -8,10 +8,12 @@ The rules, in order:
    room; otherwise the request is refused.
 2. ``quotas.max_drivers``: fewer drivers than this run in total, spares included. Spares
    (warm, unassigned drivers) are stopped to make room before anyone is refused.
-3. ``quotas.max_driver_memory``: the memory of all drivers (heap plus overhead) stays
-   within this sum; again spares give way first.
+3. ``quotas.max_driver_memory``: the memory of all drivers (heap plus overhead, and for a
+   standalone driver the executors it asks the cluster for) stays within this sum; again
+   spares give way first.
 4. The machine: the memory the kernel says is available (plus what stopped spares give
-   back) must hold the new driver, or it would be killed or make others swap.
+   back) must hold the new driver itself (its executors run elsewhere), or it would be
+   killed or make others swap.
 
 A refusal names the quota (its config key) and what frees it.
 """
@@ -39,6 +41,7 @@ class FleetUsage:
     owner_drivers: int  # drivers the requesting owner holds
     owner_unused: int  # of those, drivers with no open session and no running job
     spares: Sequence[int] = ()  # memory of each spare that may be stopped, in the order to stop them
+    spares_local: Sequence[int] | None = None  # what each spare holds on this machine (None: as ``spares``)
 
 
 @dataclass(frozen=True)
@@ -51,8 +54,20 @@ def gib(value: int) -> str:
     return f"{value / 1024**3:.1f} GiB" if value >= 1024**3 else f"{value / 1024**2:.0f} MiB"
 
 
-def admit(limits: QuotaLimits, usage: FleetUsage, *, memory: int, available: int | None, owner: str) -> Admission:
-    """How a driver needing ``memory`` bytes may start for ``owner``; ``QuotaExceeded`` when it may not."""
+def admit(
+    limits: QuotaLimits,
+    usage: FleetUsage,
+    *,
+    memory: int,
+    available: int | None,
+    owner: str,
+    local_memory: int | None = None,
+) -> Admission:
+    """How a driver counting ``memory`` bytes may start for ``owner``; ``QuotaExceeded`` when it may not.
+
+    ``local_memory`` is what the driver holds on this machine, when less than what it counts
+    (a standalone driver's executors run on the cluster).
+    """
     stop_own = False
     drivers, held = usage.drivers, usage.memory
     if usage.owner_drivers >= limits.max_drivers_per_user:
@@ -87,12 +102,14 @@ def admit(limits: QuotaLimits, usage: FleetUsage, *, memory: int, available: int
             quota="quotas.max_driver_memory",
         )
     if available is not None:
-        while available + sum(spares[:stop_spares]) < memory and stop_spares < len(spares):
+        here = memory if local_memory is None else local_memory
+        freed = list(usage.spares if usage.spares_local is None else usage.spares_local)
+        while available + sum(freed[:stop_spares]) < here and stop_spares < len(spares):
             stop_spares += 1
-        returned = sum(spares[:stop_spares])
-        if available + returned < memory:
+        returned = sum(freed[:stop_spares])
+        if available + returned < here:
             raise QuotaExceeded(
-                f"machine memory: this driver needs {gib(memory)} but the machine has only "
+                f"machine memory: this driver needs {gib(here)} but the machine has only "
                 f"{gib(available + returned)} available. Memory frees up when {freeing}; a profile with less "
                 "memory may fit now.",
                 quota="machine memory",
