@@ -29,7 +29,8 @@ from spark_mcp.plans import Plan
 from spark_mcp.policy.profiles import ProfileDecision
 from spark_mcp.results import ResultMeta, ResultState, ResultStore
 from spark_mcp.scope_gate import Lease, ScopeGates, changes_scope, take_lease
-from spark_mcp.sessions import Session, SessionRegistry
+from spark_mcp.session import Session
+from spark_mcp.sessions import SessionRegistry
 from spark_mcp.spark import plans, runner
 from spark_mcp.spark.analyze import (
     Analysis,

@@ -16,7 +16,7 @@ from spark_mcp.execution import Executor
 from spark_mcp.governance import Verdict
 from spark_mcp.identity import Principal
 from spark_mcp.plans import Plan
-from spark_mcp.sessions import Session
+from spark_mcp.session import Session
 from spark_mcp.spark.analyze import ExplainMode, explain_frame_text, explain_sql_text
 
 
