@@ -16,7 +16,7 @@ from spark_mcp.calls import note
 from spark_mcp.execution import Executor
 from spark_mcp.governance import Governance
 from spark_mcp.identity import Principal
-from spark_mcp.sessions import Session
+from spark_mcp.session import Session
 from spark_mcp.spark import catalog as spark_catalog
 from spark_mcp.spark.catalog import ColumnEntry, TableEntry, parse_name, quote_name
 from spark_mcp.statement import TableName

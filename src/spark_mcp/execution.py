@@ -7,13 +7,13 @@
 4. a job that streams the result into the result store under the role's deadline.
 
 A refused statement is never sent for execution: ``submit`` enforces the verdict again.
+``explain`` (``explain.py``) takes the same path up to the verdict, then stops.
 """
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TypeVar
 
 import anyio
@@ -29,26 +29,17 @@ from spark_mcp.plans import Plan
 from spark_mcp.policy.profiles import ProfileDecision
 from spark_mcp.results import ResultMeta, ResultState, ResultStore
 from spark_mcp.scope_gate import Lease, ScopeGates, changes_scope, take_lease
-from spark_mcp.sessions import Session, SessionRegistry
+from spark_mcp.session import Session
+from spark_mcp.sessions import SessionRegistry
 from spark_mcp.spark import plans, runner
 from spark_mcp.spark.analyze import (
     Analysis,
-    ExplainMode,
     analyze_frame,
     analyze_sql,
-    explain_frame_text,
-    explain_sql_text,
 )
 from spark_mcp.statement import StatementKind
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Explanation:
-    verdict: Verdict
-    plan_text: str | None  # withheld when the statement is denied or could not be analysed
-    session_id: str
 
 
 class Executor:
@@ -362,50 +353,6 @@ class Executor:
         except BaseException:
             self.results.save_meta(meta)
             raise
-
-    # -- explain -------------------------------------------------------------------------
-
-    async def explain(
-        self,
-        principal: Principal,
-        session_id: str | None,
-        *,
-        sql: str | None,
-        plan: Plan | None,
-        mode: ExplainMode,
-    ) -> Explanation:
-        """What a statement or plan would do and whether policy allows it, without running it."""
-        session = await self.session(principal, session_id)
-        lease = await self.lease(principal, session)  # the plan text must describe what was judged
-        try:
-            return await self._explain(principal, session, sql=sql, plan=plan, mode=mode)
-        finally:
-            lease.release()
-
-    async def _explain(
-        self, principal: Principal, session: Session, *, sql: str | None, plan: Plan | None, mode: ExplainMode
-    ) -> Explanation:
-        if plan is not None:
-            self.governance.require(principal, "plan.run")
-            verdict, built = await self.analyze_plan(principal, session, plan)
-            frame = built.frame
-
-            def text() -> str:
-                return explain_frame_text(frame, mode)
-
-        else:
-            assert sql is not None
-            verdict = await self.analyze(principal, session, sql)
-            statement = verdict.statement
-            tag = f"spark-mcp-explain-{secrets.token_hex(6)}"
-
-            def text() -> str:
-                return explain_sql_text(session.connect, statement, mode, tag=tag)
-
-        plan_text: str | None = None
-        if verdict.allowed and verdict.spark_error is None:
-            plan_text = await anyio.to_thread.run_sync(text, abandon_on_cancel=True)
-        return Explanation(verdict=verdict, plan_text=plan_text, session_id=session.id)
 
     async def _with_deadline(self, principal: Principal, session: Session, tag: str, work: Callable[[], T]) -> T:
         """Run blocking Spark work off the loop under the role's deadline; interrupt it on timeout or cancel."""

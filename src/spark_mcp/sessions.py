@@ -10,25 +10,23 @@ lifetime), its sessions end with that reason.
 
 Open sessions are kept in the state database: a server that re-adopts their driver after a
 restart rejoins them in Spark (``restore``), temp views and all; those it cannot rejoin are
-reported as lost, never silently forgotten.
+reported as lost, never silently forgotten. What one session is, and its saved row, is ``session.py``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from enum import StrEnum
 from functools import partial
 
 import anyio
 import structlog
 
 from spark_mcp.drivers import Driver, Fleet, owner_key
-from spark_mcp.errors import DriverLost, InvalidInput, LimitExceeded, SessionClosed, SessionNotFound, SparkMcpError
+from spark_mcp.errors import InvalidInput, LimitExceeded, SessionClosed, SessionNotFound, SparkMcpError
+from spark_mcp.session import Session, SessionState, new_session_id, session_row
 from spark_mcp.session_pool import SessionPool
 from spark_mcp.spark import runner
 from spark_mcp.spark.connect import ConnectSession, open_session
@@ -37,64 +35,7 @@ from spark_mcp.state.sessions import SessionRow, SessionStore
 log = structlog.get_logger(__name__)
 
 
-class SessionState(StrEnum):
-    OPEN = "open"
-    CLOSED = "closed"
-    EXPIRED = "expired"
-    LOST = "lost"  # its driver died
-
-
-@dataclass(eq=False)
-class Session:
-    id: str
-    principal: str
-    driver: Driver
-    connect: ConnectSession = field(repr=False)
-    profile: str = "default"
-    default: bool = False
-    created_at: float = field(default_factory=time.time)
-    last_used: float = field(default_factory=time.time)
-    state: SessionState = SessionState.OPEN
-    why_closed: str | None = None
-    loss_reported: bool = False  # a call running on it when its driver died already said so
-
-    def lost_driver(self) -> DriverLost:
-        """The error of a call that was running when the driver died. It tells the caller the
-        session is gone, so the next call without session_id gets a new default session at once."""
-        self.loss_reported = True
-        return DriverLost(
-            f"the Spark driver {self.driver.id} stopped unexpectedly while this ran: session {self.id} is lost, "
-            "its temp views and settings are gone. Call again (without session_id for a new default session): "
-            "a new driver is started."
-        )
-
-    def touch(self) -> None:
-        self.last_used = time.time()
-        self.driver.touch(self.last_used)
-
-    def check_usable(self) -> None:
-        if self.state is SessionState.OPEN and not self.driver.usable:
-            self._mark_lost()
-        if self.state is not SessionState.OPEN:
-            raise SessionClosed(f"session {self.id} is {self.state.value}: {self.why_closed}")
-
-    def _mark_lost(self) -> None:
-        self.connect.abandon()
-        code = self.driver.exit_code
-        self.state = SessionState.LOST
-        self.why_closed = (
-            f"its Spark driver {self.driver.id} stopped unexpectedly"
-            + (f" (exit code {code})" if code is not None else "")
-            + "; its temp views and settings are gone. Create a new session (or call again without "
-            "session_id to get a new default session) and a new driver will be started."
-        )
-
-
 _ENDED_KEPT = 1000
-
-
-def new_session_id() -> str:
-    return f"ses_{secrets.token_hex(6)}"
 
 
 class SessionRegistry:
@@ -128,7 +69,7 @@ class SessionRegistry:
     ) -> Session:
         for session in self._open(principal):
             if not session.driver.usable:
-                session._mark_lost()
+                session.mark_lost()
         # The check and the reservation are one step: sessions being opened count against the
         # limit, or concurrent calls would each see room and all open one (seen: 20 at once
         # opened 20 sessions under a limit of 3).
@@ -150,7 +91,7 @@ class SessionRegistry:
                 self._opening[principal] -= 1
                 if not self._opening[principal]:
                     del self._opening[principal]
-        self._store.put(_row(session))
+        self._store.put(session_row(session))
         if self._ahead is not None:
             self._ahead.refill(session.driver, principal)
         log.info(
@@ -246,7 +187,7 @@ class SessionRegistry:
             sessions += [s for s in self._ended.values() if isinstance(s, SessionRow) and s.principal == principal]
         for session in sessions:
             if isinstance(session, Session) and session.state is SessionState.OPEN and not session.driver.usable:
-                session._mark_lost()
+                session.mark_lost()
         return sorted(sessions, key=lambda s: s.created_at)
 
     def driver_of(self, session_id: str) -> Driver | None:
@@ -289,7 +230,7 @@ class SessionRegistry:
             sessions = [s for s in self._sessions.values() if s.driver is driver]
         for session in sessions:
             if session.state is SessionState.OPEN:
-                session._mark_lost()
+                session.mark_lost()
 
     def loss_seen(self, session: Session, *, wait_s: float = 10.0) -> bool:
         """A call on ``session`` failed as if its driver were gone: if it is, the caller is being told.
@@ -304,7 +245,7 @@ class SessionRegistry:
         if session.driver.usable:
             return False
         if session.state is SessionState.OPEN:
-            session._mark_lost()
+            session.mark_lost()
         session.loss_reported = True
         return True
 
@@ -426,17 +367,3 @@ class SessionRegistry:
         with self._guard:
             self._ended[row.id] = lost
         self._store.delete(row.id)
-
-
-def _row(session: Session) -> SessionRow:
-    return SessionRow(
-        id=session.id,
-        principal=session.principal,
-        profile=session.profile,
-        driver_id=session.driver.id,
-        spark_session_id=session.connect.spark_session_id,
-        server_side_session_id=session.connect.server_side_session_id,
-        is_default=session.default,
-        created_at=session.created_at,
-        last_used=session.last_used,
-    )

@@ -14,6 +14,7 @@
 - ``warm``: the warm pool of prepared spare drivers.
 - ``owners``: who a driver serves under each share level, and whom it counts against.
 - ``fleet``: drivers by owner and profile; acquire, release, stop, supervise.
+- ``supervision``: a thread per driver that notices it die; the driver's row in the state database.
 - ``recovery``: at start, re-adopt persistent drivers, stop orphans, forget the dead.
 """
 

@@ -6,8 +6,8 @@ unless ``group`` says so. A request for a driver takes,
 in order: the owner's running driver; a ready spare of the profile from the warm pool
 (``warm``); a spare of the profile that is starting, if no one else waits for it; or a new
 driver, admitted by the quotas (``quotas``). Every driver is supervised: one that dies
-unasked is marked LOST and its sessions are told. Every change is written to the state
-database (``state.drivers``) so a restart or ``spark-mcp drivers`` can find it.
+unasked is marked LOST and its sessions are told (``supervision``). Every change is written
+to the state database (``state.drivers``) so a restart or ``spark-mcp drivers`` can find it.
 """
 
 from __future__ import annotations
@@ -30,10 +30,11 @@ from spark_mcp.config import Config
 from spark_mcp.drivers.base import Driver, DriverState, Lifetime
 from spark_mcp.drivers.local import DriverSpec, OnLaunch
 from spark_mcp.drivers.owners import holder_of, holder_words, quota_holder
-from spark_mcp.drivers.process import terminate, wait_for_exit
+from spark_mcp.drivers.process import terminate
 from spark_mcp.drivers.profiles import Profile, available_memory_bytes
 from spark_mcp.drivers.quotas import FleetUsage, QuotaLimits, admit
 from spark_mcp.drivers.reaper import plan_reaping
+from spark_mcp.drivers.supervision import driver_row, supervise
 from spark_mcp.drivers.warm import WarmPool
 from spark_mcp.errors import DriverError, DriverStartError, QuotaExceeded
 from spark_mcp.state.drivers import DriverRow, DriverStore, ServerRef
@@ -373,55 +374,22 @@ class Fleet:
         self._supervise(driver)
 
     def _supervise(self, driver: Driver) -> None:
-        process, pid = driver.process, driver.pid
-        if process is None and pid is None:
-            return
+        supervise(driver, self._lost)
 
-        def watch() -> None:
-            if process is not None:
-                driver.exit_code = process.wait()
-            elif pid is not None:
-                wait_for_exit(pid)
-            # One that dies while starting is reported by the backend, with its log.
-            if driver.state is DriverState.READY:
-                driver.state = DriverState.LOST
-                log.error("driver.lost", driver_id=driver.id, owner=driver.owner, exit_code=driver.exit_code)
-                with self._guard:
-                    self._all.pop(driver.id, None)
-                with contextlib.suppress(Exception):
-                    self._store.delete(driver.id)
-                self._hooks.on_lost(driver)
-                self.warm.wake_threadsafe()
-
-        threading.Thread(target=watch, name=f"supervise-{driver.id}", daemon=True).start()
+    def _lost(self, driver: Driver) -> None:
+        """``driver`` died unasked (called from its supervisor thread): forget it and say so."""
+        with self._guard:
+            self._all.pop(driver.id, None)
+        with contextlib.suppress(Exception):
+            self._store.delete(driver.id)
+        self._hooks.on_lost(driver)
+        self.warm.wake_threadsafe()
 
     def save(self, driver: Driver) -> None:
         self._store.put(self.row(driver))
 
     def row(self, driver: Driver) -> DriverRow:
-        return DriverRow(
-            id=driver.id,
-            engine=driver.engine,
-            backend=driver.backend,
-            profile=driver.profile,
-            owner=driver.owner,
-            principal=driver.principal,
-            lifetime=driver.lifetime.value,
-            state=driver.state.value,
-            host=driver.host,
-            port=driver.port,
-            pid=driver.pid,
-            pid_start=driver.pid_start,
-            memory_bytes=driver.memory_bytes,
-            workdir=str(driver.workdir),
-            log=str(driver.log_path),
-            server_pid=self.server.pid,
-            server_start=self.server.start,
-            started_at=driver.started_at,
-            ready_at=driver.ready_at,
-            last_used=driver.last_used,
-            spark_version=driver.spark_version,
-        )
+        return driver_row(driver, self.server)
 
     def flush_last_used(self) -> None:
         self._store.touch_many({d.id: d.last_used for d in self.drivers()})

@@ -102,6 +102,6 @@ def translate(exc: BaseException, *, what: str = "Spark") -> SparkMcpError:
         )
     if isinstance(exc, ValueError) and "Channel closed" in str(exc):
         # The session's channel was closed under a running call: its driver died and the
-        # supervisor gave up the session (sessions.Session._mark_lost).
+        # supervisor gave up the session (session.Session.mark_lost).
         return DriverLost(f"the connection to {what} was closed: the driver stopped; retry to get a new one")
     return SparkError(first_line(str(exc)) or type(exc).__name__, error_class=type(exc).__name__)

@@ -10,6 +10,7 @@ from mcp.types import CallToolResult, TextContent
 from pydantic import Field
 
 from spark_mcp.errors import InvalidInput
+from spark_mcp.explain import explain as explain_without_running
 from spark_mcp.plans import PLAN_GRAMMAR, parse_plan
 from spark_mcp.spark.analyze import cost_estimates
 from spark_mcp.tools._base import app_of, caller, clamp_rows, guarded, hints
@@ -70,7 +71,7 @@ def register(server: MCPServer) -> None:
         if parsed is not None:
             wait = app.governance.limits(principal).query_timeout_s
             await app.materializer.complete_sources(principal, parsed, wait_s=wait)
-        explained = await app.executor.explain(principal, session_id, sql=sql, plan=parsed, mode=mode)
+        explained = await explain_without_running(app.executor, principal, session_id, sql=sql, plan=parsed, mode=mode)
         verdict = explained.verdict
         facts, decision = verdict.facts, verdict.decision
         notes: list[str] = []

@@ -15,7 +15,7 @@ from spark_mcp.drivers.environment import spark_version
 from spark_mcp.drivers.quotas import gib
 from spark_mcp.identity import Principal
 from spark_mcp.policy.profiles import allowed_profiles, decide_profile
-from spark_mcp.sessions import Session
+from spark_mcp.session import Session
 from spark_mcp.state.sessions import SessionRow
 from spark_mcp.tools._base import app_of, caller, guarded, hints, iso, reply
 from spark_mcp.tools.models import LimitsOut, ProfileOut, QuotasOut, SessionInfo, SessionList, WhoAmI

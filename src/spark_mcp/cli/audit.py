@@ -1,0 +1,31 @@
+"""``spark-mcp audit``: verify or read the audit log."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from spark_mcp.cli.common import config_from
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from spark_mcp.audit import tail, verify
+
+    given = getattr(args, "verify_path", None)
+    if given and args.path and Path(given) != Path(args.path):
+        print(f"two different audit files given: {args.path} and {given}", file=sys.stderr)
+        return 2
+    given = given or args.path
+    path = Path(given) if given else config_from(args).audit_path
+    if args.action == "verify":
+        report = verify(path)
+        for problem in report.problems:
+            print(f"✘ {problem}")
+        print(
+            f"{'✔' if report.ok else '✘'} {path}: {report.records} records, chain {'intact' if report.ok else 'BROKEN'}"
+        )
+        return 0 if report.ok else 1
+    for record in tail(path, args.n, principal=args.filter_user):
+        print(record.model_dump_json())
+    return 0
