@@ -37,6 +37,7 @@ from spark_mcp.app import App
 from spark_mcp.auth.settings import resource_url
 from spark_mcp.config import load_config
 from spark_mcp.gateway import running_gateway
+from spark_mcp.gateway.routing import driver_for
 from spark_mcp.spark.connect import open_session
 from spark_mcp.state.db import StateDB, state_path
 from spark_mcp.state.tokens import TokenStore
@@ -152,7 +153,7 @@ async def run(repeat: int, tiny_repeat: int) -> None:
     token = store.create(USER, scopes=["spark:read", "spark:write"], resource=resource_url(config)).token
     print(f"{machine()}; pyspark client and server in one process, driver local[2]", flush=True)
     async with App.running(config) as app, running_gateway(config, lambda: app) as gateway:
-        driver = await app.drivers.acquire(USER)
+        driver = await driver_for(app, app.principal(USER))  # the very driver the gateway routes to
         session = await anyio.to_thread.run_sync(lambda: open_session(driver, user_id=f"{USER}-direct"))
         try:
             rows = await anyio.to_thread.run_sync(
