@@ -142,7 +142,6 @@ async def create_token(console: Console, request: Request) -> Response:
         write_scope=console.config.auth.write_scope,
         created=issued,
         capped=capped,
-        status=201,
     )
 
 
