@@ -470,7 +470,9 @@ async def test_a_driver_killed_while_it_produces_the_rest_of_a_result_leaves_the
             replies: dict[str, CallToolResult] = {}
 
             async def fetch_the_rest(result_id: str, into: dict[str, CallToolResult]) -> None:
-                into["rest"] = await dmitri.call_tool("fetch_rows", {"result_id": result_id, "offset": 5, "wait_s": 150})
+                into["rest"] = await dmitri.call_tool(
+                    "fetch_rows", {"result_id": result_id, "offset": 5, "wait_s": 150}
+                )
 
             async with anyio.create_task_group() as group:
                 group.start_soon(fetch_the_rest, preview["result_id"], replies)

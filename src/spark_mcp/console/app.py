@@ -18,8 +18,9 @@ Routes (relative to ``/console``):
     GET  /static/console.<hash>.css the stylesheet
 
 Every answer carries a strict Content-Security-Policy (no script at all, styles from
-this server only, forms post only here, no framing), ``no-store`` caching, and no
-referrer, so a page with a fresh token or an OIDC code in its URL leaks neither.
+this server only, forms post only here, no framing), ``no-store`` caching, and a
+referrer only within this origin, so an OIDC code in a URL never leaves it (a stricter
+``no-referrer`` would make browsers send ``Origin: null`` with the console's own forms).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ _SECURITY_HEADERS = {
     "content-security-policy": login.csp(),
     "x-frame-options": "DENY",
     "x-content-type-options": "nosniff",
-    "referrer-policy": "no-referrer",
+    "referrer-policy": "same-origin",
     "cross-origin-opener-policy": "same-origin",
     "cache-control": "no-store",
 }

@@ -154,9 +154,10 @@ async def oidc_callback(console: Console, request: Request) -> Response:
     except SignInFailed as exc:
         log.info("console.oidc_refused", why=str(exc))
         return await login_page(console, request, error=str(exc), status=400)
-    # The browser arrived here from the issuer's site, and a SameSite=Strict cookie is not
-    # sent on a redirect that began there: a page of ours moves it on instead (meta refresh,
-    # no script), and that navigation starts on this site.
+    # The browser arrived here from the issuer's site. A browser that counts the whole
+    # redirect chain (as RFC 6265bis asks) would not send a SameSite=Strict cookie on a
+    # redirect onwards, so a page of ours moves it on instead (meta refresh, no script):
+    # that navigation starts on this site.
     return await _signed_in(
         console,
         principal=signed.principal,
