@@ -26,7 +26,7 @@ from spark_mcp.console import build_console
 from spark_mcp.errors import ConfigError
 from spark_mcp.http.app import build_http_app
 from tests.console_support import ConsoleClient, console_client, csrf_of, session_cookie
-from tests.http_support import MCP_HEADERS, Running, http_config, mcp_client, mcp_post_body, serving
+from tests.http_support import MCP_HEADERS, Running, http_config, mcp_client, mcp_post_body, self_signed, serving
 
 pytestmark = pytest.mark.anyio
 
@@ -349,6 +349,32 @@ async def test_the_audit_page_shows_ones_own_records_or_everyones_with_audit_rea
     assert "<td>ann</td>" not in pages["bob"]
     assert "<td>ann</td>" in pages["root"] and "<td>bob</td>" in pages["root"]  # admin holds audit.read
     assert "Everyone&#39;s" in pages["root"] or "Everyone's" in pages["root"]
+
+
+# -- TLS -------------------------------------------------------------------------------
+
+
+async def test_over_tls_the_login_cookie_is_secure_and_host_prefixed(tmp_path: Path) -> None:
+    import ssl
+
+    cert, key = self_signed(tmp_path)
+    async with serving(http_config(tmp_path / "home", tls_cert=str(cert), tls_key=str(key))) as running:
+        assert running.service.tokens is not None
+        https = running.base.replace("http://", "https://")
+        token = running.service.tokens.create("ann", scopes=["spark:read"], resource=f"{https}/mcp").token
+        client = ConsoleClient(https)
+        client.http = httpx2.AsyncClient(verify=ssl.create_default_context(cafile=str(cert)), timeout=60)
+        try:
+            login_page = await client.get("/login")
+            binding = login_page.headers["set-cookie"]
+            assert binding.startswith("__Host-smcp_login=") and "Secure" in binding
+            answer = await client.post("/login", {"csrf": csrf_of(login_page.text), "token": token})
+            assert answer.status_code == 303
+            cookie = next(h for h in answer.headers.get_list("set-cookie") if h.startswith("__Host-smcp_console="))
+            assert {"secure", "httponly", "samesite=strict", "path=/"} <= {a.strip().lower() for a in cookie.split(";")}
+            assert "Signed in as <strong>ann</strong>" in (await client.get("/")).text
+        finally:
+            await client.aclose()
 
 
 # -- modes -------------------------------------------------------------------------------

@@ -103,7 +103,9 @@ def allowed_hosts(config: Config) -> list[str]:
 def allowed_origins(config: Config) -> list[str]:
     if config.server.allowed_origins:
         return [o.lower() for o in config.server.allowed_origins]
-    origins = [f"http://{name}:*" for name in _LOOPBACK_NAMES] if is_loopback(config.server.host) else []
+    # Browsers send the scheme they used: https when this server serves TLS itself.
+    scheme = "https" if config.server.tls_cert else "http"
+    origins = [f"{scheme}://{name}:*" for name in _LOOPBACK_NAMES] if is_loopback(config.server.host) else []
     if config.server.public_url:
         parts = urlsplit(config.server.public_url)
         origins.append(f"{parts.scheme}://{parts.netloc}".lower())
