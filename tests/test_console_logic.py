@@ -346,3 +346,46 @@ def test_the_oidc_client_secret_comes_from_the_environment_and_never_shows(tmp_p
     assert config.console.oidc_client_secret is not None
     assert config.console.oidc_client_secret.get_secret_value() == "s3cr3t-value"
     assert "s3cr3t-value" not in repr(config) and "s3cr3t-value" not in config.model_dump_json()
+
+
+# -- accessibility, checked on the sources ----------------------------------------------
+
+CONSOLE = Path(__file__).resolve().parents[1] / "src" / "spark_mcp" / "console"
+
+
+def _luminance(hex_colour: str) -> float:
+    channels = [int(hex_colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def contrast(a: str, b: str) -> float:
+    high, low = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def test_every_text_colour_meets_wcag_aa_contrast_on_its_background() -> None:
+    css = (CONSOLE / "static" / "console.css").read_text()
+    colours = dict(re.findall(r"--([a-z-]+):\s*(#[0-9a-fA-F]{6})", css))
+    pairs = [  # (text, background) as the stylesheet uses them
+        ("ink", "paper"), ("muted", "paper"), ("accent", "paper"), ("danger", "paper"), ("ok", "paper"),
+        ("warn", "paper"), ("accent-ink", "accent"), ("accent-ink", "danger"), ("ink", "wash"), ("muted", "wash"),
+        ("accent", "wash"),
+    ]  # fmt: skip
+    for text, background in pairs:
+        ratio = contrast(colours[text], colours[background])
+        assert ratio >= 4.5, f"{text} on {background}: {ratio:.2f}:1"
+    for fixed in ("#eef7f0", "#fbeeee"):  # the flash and error boxes
+        assert contrast(colours["ink"], fixed) >= 4.5
+    assert contrast(colours["focus"], colours["paper"]) >= 3  # a focus ring is a non-text contrast (3:1)
+
+
+def test_every_form_field_has_a_label() -> None:
+    for template in (CONSOLE / "templates").glob("*.html"):
+        text = template.read_text()
+        labelled = set(re.findall(r'<label for="([^"]+)"', text))
+        for field in re.findall(r"<(?:input|select|textarea)\b[^>]*>", text):
+            if 'type="hidden"' in field:
+                continue
+            found = re.search(r'id="([^"]+)"', field)
+            assert found and found.group(1) in labelled, f"{template.name}: {field} has no <label for=...>"
