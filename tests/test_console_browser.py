@@ -27,6 +27,7 @@ import pytest
 from spark_mcp.app import App
 from spark_mcp.audit import AuditRecord, tail
 from spark_mcp.config.model import ServerConfig
+from spark_mcp.drivers.quotas import gib
 from spark_mcp.jobs import JobState
 from tests.console_support import chromium
 from tests.helpers import LONG_QUERY
@@ -131,7 +132,7 @@ async def test_signing_in_with_a_token_shows_your_driver_sessions_and_jobs(world
         assert theirs not in shown
     row = page.get_by_role("region", name="Drivers").locator("tbody tr", has_text=driver)
     assert "ready" in await row.inner_text() and "spark" in await row.inner_text()
-    assert "1g" in await row.inner_text()  # the driver's memory
+    assert gib(world.app.drivers.get(driver).memory_bytes) in await row.inner_text()  # type: ignore[union-attr]
     stop = page.get_by_role("button", name=f"Stop driver {driver} of nina")
     assert await stop.is_visible()
     screenshot = os.environ.get("SPARK_MCP_CONSOLE_SCREENSHOT")

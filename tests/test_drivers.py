@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -15,8 +15,10 @@ from mcp import Client
 from spark_mcp.app import App
 from spark_mcp.drivers.base import Driver
 from spark_mcp.drivers.process import free_loopback_port, process_has_marker
-from spark_mcp.errors import DriverLost, SessionClosed
+from spark_mcp.errors import DriverLost, DriverStartError, QuotaExceeded, SessionClosed
 from spark_mcp.spark.connect import open_session
+from spark_mcp.state.db import state_path
+from tests.fleet_support import driver_rows
 from tests.helpers import ClientFactory, call, call_error, driver_pids, make_config
 
 pytestmark = pytest.mark.anyio
@@ -62,7 +64,8 @@ async def test_the_token_is_never_in_argv_state_files_logs_or_replies(alice: Cli
     assert driver is not None and driver.pid is not None
     token = driver.token
     assert token.encode() not in Path(f"/proc/{driver.pid}/cmdline").read_bytes()
-    assert token not in (driver.workdir / "state.json").read_text()
+    state_files = [p for p in app.config.home.iterdir() if p.name.startswith("state.db")]
+    assert state_files and all(token.encode() not in p.read_bytes() for p in state_files)
     assert token not in driver.log_path.read_text(errors="replace")
     assert token not in app.config.audit_path.read_text()
     assert token not in repr(driver)
@@ -77,10 +80,11 @@ async def test_driver_state_files_and_folders_are_private(alice: Client, app: Ap
     driver = app.drivers.current("alice")
     assert driver is not None
     assert (driver.workdir.stat().st_mode & 0o777) == 0o700
-    assert ((driver.workdir / "state.json").stat().st_mode & 0o777) == 0o600
+    assert ((driver.workdir / "token").stat().st_mode & 0o777) == 0o600
     assert (driver.log_path.stat().st_mode & 0o777) == 0o600
-    state = json.loads((driver.workdir / "state.json").read_text())
-    assert state["pid"] == driver.pid and state["principal"] == "alice"
+    assert (state_path(app.config.home).stat().st_mode & 0o777) == 0o600
+    row = next(r for r in driver_rows(app.config.home) if r.id == driver.id)
+    assert (row.pid, row.principal, row.owner, row.profile) == (driver.pid, "alice", "user:alice", "default")
 
 
 @pytest.mark.spark
@@ -109,22 +113,37 @@ async def test_a_driver_that_dies_is_noticed_and_replaced(connect: ClientFactory
 
 @pytest.mark.spark
 async def test_a_driver_that_fails_to_start_quotes_its_log_and_leaves_nothing(tmp_path: Path, data_dir: Path) -> None:
-    config = make_config(tmp_path / "home", data_dir, driver={"memory": "100t"})
-    before = set(driver_pids())
+    # A setting config may change, with a value Spark refuses while it starts.
+    config = make_config(
+        tmp_path / "home", data_dir, driver={"memory": "512m", "spark_conf": {"spark.memory.fraction": "5"}}
+    )
     async with App.running(config) as app:
         principal = app.principal("alice")
-        with pytest.raises(Exception, match="before it was ready") as error:
+        with pytest.raises(DriverStartError, match="before it was ready") as error:
             await app.executor.create_session(principal)
+        assert app.drivers.drivers() == []
     message = str(error.value)
-    assert "driver.log" in message
-    assert "heap" in message.lower() or "memory" in message.lower() or "reserve" in message.lower()
-    assert set(driver_pids()) <= before
+    assert "spark.memory.fraction should be between 0 and 1" in message
+    log = re.search(r"drivers/(drv-[0-9a-f]+)/driver\.log", message)
+    assert log is not None, message
+    assert log.group(1) not in driver_pids()
+    assert driver_rows(config.home) == []
+
+
+async def test_a_driver_larger_than_the_memory_quota_is_refused_before_it_starts(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    config = make_config(tmp_path / "home", data_dir, driver={"memory": "100t"})
+    async with App.running(config) as app:
+        with pytest.raises(QuotaExceeded, match=r"^quotas.max_driver_memory: this driver needs"):
+            await app.executor.create_session(app.principal("alice"))
+        assert app.drivers.drivers() == []
 
 
 async def test_a_dead_endpoint_fails_within_seconds_not_minutes(tmp_path: Path) -> None:
     nobody = Driver(
         id="drv-nobody",
-        principal="x",
+        profile="default",
         backend="local",
         host="localhost",
         port=free_loopback_port(),
@@ -143,7 +162,7 @@ async def test_a_wrong_token_is_refused_quickly(alice: Client, app: App) -> None
     assert real is not None
     impostor = Driver(
         id=real.id,
-        principal="alice",
+        profile=real.profile,
         backend="local",
         host=real.host,
         port=real.port,
@@ -168,4 +187,5 @@ async def test_idle_sessions_expire_and_stopping_the_app_stops_every_driver(tmp_
         with pytest.raises(SessionClosed, match="idle for more than"):
             await app.executor.session(app.principal("alice"), session.id)
     assert session.driver.id not in driver_pids()
-    assert not (session.driver.workdir / "state.json").exists()
+    assert not session.driver.workdir.exists()
+    assert driver_rows(config.home) == []

@@ -30,12 +30,12 @@ from pyspark.errors.exceptions.connect import SparkConnectGrpcException
 from spark_mcp.app import App
 from spark_mcp.audit import AuditLog, Redactor, verify
 from spark_mcp.drivers.process import spawn, terminate
-from spark_mcp.drivers.state import read_records
 from spark_mcp.errors import DriverLost, SparkError
 from spark_mcp.jobs import Job, JobState
 from spark_mcp.server import build_server
 from spark_mcp.spark import runner
 from spark_mcp.spark.errors import translate
+from tests.fleet_support import driver_rows
 from tests.helpers import (
     LONG_QUERY,
     SPARK_MCP,
@@ -170,7 +170,7 @@ async def test_a_driver_that_never_becomes_ready_is_stopped_at_its_deadline_and_
             # no process of the driver (its whole process group) is left, nor its state file.
             started = {workdir.name for workdir in (config.home / "drivers").iterdir()}
             assert started and not started & set(driver_pids())
-            assert read_records(config.home) == []
+            assert driver_rows(config.home) == []
         who = await call(alice, "whoami")
         assert who["principal"] == "alice"
         records = audit.new()
@@ -228,9 +228,11 @@ async def test_when_the_audit_log_cannot_be_written_the_server_fails_closed_and_
     home = tmp_path / "home"
     config = write_config(home, data_dir)
     log_path = home / "audit" / "audit.jsonl"
-    with AuditLog(log_path, Redactor()) as log:  # an earlier, legitimate record of 10 kB
+    # An earlier, legitimate record of 1 MB: the limit below must leave room for the state
+    # database (which the server opens at start, before any call) but none for another record.
+    with AuditLog(log_path, Redactor()) as log:
         log.emit(
-            request_id="r0", principal="alice", tool="run_sql", outcome="ok", duration_ms=1, statement="x" * 10_000
+            request_id="r0", principal="alice", tool="run_sql", outcome="ok", duration_ms=1, statement="x" * 1_000_000
         )
     size = log_path.stat().st_size
     async with Client(limited_server(config, size + 50)) as alice:  # no room for one more record
@@ -239,7 +241,7 @@ async def test_when_the_audit_log_cannot_be_written_the_server_fails_closed_and_
         # While it cannot, nothing runs: this statement would start a driver, and none is started.
         with pytest.raises(MCPError, match="audit_error: the audit log cannot be written"):
             await alice.call_tool("run_sql", {"sql": "SELECT 1"})
-        assert read_records(home) == []
+        assert driver_rows(home) == []
         assert log_path.stat().st_size == size  # no half record was left behind
         assert verify(log_path).ok
         # Room again (the operator raised the limit): the first call is refused but recorded,
@@ -379,14 +381,14 @@ async def test_a_host_that_dies_mid_call_has_its_work_stopped_and_the_call_audit
                     send(server, tool_call(request_id, "get_job", job_id=listed[0]["job_id"], wait_s=0.5))
                     job = (await anyio.to_thread.run_sync(read_replies, server, {request_id}))[request_id]
                     tasks = (job["result"]["structuredContent"]["progress"] or {"tasks": 0})["tasks"]
-        driver = read_records(home)[0]
+        driver = driver_rows(home)[0]
         # The host dies: both ends of its pipes close at once, with the call in flight.
         assert server.stdin is not None and server.stdout is not None
         server.stdin.close()
         server.stdout.close()
         with anyio.fail_after(120):
             await anyio.to_thread.run_sync(server.wait)
-    assert driver.driver_id not in driver_pids()  # the driver, and the work on it, stopped
+    assert driver.id not in driver_pids()  # the driver, and the work on it, stopped
     records = audit_records(log_path)
     assert {r["tool"] for r in records[:-1]} <= {"list_jobs", "get_job"}
     assert [(r["tool"], r["error_class"]) for r in records[-1:]] == [("run_sql", "cancelled")]

@@ -20,7 +20,8 @@ import pytest
 from mcp import Client, StdioServerParameters
 
 from spark_mcp.drivers.process import pid_alive
-from spark_mcp.drivers.state import read_records
+from spark_mcp.drivers.recovery import is_ours
+from tests.fleet_support import driver_rows
 from tests.helpers import SPARK_MCP, server_env, write_config
 
 pytestmark = [pytest.mark.anyio, pytest.mark.spark]
@@ -54,11 +55,11 @@ async def test_a_host_session_over_stdio_and_no_driver_outlives_the_server(tmp_p
         reply = await client.call_tool("run_sql", {"sql": "SELECT count(*) AS n FROM tpch.orders"})
         assert not reply.is_error, reply.content[0].text
         assert reply.structured_content["rows"] == [[15000]]
-        records = [r for r in read_records(home) if r.is_running()]
+        records = [r for r in driver_rows(home) if is_ours(r)]
         assert len(records) == 1
         driver_pid = records[0].pid
     assert wait_gone(driver_pid), "the driver outlived the server after the host closed stdin"
-    assert read_records(home) == []
+    assert driver_rows(home) == []
 
 
 def rpc(process: subprocess.Popen[str], message: dict) -> None:
@@ -132,7 +133,7 @@ async def test_stdout_carries_only_protocol_and_sigterm_stops_the_drivers(tmp_pa
             reply = await anyio.to_thread.run_sync(handshake_and_query, process, lines)
         assert reply["result"]["structuredContent"]["rows"][0] == ["AFRICA"]
         assert all(json.loads(line)["jsonrpc"] == "2.0" for line in lines)
-        driver_pid = next(r.pid for r in read_records(home) if r.is_running())
+        driver_pid = next(r.pid for r in driver_rows(home) if is_ours(r))
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) is not None
         assert wait_gone(driver_pid), "the driver outlived a SIGTERM-ed server"
@@ -145,7 +146,7 @@ async def test_a_killed_server_takes_its_drivers_with_it(tmp_path: Path, data_di
     with start_raw_server(home, data_dir) as process:
         with anyio.fail_after(240):
             await anyio.to_thread.run_sync(handshake_and_query, process, [])
-        driver_pid = next(r.pid for r in read_records(home) if r.is_running())
+        driver_pid = next(r.pid for r in driver_rows(home) if is_ours(r))
         process.kill()  # SIGKILL: no cleanup code runs in the server
         process.wait(timeout=30)
         assert wait_gone(driver_pid), "the parent-death signal should have stopped the driver"

@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -78,10 +79,10 @@ async def _serve_stdio(config: Config) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     config = _config(args)
     configure_logging(config.server.log_level)
+    from spark_mcp.app import preflight
     from spark_mcp.identity import validate_principal_id
-    from spark_mcp.policy import load_policies
 
-    load_policies(config.policies)  # a bad policy stops the server before it accepts a call
+    preflight(config)  # a bad policy, profile or state database stops the server before it speaks
     if config.user:
         validate_principal_id(config.user)
     missing = config.missing_datasets()
@@ -211,44 +212,73 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_drivers(args: argparse.Namespace) -> int:
-    from spark_mcp.drivers.process import terminate
-    from spark_mcp.drivers.state import read_records, remove_record
+    from spark_mcp.drivers.recovery import is_ours, server_alive, stop_row
+    from spark_mcp.state import StateDB
+    from spark_mcp.state.db import state_path
+    from spark_mcp.state.drivers import DriverStore
 
     config = _config(args)
-    records = read_records(config.home)
+    path = state_path(config.home)
+    if not path.exists():
+        store = None
+        rows = []
+    else:
+        store = DriverStore(StateDB(path))
+        rows = store.all()
     if args.action == "list":
-        rows = [
+        listed = [
             {
-                "driver_id": r.driver_id,
+                "driver_id": r.id,
+                "engine": r.engine,
+                "backend": r.backend,
+                "profile": r.profile,
+                "owner": r.owner,
                 "principal": r.principal,
+                "lifetime": r.lifetime,
+                "state": r.state,
                 "pid": r.pid,
                 "port": r.port,
+                "memory_bytes": r.memory_bytes,
+                "started_at": r.started_at,
+                "last_used": r.last_used,
+                "running": is_ours(r),
                 "server_pid": r.server_pid,
-                "running": r.is_running(),
+                "server_alive": server_alive(r.server),
                 "log": r.log,
             }
-            for r in records
+            for r in rows
         ]
         if args.json:
-            print(json.dumps(rows, indent=2))
-        elif not rows:
+            print(json.dumps(listed, indent=2))
+        elif not listed:
             print("no drivers")
         else:
-            for row in rows:
-                state = "running" if row["running"] else "stale (not running)"
-                print(f"{row['driver_id']}  user={row['principal']}  pid={row['pid']}  port={row['port']}  {state}")
+            for item in listed:
+                state = "running" if item["running"] else "not running"
+                if item["server_alive"]:
+                    server = f"owned by live server pid {item['server_pid']}"
+                elif item["server_pid"] is None:
+                    server = "no server (persistent: the next server re-adopts it)"
+                else:
+                    server = f"no live server (pid {item['server_pid']} is gone: the next server cleans it up)"
+                print(
+                    f"{item['driver_id']}  {item['owner'] or 'spare'}  profile={item['profile']}  "
+                    f"pid={item['pid']}  port={item['port']}  {item['lifetime']}  {state}, {server}"
+                )
         return 0
-    targets = records if args.all else [r for r in records if r.driver_id == args.driver_id]
+    targets = rows if args.all else [r for r in rows if r.id == args.driver_id]
     if not args.all and not targets:
         print(f"no driver {args.driver_id} under {config.home} (spark-mcp drivers list shows them)")
         return 1
-    for record in targets:
-        if record.is_running():
-            stopped = terminate(record.pid, timeout_s=config.driver.stop_timeout_s)
-            print(f"{record.driver_id}: {'stopped' if stopped else 'could not be stopped'}")
+    for target in targets:
+        was_running = is_ours(target)
+        stopped = anyio.run(partial(stop_row, target, timeout_s=config.driver.stop_timeout_s))
+        if store is not None:
+            store.delete(target.id)
+        if was_running:
+            print(f"{target.id}: {'stopped' if stopped else 'could not be stopped'}")
         else:
-            print(f"{record.driver_id}: was not running; state file removed")
-        remove_record(Path(record.workdir))
+            print(f"{target.id}: was not running; its record was removed")
     return 0
 
 
@@ -298,7 +328,7 @@ async def _explain_policy(config: Config, user: str, sql: str) -> int:
 
     async with App.running(config) as app:
         principal = app.principal(user)
-        session = await app.sessions.create(principal.id, max_sessions=10**6)
+        session = await app.sessions.create(principal.id, profile="default", max_sessions=10**6)
         verdict = await app.executor.analyze(principal, session, sql)
         facts, decision = verdict.facts, verdict.decision
         print(f"user:      {principal.id} (roles: {', '.join(principal.roles) or 'none'})")
@@ -392,7 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--start-driver", action="store_true", help="also start a driver and run SELECT 1")
     doctor.set_defaults(func=cmd_doctor)
 
-    drivers = sub.add_parser("drivers", help="see and stop the drivers spark-mcp started")
+    drivers = sub.add_parser("drivers", help="see and stop the drivers of this home, and which server owns each")
     common(drivers)
     drivers_sub = drivers.add_subparsers(dest="action", required=True)
     drivers_list = drivers_sub.add_parser("list")

@@ -136,7 +136,7 @@ def _driver(config: Config, environ: Mapping[str, str]) -> Check:
     async def probe() -> str:
         async with App.running(config, environ=environ) as app:
             principal = app.principal("doctor")
-            session = await app.sessions.create(principal.id, max_sessions=1)
+            session = await app.sessions.create(principal.id, profile="default", max_sessions=1)
             return f"driver {session.driver.id} started and answered (Spark {session.driver.spark_version})"
 
     try:

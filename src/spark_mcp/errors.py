@@ -16,12 +16,14 @@ happened and what to do next; they never carry a JVM stack trace or a secret.
     ├── SessionClosed                  session_closed
     ├── PolicyDenied                   policy_denied
     ├── LimitExceeded                  limit_exceeded
+    │   └── QuotaExceeded              quota_exceeded (names the quota)
     ├── DriverError                    driver_error
     │   ├── DriverStartError           driver_start_failed
     │   └── DriverLost                 driver_lost
     ├── SparkError                     spark_error (plus Spark's own error class)
     ├── QueryTimedOut                  timed_out
     ├── QueryCancelled                 cancelled
+    ├── JobLost                        job_lost
     ├── AuditError                     audit_error
     ├── StorageError                   storage_error (the result store could not write)
     └── StateError                     state_error
@@ -113,6 +115,16 @@ class LimitExceeded(SparkMcpError):
     code = "limit_exceeded"
 
 
+class QuotaExceeded(LimitExceeded):
+    """A driver quota would be exceeded; ``quota`` is its config key (``quotas.max_drivers``...)."""
+
+    code = "quota_exceeded"
+
+    def __init__(self, message: str, *, quota: str) -> None:
+        super().__init__(message)
+        self.quota = quota
+
+
 class DriverError(SparkMcpError):
     """A Spark driver could not be used."""
 
@@ -156,6 +168,12 @@ class QueryCancelled(SparkMcpError):
     """The statement was cancelled and interrupted in Spark."""
 
     code = "cancelled"
+
+
+class JobLost(SparkMcpError):
+    """A job's server stopped while it was queued or running: it never finished."""
+
+    code = "job_lost"
 
 
 class AuditError(SparkMcpError):

@@ -21,11 +21,12 @@ import pyarrow as pa
 
 from spark_mcp.calls import note
 from spark_mcp.config import Config
-from spark_mcp.errors import DriverLost, InvalidInput, QueryTimedOut, SessionClosed
+from spark_mcp.errors import DriverLost, InvalidInput, QueryTimedOut, SessionClosed, SparkMcpError
 from spark_mcp.governance import Governance, Verdict
 from spark_mcp.identity import Principal
 from spark_mcp.jobs import Job, JobManager
 from spark_mcp.plans import Plan
+from spark_mcp.policy.profiles import ProfileDecision
 from spark_mcp.results import ResultMeta, ResultState, ResultStore
 from spark_mcp.scope_gate import Lease, ScopeGates, changes_scope
 from spark_mcp.sessions import Session, SessionRegistry
@@ -69,22 +70,43 @@ class Executor:
 
     # -- sessions ------------------------------------------------------------------------
 
-    async def create_session(self, principal: Principal, engine: str | None = None) -> Session:
+    def _group(self, decision: ProfileDecision) -> str | None:
+        return decision.role if self.config.driver.share == "group" else None
+
+    async def create_session(
+        self, principal: Principal, profile: str | None = None, *, engine: str | None = None
+    ) -> Session:
         self.governance.require(principal, "session.create")
-        engine = engine or self.sessions.default_engine
+        chosen = self.governance.profile_for(principal, profile)
+        assert chosen.profile is not None
+        engine = engine or self.sessions.engine_of(chosen.profile)
         self.governance.require_engine(principal, engine)
-        limits = self.governance.limits(principal)
-        session = await self.sessions.create(principal.id, max_sessions=limits.max_sessions, engine=engine)
+        session = await self.sessions.create(
+            principal.id,
+            profile=chosen.profile,
+            group=self._group(chosen),
+            max_sessions=self.governance.limits(principal).max_sessions,
+            engine=engine,
+        )
         note(session_id=session.id, decision="allowed")
         return session
 
     async def session(self, principal: Principal, session_id: str | None) -> Session:
-        """The named session, or the caller's default one (created on first use)."""
-        if session_id is None and not self.sessions.has_default(principal.id):
-            self.governance.require(principal, "session.create")
-            self.governance.require_engine(principal, self.sessions.default_engine)
+        """The named session, or the caller's default one (created on first use, on the default profile)."""
+        profile, group = "default", None
+        if session_id is None:
+            chosen = self.governance.profile_for(principal, None)
+            assert chosen.profile is not None
+            profile, group = chosen.profile, self._group(chosen)
+            if not self.sessions.has_default(principal.id):
+                self.governance.require(principal, "session.create")
+                self.governance.require_engine(principal, self.sessions.engine_of(profile))
         session = await self.sessions.resolve(
-            principal.id, session_id, max_sessions=self.governance.limits(principal).max_sessions
+            principal.id,
+            session_id,
+            max_sessions=self.governance.limits(principal).max_sessions,
+            profile=profile,
+            group=group,
         )
         note(session_id=session.id)
         return session
@@ -188,8 +210,13 @@ class Executor:
                 if fill is not None:
                     why = job.stop_reason.value if job.stop_reason else str(exc) or type(exc).__name__
                     self.results.set_state(fill, ResultState.FAILED, error=why)
-                if isinstance(exc, DriverLost) and not session.driver.usable:
-                    raise session.lost_driver() from None
+                # A driver that died mid-statement shows as an unreachable driver, or as a closed
+                # channel once its supervisor has noticed. Said once, here: the session's next use
+                # then gets a new driver without a second error.
+                if isinstance(exc, SparkMcpError):
+                    wait_s = 10.0 if isinstance(exc, DriverLost) else 0.0
+                    if self.sessions.loss_seen(session, wait_s=wait_s):
+                        raise session.lost_driver() from None
                 raise
 
         job = self.jobs.submit(

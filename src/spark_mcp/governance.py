@@ -37,6 +37,7 @@ from spark_mcp.policy import (
     readable,
     tables_refusal,
 )
+from spark_mcp.policy.profiles import ProfileDecision, decide_profile
 from spark_mcp.spark.analyze import Analysis
 from spark_mcp.statement import Danger, DangerKind, StatementFacts, TableName
 
@@ -105,6 +106,14 @@ class Governance:
     def require_engine(self, principal: Principal, engine: str) -> Decision:
         """The allowance to have sessions on ``engine`` (a role lists its engines), or ``PolicyDenied``."""
         decision = decide_engine(self.policy, principal, engine)
+        if not decision.allowed:
+            note(decision="denied", reason=decision.reason, rule=decision.rule)
+            raise PolicyDenied(decision.reason, rule=decision.rule)
+        return decision
+
+    def profile_for(self, principal: Principal, requested: str | None) -> ProfileDecision:
+        """The driver profile ``principal`` gets (``requested``, else its default), or ``PolicyDenied``."""
+        decision = decide_profile(self.policy, principal, requested)
         if not decision.allowed:
             note(decision="denied", reason=decision.reason, rule=decision.rule)
             raise PolicyDenied(decision.reason, rule=decision.rule)

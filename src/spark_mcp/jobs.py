@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Protocol
 
 import anyio
 import structlog
@@ -41,13 +42,14 @@ class JobState(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     TIMED_OUT = "timed_out"
+    LOST = "lost"  # its server stopped while it ran; it never finished
 
     @property
     def terminal(self) -> bool:
         return self in _TERMINAL
 
 
-_TERMINAL = {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.TIMED_OUT}
+_TERMINAL = {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.TIMED_OUT, JobState.LOST}
 
 
 Interrupt = Callable[[str], int]  # interrupts a tag, returns how many operations it stopped
@@ -108,12 +110,29 @@ class Job:
 Work = Callable[[Job], ResultMeta]
 
 
+class JobJournal(Protocol):
+    """Where jobs outlive the server (``journal.StateJournal``): written at submit and at end."""
+
+    def record(self, job: Job) -> None: ...
+
+    def load(self, principal: str, job_id: str) -> Job | None: ...
+
+    def recent(self, principal: str, limit: int) -> list[Job]: ...
+
+
 def new_job_id() -> str:
     return f"job_{secrets.token_hex(6)}"
 
 
 class JobManager:
-    def __init__(self, *, max_workers: int, keep_per_principal: int, per_driver: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        max_workers: int,
+        keep_per_principal: int,
+        per_driver: int | None = None,
+        journal: JobJournal | None = None,
+    ) -> None:
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="spark-job")
         self._keep = keep_per_principal
         self._per_driver = per_driver or max_workers
@@ -121,6 +140,15 @@ class JobManager:
         self._running: dict[str, int] = {}  # driver -> jobs admitted to run
         self._waiting: dict[str, deque[tuple[Job, Work]]] = {}  # driver -> jobs queued for it
         self._guard = threading.Lock()
+        self._journal = journal
+
+    def _record(self, job: Job) -> None:
+        if self._journal is None:
+            return
+        try:
+            self._journal.record(job)
+        except Exception:  # the state database failing must not fail the statement
+            log.exception("job.record_failed", job_id=job.id)
 
     def submit(
         self,
@@ -154,6 +182,7 @@ class JobManager:
         with self._guard:
             self._jobs[job_id] = job
             self._prune(principal)
+        self._record(job)
         self._admit(driver, job, work)
         return job
 
@@ -249,6 +278,7 @@ class JobManager:
                 on_end()
             except Exception:
                 log.exception("job.on_end_failed", job_id=job.id)
+        self._record(job)
         log.info("job.finished", job_id=job.id, state=state.value, elapsed_ms=job.elapsed_ms)
 
     def _stop(self, job: Job, reason: JobState) -> None:
@@ -276,6 +306,8 @@ class JobManager:
             raise InvalidInput(f"{job_id!r} is not a job id (they look like job_1a2b3c4d5e6f)")
         with self._guard:
             job = self._jobs.get(job_id)
+        if job is None and self._journal is not None:  # from before a restart: finished, or lost
+            job = self._journal.load(principal, job_id)
         if job is None or job.principal != principal:
             raise JobNotFound(f"no job {job_id}: list_jobs shows yours")
         return job
@@ -283,6 +315,9 @@ class JobManager:
     def list_for(self, principal: str) -> list[Job]:
         with self._guard:
             jobs = [j for j in self._jobs.values() if j.principal == principal]
+        if self._journal is not None:
+            known = {j.id for j in jobs}
+            jobs += [j for j in self._journal.recent(principal, self._keep) if j.id not in known]
         return sorted(jobs, key=lambda j: j.created_at, reverse=True)
 
     def running(self) -> list[Job]:

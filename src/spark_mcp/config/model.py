@@ -12,28 +12,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from spark_mcp.config.driver_env import check_env
+from spark_mcp.config.spark_conf import check_spark_conf
+
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 _DATASET_NAME = re.compile(rf"^{_IDENT}\.{_IDENT}$")
 _MEMORY = re.compile(r"^[1-9][0-9]*[kmgt]?$", re.IGNORECASE)
-
-# Spark settings a config may not override: they carry spark-mcp's security invariants.
-RESERVED_SPARK_CONF = frozenset(
-    {
-        "spark.connect.grpc.binding.address",
-        "spark.driver.bindAddress",
-        "spark.driver.host",
-        "spark.connect.grpc.binding.port",
-        "spark.connect.authenticate.token",
-        "spark.sql.variable.substitute",
-        "spark.sql.runSQLOnFiles",
-        "spark.sql.debug.maxToStringFields",
-        "spark.master",
-        "spark.driver.memory",
-        "spark.sql.warehouse.dir",
-        "spark.submit.deployMode",
-        "spark.mcp.driver.id",
-    }
-)
 
 
 class _Model(BaseModel):
@@ -124,8 +108,22 @@ class KubernetesConfig(_Model):
         return value
 
 
+def parse_size(text: str) -> int:
+    """Bytes in a JVM-style size (``512m``, ``2g``; a bare number is bytes)."""
+    if not _MEMORY.fullmatch(text):
+        raise ValueError(f"{text!r} is not a size such as 512m or 2g")
+    units = {"k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+    unit = text[-1].lower()
+    return int(text[:-1]) * units[unit] if unit in units else int(text)
+
+
+def _size(value: str) -> str:
+    parse_size(value)
+    return value.lower()
+
+
 class DriverConfig(_Model):
-    """How drivers are started."""
+    """How drivers are started, shared and kept; also the implicit ``default`` profile."""
 
     backend: Literal["local", "kubernetes"] = "local"
     kubernetes: KubernetesConfig = KubernetesConfig()
@@ -144,24 +142,142 @@ class DriverConfig(_Model):
     startup_timeout_s: float = Field(default=120, gt=0, le=1800)
     stop_timeout_s: float = Field(default=15, gt=0, le=300)
     java_home: str | None = None
-    spark_conf: dict[str, str] = Field(default_factory=dict, description="extra Spark settings")
+    spark_conf: dict[str, str] = Field(default_factory=dict, description="extra Spark settings (allowlisted)")
+    share: Literal["user", "session", "group"] = Field(
+        default="user",
+        description="user: a principal's sessions share its driver; session: a driver per session; "
+        "group: the members of a role share one driver per profile",
+    )
+    lifetime: Literal["server", "persistent"] = Field(
+        default="server",
+        description="server: drivers stop with the server; persistent: they outlive a restart and are re-adopted",
+    )
 
     @field_validator("memory")
     @classmethod
     def _memory(cls, value: str) -> str:
-        if not _MEMORY.fullmatch(value):
-            raise ValueError("must be a size such as 512m or 2g")
-        return value.lower()
+        return _size(value)
 
-    @field_validator("spark_conf")
+    @field_validator("spark_conf", mode="before")
     @classmethod
-    def _spark_conf(cls, value: dict[str, str]) -> dict[str, str]:
-        for key in value:
-            if key in RESERVED_SPARK_CONF or key.startswith("spark.connect.authenticate"):
-                raise ValueError(f"{key} is managed by spark-mcp and cannot be set")
-            if not re.fullmatch(r"spark\.[A-Za-z0-9_.\-]+", key):
-                raise ValueError(f"{key!r} is not a Spark setting (spark.*)")
+    def _spark_conf(cls, value: object) -> object:
+        return check_spark_conf(value) if isinstance(value, dict) else value
+
+
+_PROFILE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+DEFAULT_PROFILE = "default"
+
+
+def _absolute(value: Path) -> Path:
+    if not value.is_absolute():
+        raise ValueError(f"{value} must be an absolute path")
+    return value
+
+
+class CredentialsConfig(_Model):
+    """Secrets a profile's drivers get: copied into the driver's private folder, never in argv."""
+
+    kerberos_principal: str | None = Field(default=None, description="sets spark.kerberos.principal")
+    kerberos_keytab: Path | None = Field(
+        default=None, description="copied 0600 into the driver's folder; spark.kerberos.keytab points at the copy"
+    )
+    files: tuple[Path, ...] = Field(
+        default=(), description="copied 0600 into the driver's folder ({credentials} in env values)"
+    )
+    secret_env: dict[str, Path] = Field(
+        default_factory=dict, description="NAME = file whose content becomes the variable's value"
+    )
+
+    @field_validator("kerberos_keytab")
+    @classmethod
+    def _keytab(cls, value: Path | None) -> Path | None:
+        return None if value is None else _absolute(value)
+
+    @field_validator("files")
+    @classmethod
+    def _files(cls, value: tuple[Path, ...]) -> tuple[Path, ...]:
+        names = [path.name for path in value]
+        if len(set(names)) != len(names):
+            raise ValueError("two credential files share a name; each is copied under its own name")
+        return tuple(_absolute(path) for path in value)
+
+    @field_validator("secret_env")
+    @classmethod
+    def _secret_env(cls, value: dict[str, Path]) -> dict[str, Path]:
+        check_env(dict.fromkeys(value, ""))
+        return {name: _absolute(path) for name, path in value.items()}
+
+    @field_validator("kerberos_principal")
+    @classmethod
+    def _principal(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9._@/\-]{1,256}", value):
+            raise ValueError("must be a Kerberos principal such as svc/host@REALM")
         return value
+
+    @model_validator(mode="after")
+    def _kerberos_pair(self) -> CredentialsConfig:
+        if (self.kerberos_principal is None) != (self.kerberos_keytab is None):
+            raise ValueError("kerberos_principal and kerberos_keytab go together")
+        return self
+
+    def paths(self) -> list[tuple[str, Path]]:
+        """Every file this profile reads, with the key naming it (for checks and messages)."""
+        found = [("kerberos_keytab", self.kerberos_keytab)] if self.kerberos_keytab else []
+        found += [(f"files[{i}]", path) for i, path in enumerate(self.files)]
+        found += [(f"secret_env.{name}", path) for name, path in self.secret_env.items()]
+        return found
+
+
+class ProfileConfig(_Model):
+    """``[profiles.NAME]``: what a driver of this profile is. Unset sizes come from ``[driver]``."""
+
+    description: str | None = None
+    engine: Literal["spark", "sail"] | None = Field(default=None, description="none: driver.engine")
+    backend: Literal["local", "kubernetes"] | None = None
+    cores: int | None = Field(default=None, ge=1, le=256)
+    memory: str | None = None
+    spark_conf: dict[str, str] = Field(default_factory=dict, description="extra Spark settings (allowlisted)")
+    env: dict[str, str] = Field(default_factory=dict, description="environment variables (allowlisted)")
+    credentials: CredentialsConfig = CredentialsConfig()
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, value: str | None) -> str | None:
+        return None if value is None else _size(value)
+
+    @field_validator("spark_conf", mode="before")
+    @classmethod
+    def _spark_conf(cls, value: object) -> object:
+        return check_spark_conf(value) if isinstance(value, dict) else value
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env(cls, value: object) -> object:
+        return check_env(value) if isinstance(value, dict) else value
+
+
+class PoolConfig(_Model):
+    """The warm pool: spare drivers, started and prepared, waiting for a new owner."""
+
+    size: int = Field(default=0, ge=0, le=64, description="spare drivers per profile; 0 turns the pool off")
+    profiles: tuple[str, ...] = Field(default=(), description="profiles that get spares (default: all)")
+
+
+class QuotasConfig(_Model):
+    """Server-wide driver quotas; each is enforced at driver start and reported by whoami."""
+
+    max_drivers: int = Field(default=16, ge=1, le=1024, description="drivers at once, spares included")
+    max_drivers_per_user: int = Field(default=4, ge=1, le=1024, description="drivers one owner holds at once")
+    max_driver_memory: str | None = Field(
+        default=None, description="sum of driver memory (heap + overhead); default 80% of the machine's memory"
+    )
+    driver_idle_timeout_s: float = Field(default=1800, ge=0, description="stop a driver unused this long; 0: never")
+    driver_max_lifetime_s: float = Field(default=0, ge=0, description="stop a driver this old; 0: no limit")
+
+    @field_validator("max_driver_memory")
+    @classmethod
+    def _memory(cls, value: str | None) -> str | None:
+        return None if value is None else _size(value)
 
 
 class LimitsConfig(_Model):
@@ -266,6 +382,9 @@ class Config(_Model):
     audit: AuditConfig = AuditConfig()
     auth: AuthConfig = Field(default_factory=lambda: AuthConfig())
     console: ConsoleConfig = Field(default_factory=lambda: ConsoleConfig())
+    pool: PoolConfig = PoolConfig()
+    quotas: QuotasConfig = QuotasConfig()
+    profiles: dict[str, ProfileConfig] = Field(default_factory=dict)
     datasets: tuple[DatasetConfig, ...] = ()
     source: Path | None = Field(default=None, description="the file this configuration was read from")
 
@@ -278,6 +397,44 @@ class Config(_Model):
                 raise ValueError(f"dataset {dataset.name} is declared twice")
             seen.add(dataset.name)
         return value
+
+    @field_validator("profiles")
+    @classmethod
+    def _profile_names(cls, value: dict[str, ProfileConfig]) -> dict[str, ProfileConfig]:
+        for name in value:
+            if not _PROFILE_NAME.fullmatch(name):
+                raise ValueError(f"profile name {name!r}: use up to 32 lower-case letters, digits, '_' or '-'")
+        return value
+
+    @model_validator(mode="after")
+    def _fleet_coherent(self) -> Config:
+        unknown = [name for name in self.pool.profiles if name not in self.profile_names]
+        if unknown:
+            raise ValueError(f"pool.profiles names {unknown}, which are not profiles ({list(self.profile_names)})")
+        if self.driver.catalog == "hive" and self.pool.size > 0:
+            raise ValueError(
+                "pool.size > 0 needs driver.catalog = in-memory: a hive driver opens its owner's metastore "
+                "when it starts, so it cannot wait unassigned"
+            )
+        if self.driver.catalog == "hive" and self.driver.share == "session":
+            raise ValueError(
+                "driver.share = session cannot use driver.catalog = hive: two drivers of one user would "
+                "open the same Derby metastore, which admits one at a time"
+            )
+        kubernetes = self.driver.backend == "kubernetes" or any(
+            p.backend == "kubernetes" for p in self.profiles.values()
+        )
+        if kubernetes and (self.pool.size > 0 or self.driver.share == "group"):
+            raise ValueError(
+                "the kubernetes backend starts each driver in its principal's tenant namespace: "
+                "set pool.size = 0 and driver.share = user or session"
+            )
+        return self
+
+    @property
+    def profile_names(self) -> tuple[str, ...]:
+        """Every profile: ``default`` (from [driver], unless [profiles.default] redefines it), then the rest."""
+        return (DEFAULT_PROFILE, *(name for name in self.profiles if name != DEFAULT_PROFILE))
 
     @property
     def audit_path(self) -> Path:

@@ -22,12 +22,16 @@ from spark_mcp.console import source
 from spark_mcp.console.authz import Kind, may_act
 from spark_mcp.console.core import Console, ConsoleProblem, Login, decision
 from spark_mcp.console.pages import EXPIRY_CHOICES, write_allowed
-from spark_mcp.errors import InvalidInput, JobNotFound, NotFound, SessionNotFound
+from spark_mcp.errors import InvalidInput, JobNotFound, NotFound, PolicyDenied, SessionNotFound
 from spark_mcp.state.tokens import TokenStore
 
 
-def authorize(login: Login, kind: Kind, owner: str | None, missing: NotFound) -> None:
-    """Raise ``missing`` unless the viewer may act on this thing; note the verdict for the record."""
+def authorize(login: Login, kind: Kind, owner: str | None, missing: NotFound, *, visible: bool = False) -> None:
+    """Raise unless the viewer may act on this thing; note the verdict for the record.
+
+    A thing the viewer may not act on is ``missing`` (not found), unless their own listing
+    shows it (a driver shared by their role): then the denial itself, with its rule.
+    """
     admin = login.admin
     if owner is not None and owner != login.id and kind is not Kind.TOKEN:
         admin = decision(login.app, login.principal, "driver.admin")  # asked inside the record: noted there
@@ -35,6 +39,11 @@ def authorize(login: Login, kind: Kind, owner: str | None, missing: NotFound) ->
     if owner is not None:
         note(decision="allowed" if verdict.allowed else "denied", reason=verdict.reason, rule=verdict.rule)
     if not verdict.allowed:
+        if visible:
+            raise PolicyDenied(
+                f"this {kind.value} is shared with others, so only an admin (driver.admin) may stop it",
+                rule=verdict.rule,
+            )
         raise missing
 
 
@@ -44,8 +53,10 @@ async def stop_driver(console: Console, request: Request) -> Response:
     driver_id = request.path_params["driver_id"]
     async with console.audited(login.app, login.principal, "stop_driver", statement=f"stop driver {driver_id}"):
         view = source.find_driver(login.app, driver_id)
-        authorize(login, Kind.DRIVER, view.principal if view else None, NotFound(_missing("driver", driver_id)))
-        await source.stop_driver(login.app, driver_id)
+        visible = view is not None and source.shows_driver(login.app, view, login.id)
+        missing = NotFound(_missing("driver", driver_id))
+        authorize(login, Kind.DRIVER, view.owner_key if view else None, missing, visible=visible)
+        await source.stop_driver(login.app, driver_id, f"stopped in the web console by {login.id}")
     login.session.flash(f"Driver {driver_id} is stopped.")
     return console.redirect("/")
 

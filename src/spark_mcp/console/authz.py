@@ -8,10 +8,13 @@ verdict, most specific rule first:
    stop, close, cancel or revoke it, as ``close_session`` and ``cancel_job`` do over MCP.
 3. Someone else's API token: **not found**, whoever asks. Tokens are revoked by their
    owner here, or by the operator with ``spark-mcp tokens revoke``.
-4. Someone else's driver, session or job: **allowed** when the caller's policy grants
-   ``driver.admin`` (the rule that grants it), otherwise **not found**, exactly as if it
-   did not exist: the caller learns nothing about other people's ids. The denial keeps
-   its rule for the audit record.
+4. Someone else's driver, session or job, a driver shared by a role (owned by no one
+   person: stopping it ends other people's sessions) or a spare of the warm pool:
+   **allowed** when the caller's policy grants ``driver.admin`` (the rule that grants
+   it), otherwise **not found**, exactly as if it did not exist: the caller learns
+   nothing about other people's ids. The denial keeps its rule for the audit record.
+   (A shared driver the caller's own sessions run on is listed for them, so for that
+   one the console answers with the denial instead: ``actions.authorize``.)
 
 Listings follow the same rule: everyone's drivers, sessions and jobs with
 ``driver.admin``, else one's own; everyone's audit records with ``audit.read``, else

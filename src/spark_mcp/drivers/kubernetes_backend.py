@@ -1,6 +1,6 @@
 """The Kubernetes backend's lifecycle: create a driver's objects, wait for its pod, connect, delete.
 
-``KubernetesBackend`` follows the ``Backend`` protocol (``start(principal) -> Driver``,
+``KubernetesBackend`` follows the fleet's ``Backend`` protocol (``start(spec) -> Driver``,
 ``stop(driver)``) and talks to the cluster only through ``KubeApi``, five calls wide.
 ``OfficialKubeApi`` implements it with the official ``kubernetes`` client (an optional
 dependency: ``spark-mcp[kubernetes]``).
@@ -32,9 +32,10 @@ import structlog
 
 from spark_mcp.config import Config
 from spark_mcp.drivers.base import Driver, DriverState
+from spark_mcp.drivers.files import drivers_dir, ensure_private_dir
 from spark_mcp.drivers.kubernetes import CONNECT_PORT, DriverRef, Manifest, PodState, driver_manifests, namespace_for
 from spark_mcp.drivers.kubernetes import readiness as read_pod
-from spark_mcp.drivers.state import drivers_dir, ensure_private_dir
+from spark_mcp.drivers.local import DriverSpec, OnLaunch
 from spark_mcp.errors import DriverStartError
 
 log = structlog.get_logger(__name__)
@@ -83,7 +84,20 @@ class KubernetesBackend:
                 ) from None
         return self._api
 
-    async def start(self, principal: str, *, profile: str = "default") -> Driver:
+    async def start(self, spec: DriverSpec | str, *, on_launch: OnLaunch | None = None) -> Driver:
+        """A ready driver pod for ``spec.principal`` (a bare principal name: the default profile).
+
+        A pod lives in its principal's tenant namespace, so there are no spares and no group
+        drivers here (config refuses ``pool.size`` and ``driver.share = group`` with this backend).
+        ``on_launch`` is not called: nothing runs on this machine until the pod is ready.
+        """
+        principal, profile = (spec, "default") if isinstance(spec, str) else (spec.principal, spec.profile.name)
+        memory = 0 if isinstance(spec, str) else spec.profile.memory_bytes
+        if principal is None:
+            raise DriverStartError(
+                "the kubernetes backend starts a driver for one principal (its tenant's namespace): "
+                "set pool.size = 0 and driver.share = user or session"
+            )
         api = self._client()
         driver_id = f"drv-{secrets.token_hex(5)}"
         ref = DriverRef(driver_id, principal, profile, namespace_for(principal, self._config.driver.kubernetes))
@@ -106,6 +120,7 @@ class KubernetesBackend:
         self._live[driver_id] = (ref, tunnel)
         driver = Driver(
             id=driver_id,
+            profile=profile,
             principal=principal,
             backend=self.name,
             host="localhost",  # the tunnel's end; see the module docstring
@@ -113,6 +128,7 @@ class KubernetesBackend:
             workdir=workdir,
             log_path=workdir / "driver.log",
             token=token,
+            memory_bytes=memory,
             state=DriverState.READY,
             ready_at=time.time(),
         )

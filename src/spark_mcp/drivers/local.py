@@ -1,27 +1,32 @@
 """The local backend: a Spark Connect server JVM on this machine, from pyspark's own jars.
 
 Each driver gets a free loopback port, a fresh random token passed in its environment
-(never argv), its own folder under ``<home>/drivers/<id>`` with its log, scratch space and
-(for the in-memory catalog) warehouse, and the memory and cores from config.
+(never argv; a copy waits in a 0600 file for a server that re-adopts it), its own folder
+under ``<home>/drivers/<id>`` with its log, scratch space, (in-memory catalog) warehouse and
+private copies of its profile's credentials, and its profile's cores, memory and settings.
+A driver that lives as long as its server gets the parent-death signal; a persistent one
+does not, so it survives the server.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
 import structlog
 
 from spark_mcp.config import Config
-from spark_mcp.drivers.base import Driver, DriverState
+from spark_mcp.drivers.base import Driver, DriverState, Lifetime
+from spark_mcp.drivers.credentials import StagedCredentials, stage
 from spark_mcp.drivers.environment import check_java, spark_home, spark_version
-from spark_mcp.drivers.process import free_loopback_port, spawn, terminate
-from spark_mcp.drivers.state import DriverRecord, drivers_dir, ensure_private_dir, remove_record, write_record
+from spark_mcp.drivers.files import drivers_dir, ensure_private_dir, remove_secrets, remove_workdir, write_token
+from spark_mcp.drivers.process import free_loopback_port, is_same_process, process_start_time, spawn, terminate
+from spark_mcp.drivers.profiles import Profile
 from spark_mcp.errors import DriverStartError
 
 log = structlog.get_logger(__name__)
@@ -32,63 +37,96 @@ _INTERESTING = re.compile(r"\b(ERROR|FATAL)\b|Exception|Error:|Caused by|error:"
 _PORT_ATTEMPTS = 3
 
 
-def driver_argv(config: Config, *, driver_id: str, port: int, workdir: Path, principal: str) -> list[str]:
-    """The spark-submit command line. It holds no secret: the token travels in the environment."""
-    home = spark_home()
-    if config.driver.catalog == "hive":
-        principal_dir = config.home / "principals" / principal
-        warehouse = principal_dir / "warehouse"
-        metastore = f"jdbc:derby:;databaseName={principal_dir / 'metastore_db'};create=true"
-        catalog_conf = [
-            "spark.sql.catalogImplementation=hive",
-            f"spark.hadoop.javax.jdo.option.ConnectionURL={metastore}",
+@dataclass(frozen=True)
+class DriverSpec:
+    """What to start: a profile, how long it lives, and (hive catalog) whose metastore it opens."""
+
+    profile: Profile
+    lifetime: Lifetime = Lifetime.SERVER
+    metastore_dir: Path | None = None  # None: the in-memory catalog
+    principal: str | None = None  # whom it is started for (None: a spare, or a group's driver)
+
+
+def managed_settings(
+    config: Config, *, driver_id: str, port: int, workdir: Path, metastore_dir: Path | None
+) -> list[tuple[str, str]]:
+    """The settings that carry spark-mcp's invariants. They come last in argv, after anything a
+    config adds, so nothing can undo them (spark-submit keeps the last ``--conf`` of a key);
+    their keys are ``config.spark_conf.MANAGED_KEYS``, which no config may set anyway."""
+    if metastore_dir is not None:
+        warehouse = metastore_dir / "warehouse"
+        catalog = [
+            ("spark.sql.catalogImplementation", "hive"),
+            (
+                "spark.hadoop.javax.jdo.option.ConnectionURL",
+                f"jdbc:derby:;databaseName={metastore_dir / 'metastore_db'};create=true",
+            ),
         ]
     else:
         warehouse = workdir / "warehouse"
-        catalog_conf = ["spark.sql.catalogImplementation=in-memory"]
-    conf = [
-        "spark.connect.grpc.binding.address=127.0.0.1",
-        f"spark.connect.grpc.binding.port={port}",
+        catalog = [("spark.sql.catalogImplementation", "in-memory")]
+    # Spark's own session timeout must not end a session spark-mcp still considers open.
+    session_timeout_s = int(config.limits.session_idle_timeout_s) + 600
+    return [
+        ("spark.connect.grpc.binding.address", "127.0.0.1"),
+        ("spark.connect.grpc.binding.port", str(port)),
+        ("spark.connect.session.manager.defaultSessionTimeout", f"{session_timeout_s}s"),
         # Spark's own RPC and block manager would otherwise listen on the host's address.
-        "spark.driver.bindAddress=127.0.0.1",
-        "spark.driver.host=127.0.0.1",
-        "spark.ui.enabled=false",
+        ("spark.driver.bindAddress", "127.0.0.1"),
+        ("spark.driver.host", "127.0.0.1"),
+        ("spark.ui.enabled", "false"),
         # ${env:...} substitution would hand the driver's environment, token included, to any SQL.
-        "spark.sql.variable.substitute=false",
+        ("spark.sql.variable.substitute", "false"),
         # format.`/path` reads bypass the table model; EXPLAIN itself opens the file to infer a schema.
-        "spark.sql.runSQLOnFiles=false",
+        ("spark.sql.runSQLOnFiles", "false"),
         # Plans print at most this many fields; past it, a column (and a reflect() call in it) is
         # omitted from EXPLAIN, which plan inspection must see in full.
-        "spark.sql.debug.maxToStringFields=100000",
-        f"spark.sql.warehouse.dir={warehouse}",
-        f"spark.local.dir={workdir / 'tmp'}",
-        f"spark.driver.extraJavaOptions=-Dderby.system.home={workdir}",
-        # Lets `spark-mcp drivers stop` check that a pid from a state file is really this driver.
-        f"spark.mcp.driver.id={driver_id}",
-        *catalog_conf,
-        *(f"{key}={value}" for key, value in sorted(config.driver.spark_conf.items())),
+        ("spark.sql.debug.maxToStringFields", "100000"),
+        ("spark.sql.warehouse.dir", str(warehouse)),
+        ("spark.local.dir", str(workdir / "tmp")),
+        ("spark.driver.extraJavaOptions", f"-Dderby.system.home={workdir}"),
+        *catalog,
+        # Lets a server or `spark-mcp drivers` check that a pid is really this driver before signalling it.
+        ("spark.mcp.driver.id", driver_id),
     ]
+
+
+def driver_argv(
+    config: Config, spec: DriverSpec, *, driver_id: str, port: int, workdir: Path, credentials: StagedCredentials
+) -> list[str]:
+    """The spark-submit command line. It holds no secret: the token travels in the environment."""
+    profile = spec.profile
+    conf: list[tuple[str, str]] = sorted(profile.spark_conf.items())
+    if profile.credentials.kerberos_principal and credentials.keytab is not None:
+        conf += [
+            ("spark.kerberos.principal", profile.credentials.kerberos_principal),
+            ("spark.kerberos.keytab", str(credentials.keytab)),
+        ]
+    conf += managed_settings(config, driver_id=driver_id, port=port, workdir=workdir, metastore_dir=spec.metastore_dir)
     argv = [
-        str(home / "bin" / "spark-submit"),
+        str(spark_home() / "bin" / "spark-submit"),
         "--class",
         "org.apache.spark.sql.connect.service.SparkConnectServer",
         "--name",
         f"spark-mcp-{driver_id}",
         "--master",
-        f"local[{config.driver.cores}]",
+        f"local[{profile.cores}]",
         "--driver-memory",
-        config.driver.memory,
+        profile.memory,
     ]
-    for item in conf:
-        argv += ["--conf", item]
+    for key, value in conf:
+        argv += ["--conf", f"{key}={value}"]
     argv.append("spark-internal")
     return argv
 
 
-def driver_env(config: Config, environ: Mapping[str, str], token: str) -> dict[str, str]:
+def driver_env(
+    config: Config, environ: Mapping[str, str], token: str, credentials: StagedCredentials
+) -> dict[str, str]:
     env = {
         k: v for k, v in environ.items() if not k.startswith("SPARK_MCP_") and k != "SPARK_CONNECT_AUTHENTICATE_TOKEN"
     }
+    env.update(credentials.env)  # allowlisted names only (config.driver_env), secrets included
     env["SPARK_HOME"] = str(spark_home())
     env["SPARK_CONNECT_AUTHENTICATE_TOKEN"] = token
     if config.driver.java_home:
@@ -108,6 +146,9 @@ def log_excerpt(log_path: Path, *, limit: int = 12) -> str:
     return "\n".join(f"  {line[:300]}" for line in picked) or "(the log is empty)"
 
 
+OnLaunch = Callable[[Driver], None]
+
+
 class LocalBackend:
     """Starts and stops driver JVMs on this machine."""
 
@@ -117,13 +158,16 @@ class LocalBackend:
         self._config = config
         self._environ = dict(environ)
 
-    async def start(self, principal: str) -> Driver:
+    async def start(self, spec: DriverSpec, *, on_launch: OnLaunch | None = None) -> Driver:
+        """A ready driver (listening, not yet prepared). ``on_launch`` sees it as soon as its process exists."""
         java = check_java(self._config.driver.java_home, self._environ)
         if java.problem:
             raise DriverStartError(f"cannot start a Spark driver: {java.problem}. Run `spark-mcp doctor` for details.")
         last_error: DriverStartError | None = None
         for _ in range(_PORT_ATTEMPTS):
-            driver = self._launch(principal)
+            driver = self._launch(spec)
+            if on_launch is not None:
+                on_launch(driver)
             try:
                 await self._wait_ready(driver)
                 return driver
@@ -135,43 +179,50 @@ class LocalBackend:
         assert last_error is not None
         raise last_error
 
-    def _launch(self, principal: str) -> Driver:
+    def _launch(self, spec: DriverSpec) -> Driver:
         driver_id = f"drv-{secrets.token_hex(5)}"
         workdir = ensure_private_dir(drivers_dir(self._config.home) / driver_id)
         ensure_private_dir(workdir / "tmp")
-        if self._config.driver.catalog == "hive":
-            ensure_private_dir(self._config.home / "principals" / principal)
+        if spec.metastore_dir is not None:
+            ensure_private_dir(spec.metastore_dir)
         port = free_loopback_port()
         token = secrets.token_urlsafe(32)
+        write_token(workdir, token)
         log_path = workdir / "driver.log"
-        argv = driver_argv(self._config, driver_id=driver_id, port=port, workdir=workdir, principal=principal)
-        process = spawn(argv, env=driver_env(self._config, self._environ, token), cwd=workdir, log_path=log_path)
+        staged = stage(spec.profile, workdir)
+        argv = driver_argv(self._config, spec, driver_id=driver_id, port=port, workdir=workdir, credentials=staged)
+        process = spawn(
+            argv,
+            env=driver_env(self._config, self._environ, token, staged),
+            cwd=workdir,
+            log_path=log_path,
+            parent_death=spec.lifetime is Lifetime.SERVER,
+        )
         driver = Driver(
             id=driver_id,
-            principal=principal,
+            profile=spec.profile.name,
+            engine=spec.profile.engine,
             backend=self.name,
             host="localhost",  # the Python client sends a token without TLS only to "localhost"
             port=port,
             workdir=workdir,
             log_path=log_path,
             token=token,
+            memory_bytes=spec.profile.memory_bytes,
+            lifetime=spec.lifetime,
             process=process,
+            pid=process.pid,
+            pid_start=process_start_time(process.pid),
             spark_version=spark_version(),
         )
-        write_record(
-            DriverRecord(
-                driver_id=driver_id,
-                principal=principal,
-                backend=self.name,
-                pid=process.pid,
-                port=port,
-                server_pid=os.getpid(),
-                started_at=driver.started_at,
-                workdir=str(workdir),
-                log=str(log_path),
-            )
+        log.info(
+            "driver.starting",
+            driver_id=driver_id,
+            profile=spec.profile.name,
+            port=port,
+            pid=process.pid,
+            lifetime=spec.lifetime.value,
         )
-        log.info("driver.starting", driver_id=driver_id, principal=principal, port=port, pid=process.pid)
         return driver
 
     async def _wait_ready(self, driver: Driver) -> None:
@@ -210,16 +261,29 @@ class LocalBackend:
         raise DriverStartError(f"{why}. From its log ({driver.log_path}):\n{log_excerpt(driver.log_path)}")
 
     async def stop(self, driver: Driver) -> None:
-        """Stop the JVM (SIGTERM, then SIGKILL after driver.stop_timeout_s) and forget its state file."""
-        if driver.process is not None and driver.process.poll() is None:
+        """Stop the JVM (SIGTERM, then SIGKILL after driver.stop_timeout_s) and remove its secrets.
+
+        A driver that ended cleanly leaves nothing behind; a failed or lost one keeps its log.
+        """
+        pid, process = driver.pid, driver.process
+        before = driver.state
+        failed = before in (DriverState.FAILED, DriverState.LOST)  # its log is kept to say why
+        alive = (
+            process.poll() is None
+            if process is not None
+            else (pid is not None and is_same_process(pid, driver.pid_start))
+        )
+        if alive and pid is not None:
             driver.state = DriverState.STOPPING
-            process = driver.process
             await anyio.to_thread.run_sync(
-                lambda: terminate(process.pid, timeout_s=self._config.driver.stop_timeout_s, proc=process)
+                lambda: terminate(pid, timeout_s=self._config.driver.stop_timeout_s, proc=process)
             )
-        if driver.process is not None:
-            driver.exit_code = driver.process.poll()
-        if driver.state is not DriverState.FAILED:
+        if process is not None:
+            driver.exit_code = process.poll()
+        if failed:
+            driver.state = before
+            remove_secrets(driver.workdir)
+        else:
             driver.state = DriverState.STOPPED
-        remove_record(driver.workdir)
+            remove_workdir(driver.workdir)
         log.info("driver.stopped", driver_id=driver.id, exit_code=driver.exit_code)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -44,16 +45,20 @@ def _with_parent_death_signal(argv: Sequence[str]) -> list[str]:
     return [sys.executable, "-c", _PDEATHSIG_EXEC, str(os.getpid()), *argv]
 
 
-def spawn(argv: Sequence[str], *, env: Mapping[str, str], cwd: Path, log_path: Path) -> subprocess.Popen[bytes]:
+def spawn(
+    argv: Sequence[str], *, env: Mapping[str, str], cwd: Path, log_path: Path, parent_death: bool = True
+) -> subprocess.Popen[bytes]:
     """Start ``argv`` with its output appended to ``log_path`` (0600).
 
-    Call this from a long-lived thread (the event loop's): the parent-death signal fires
-    when the thread that forked the child exits, not only when the process does.
+    With ``parent_death`` (drivers that live as long as their server), the kernel stops the
+    process when the server dies. Call this from a long-lived thread (the event loop's): the
+    parent-death signal fires when the thread that forked the child exits, not only when the
+    process does.
     """
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
         return subprocess.Popen(
-            _with_parent_death_signal(argv),
+            _with_parent_death_signal(argv) if parent_death else list(argv),
             env=dict(env),
             cwd=cwd,
             stdin=subprocess.DEVNULL,
@@ -87,6 +92,44 @@ def process_has_marker(pid: int, marker: str) -> bool:
     except OSError:
         return False
     return marker.encode() in cmdline
+
+
+def process_start_time(pid: int) -> int | None:
+    """When ``pid`` started, in clock ticks since boot (``/proc/<pid>/stat`` field 22), or None.
+
+    A pid and its start time name one process for good: a recycled pid starts later.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    try:
+        return int(stat.rsplit(")", 1)[-1].split()[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def is_same_process(pid: int, start: int | None) -> bool:
+    """``pid`` is alive and is the process that had start time ``start`` (when one is known)."""
+    if not pid_alive(pid) or _is_zombie(pid):
+        return False
+    if start is None:
+        return True  # no /proc (macOS): the pid is all there is to go on
+    return process_start_time(pid) == start
+
+
+def wait_for_exit(pid: int) -> None:
+    """Block until ``pid`` (not necessarily a child of ours) has exited."""
+    try:
+        fd = os.pidfd_open(pid)
+    except (OSError, AttributeError):
+        while pid_alive(pid) and not _is_zombie(pid):  # no pidfd: poll
+            time.sleep(0.5)
+        return
+    try:
+        select.select([fd], [], [])
+    finally:
+        os.close(fd)
 
 
 def terminate(pid: int, *, timeout_s: float, proc: subprocess.Popen[bytes] | None = None) -> bool:

@@ -39,10 +39,10 @@ import grpc
 import structlog
 
 from spark_mcp.config import Config
-from spark_mcp.drivers.base import Driver, DriverState
-from spark_mcp.drivers.local import log_excerpt
-from spark_mcp.drivers.process import free_loopback_port, spawn, terminate
-from spark_mcp.drivers.state import DriverRecord, drivers_dir, ensure_private_dir, remove_record, write_record
+from spark_mcp.drivers.base import Driver, DriverState, Lifetime
+from spark_mcp.drivers.files import drivers_dir, ensure_private_dir, remove_workdir
+from spark_mcp.drivers.local import DriverSpec, OnLaunch, log_excerpt
+from spark_mcp.drivers.process import free_loopback_port, process_start_time, spawn, terminate
 from spark_mcp.errors import DriverStartError
 
 log = structlog.get_logger(__name__)
@@ -181,13 +181,17 @@ class SailBackend:
         self._environ = dict(environ)
         self._session_setup = session_setup
 
-    async def start(self, principal: str) -> Driver:
+    async def start(self, spec: DriverSpec, *, on_launch: OnLaunch | None = None) -> Driver:
+        """A ready Sail driver. It always lives as long as its server: with no token of its own
+        and its catalog in its sessions, there is nothing a later server could safely re-adopt."""
         problem = sail_available()
         if problem:
             raise DriverStartError(f"cannot start a Sail driver: {problem}")
         last_error: DriverStartError | None = None
         for _ in range(_PORT_ATTEMPTS):
-            driver = self._launch(principal)
+            driver = self._launch(spec)
+            if on_launch is not None:
+                on_launch(driver)
             try:
                 await self._wait_ready(driver)
                 return driver
@@ -199,7 +203,7 @@ class SailBackend:
         assert last_error is not None
         raise last_error
 
-    def _launch(self, principal: str) -> Driver:
+    def _launch(self, spec: DriverSpec) -> Driver:
         import pyspark  # only drivers/ and spark/ import pyspark
 
         driver_id = f"drv-{secrets.token_hex(5)}"
@@ -209,36 +213,28 @@ class SailBackend:
         log_path = workdir / "driver.log"
         argv = sail_argv(driver_id=driver_id, port=port, workdir=workdir, profile=spark_profile(pyspark.__version__))
         env = sail_env(self._config, self._environ, workdir=workdir)
-        process = spawn(argv, env=env, cwd=workdir, log_path=log_path)
+        process = spawn(argv, env=env, cwd=workdir, log_path=log_path, parent_death=True)
         driver = Driver(
             id=driver_id,
-            principal=principal,
+            profile=spec.profile.name,
             backend=self.name,
             host="localhost",
             port=port,
             workdir=workdir,
             log_path=log_path,
             token=secrets.token_urlsafe(32),  # Sail checks no token: see the module docstring
-            process=process,
-            spark_version=f"sail {_pysail_version()}",
             engine=ENGINE,
+            memory_bytes=spec.profile.memory_bytes,
+            lifetime=Lifetime.SERVER,
+            process=process,
+            pid=process.pid,
+            pid_start=process_start_time(process.pid),
+            spark_version=f"sail {_pysail_version()}",
             session_setup=self._session_setup,
         )
-        write_record(
-            DriverRecord(
-                driver_id=driver_id,
-                principal=principal,
-                backend=self.name,
-                pid=process.pid,
-                port=port,
-                server_pid=os.getpid(),
-                started_at=driver.started_at,
-                workdir=str(workdir),
-                log=str(log_path),
-                engine=ENGINE,
-            )
+        log.info(
+            "driver.starting", driver_id=driver_id, profile=spec.profile.name, port=port, pid=process.pid, engine=ENGINE
         )
-        log.info("driver.starting", driver_id=driver_id, principal=principal, port=port, pid=process.pid, engine=ENGINE)
         return driver
 
     async def _wait_ready(self, driver: Driver) -> None:
@@ -272,7 +268,7 @@ class SailBackend:
         raise DriverStartError(f"{why}. From its log ({driver.log_path}):\n{log_excerpt(driver.log_path)}")
 
     async def stop(self, driver: Driver) -> None:
-        """Stop the server (SIGTERM, then SIGKILL after driver.stop_timeout_s) and forget its state file."""
+        """Stop the server (SIGTERM, then SIGKILL after driver.stop_timeout_s)."""
         if driver.process is not None and driver.process.poll() is None:
             driver.state = DriverState.STOPPING
             process = driver.process
@@ -281,9 +277,9 @@ class SailBackend:
             )
         if driver.process is not None:
             driver.exit_code = driver.process.poll()
-        if driver.state is not DriverState.FAILED:
+        if driver.state not in (DriverState.FAILED, DriverState.LOST):
             driver.state = DriverState.STOPPED
-        remove_record(driver.workdir)
+            remove_workdir(driver.workdir)  # a failed or lost one keeps its log
         log.info("driver.stopped", driver_id=driver.id, exit_code=driver.exit_code, engine=ENGINE)
 
 

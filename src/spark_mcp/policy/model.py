@@ -188,6 +188,15 @@ RoleName = Annotated[str, AfterValidator(_role_name)]
 UserName = Annotated[str, AfterValidator(_user_name)]
 
 
+def _profile_name(value: str) -> str:
+    if not re.fullmatch(r"[a-z][a-z0-9_-]{0,31}", value):
+        raise ValueError(f"invalid profile name {value!r}: up to 32 lower-case letters, digits, '_' or '-'")
+    return value
+
+
+ProfileName = Annotated[str, AfterValidator(_profile_name)]
+
+
 class _FileModel(BaseModel):
     # strict: TOML already has types, so "10" for max_rows is a mistake, not a number.
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
@@ -213,6 +222,9 @@ class RoleSpec(_FileModel):
     max_sessions: int | None = Field(default=None, ge=1)
     # The engines whose drivers the role may start sessions on (create_session(engine=...)).
     engines: list[Engine] = Field(default_factory=_default_engines)
+    profiles: list[ProfileName] | None = Field(
+        default=None, description="driver profiles the role may use, the first being its default"
+    )
 
 
 class PolicyFile(_FileModel):
@@ -240,6 +252,7 @@ class Role:
     query_timeout_s: float | None = None
     max_sessions: int | None = None
     engines: tuple[str, ...] = ("spark",)
+    profiles: tuple[str, ...] | None = None  # None: the role lists none and gets the default profile
 
     @classmethod
     def from_spec(cls, name: str, spec: RoleSpec, *, source: str) -> Role:
@@ -255,6 +268,7 @@ class Role:
             query_timeout_s=spec.query_timeout_s,
             max_sessions=spec.max_sessions,
             engines=tuple(dict.fromkeys(spec.engines)),
+            profiles=tuple(dict.fromkeys(spec.profiles)) if spec.profiles is not None else None,
         )
 
 

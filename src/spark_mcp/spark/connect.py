@@ -18,7 +18,7 @@ from pyspark.sql.connect.session import SparkSession
 from pyspark.sql.connect.shell.progress import ProgressHandler, StageInfo
 
 from spark_mcp.drivers.base import Driver
-from spark_mcp.errors import DriverLost
+from spark_mcp.errors import DriverLost, SessionClosed
 from spark_mcp.spark.errors import translate
 
 log = structlog.get_logger(__name__)
@@ -71,8 +71,15 @@ class ConnectSession:
         self._progress.local.callback = callback
 
     @property
-    def server_session_id(self) -> str:
+    def spark_session_id(self) -> str:
+        """The client-side id of this Spark Connect session (a UUID), which rejoining needs."""
         return str(self.spark.client._session_id)
+
+    @property
+    def server_side_session_id(self) -> str | None:
+        """The id the driver gave this session; a rejoining client checks it is still the same."""
+        value = self.spark.client._server_session_id
+        return str(value) if value else None
 
     def close(self) -> None:
         """Release the session on the driver (temp views, settings, cached state) and the channel."""
@@ -92,16 +99,36 @@ class ConnectSession:
             log.debug("session.abandon_failed", error=type(exc).__name__)
 
 
-def open_session(driver: Driver, *, user_id: str) -> ConnectSession:
-    """A new, isolated session on ``driver`` for ``user_id``; checks the driver answers."""
+def open_session(
+    driver: Driver,
+    *,
+    user_id: str,
+    session_id: str | None = None,
+    server_side_session_id: str | None = None,
+) -> ConnectSession:
+    """A new, isolated session on ``driver`` for ``user_id``; checks the driver answers.
+
+    With ``session_id`` and ``server_side_session_id`` (from an earlier ``ConnectSession``),
+    it rejoins that Spark session instead, with its temp views and settings: the driver
+    refuses the first call if it no longer has exactly that session, and ``SessionClosed``
+    says so.
+    """
     url = f"sc://{driver.host}:{driver.port}/;token={driver.token};user_id={user_id}"
+    if session_id is not None:
+        url += f";session_id={session_id}"
     spark = SparkSession.builder.remote(url).create()
     spark.client.set_retry_policies([DefaultPolicy(**_RETRY_POLICY)])  # type: ignore[arg-type]
+    if server_side_session_id is not None:
+        # The client sends this with every call; a driver whose session has another id (it was
+        # released, or expired and was made anew) refuses, instead of silently starting afresh.
+        spark.client._server_session_id = server_side_session_id
     try:
         _ = spark.version  # a first round trip: fails fast on a dead driver or a wrong token
     except Exception as exc:
         error = translate(exc, what=f"driver {driver.id}")
         spark.client.close()  # nothing to release: the session never got going
+        if session_id is not None and not isinstance(error, DriverLost):
+            raise SessionClosed(f"driver {driver.id} no longer has Spark session {session_id}: {error}") from None
         if isinstance(error, DriverLost):
             raise error from None
         raise DriverLost(f"could not open a session on driver {driver.id}: {error}") from None

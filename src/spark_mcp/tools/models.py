@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-JobStateName = Literal["queued", "running", "succeeded", "failed", "cancelled", "timed_out"]
+JobStateName = Literal["queued", "running", "succeeded", "failed", "cancelled", "timed_out", "lost"]
 ResultStateName = Literal["complete", "on_demand", "storing", "failed"]
 
 
@@ -106,6 +106,30 @@ class LimitsOut(BaseModel):
     max_sessions: int
 
 
+class ProfileOut(BaseModel):
+    name: str
+    engine: str
+    backend: str
+    cores: int
+    memory: str = Field(description="driver heap")
+    default: bool = Field(description="used when create_session names no profile")
+    description: str | None = None
+
+
+class QuotasOut(BaseModel):
+    share: Literal["user", "session", "group"] = Field(description="how drivers are shared (driver.share)")
+    max_sessions: int = Field(description="limits.max_sessions for you")
+    session_idle_timeout_s: float
+    max_drivers: int = Field(description="quotas.max_drivers, for the whole server")
+    max_drivers_per_user: int
+    max_driver_memory_bytes: int = Field(description="quotas.max_driver_memory, for the whole server")
+    driver_idle_timeout_s: float = Field(description="0: idle drivers are kept")
+    driver_max_lifetime_s: float = Field(description="0: no limit")
+    drivers_running: int = Field(description="drivers the server runs now, spares included")
+    driver_memory_used_bytes: int
+    your_drivers: int = Field(description="drivers that count against your max_drivers_per_user")
+
+
 class WhoAmI(BaseModel):
     principal: str
     roles: list[str]
@@ -114,6 +138,9 @@ class WhoAmI(BaseModel):
     write: list[str] = Field(description="table patterns you may change (with sql.write / sql.ddl)")
     deny: list[str] = Field(description="table patterns denied whatever else says")
     limits: LimitsOut
+    profiles: list[ProfileOut] = Field(description="driver profiles you may name in create_session")
+    engines: list[str]
+    quotas: QuotasOut
     spark_version: str
     driver_backend: str
 
@@ -123,6 +150,7 @@ class SessionInfo(BaseModel):
     state: Literal["open", "closed", "expired", "lost"]
     default: bool
     driver_id: str
+    profile: str
     engine: str
     created_at: str
     last_used_at: str

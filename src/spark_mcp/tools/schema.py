@@ -12,8 +12,9 @@ rewrites those into equivalent, shorter forms and changes nothing a validator wo
   keeps ``anyOf``: null would not be among its values);
 - ``"default": null`` goes (``required`` already says what may be left out).
 
-An output schema (``output=True``) also loses every ``description`` and ``default``: they
-say nothing about a result that is already there, and the reply's text explains it.
+An output schema (``output=True``) also loses every ``description``, ``default`` and
+``required``: they say nothing about a result that is already there (the server writes every
+field it has), and the reply's text explains it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 _SUBSCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
 _SUBSCHEMA_MAPS = ("properties", "$defs", "patternProperties")
 _SUBSCHEMAS = ("items", "additionalProperties", "not", "contains")
+_OUTPUT_ONLY = ("description", "required")  # dropped from output schemas
 
 
 def compact_schema(schema: Any, *, output: bool = False) -> Any:
@@ -31,7 +33,7 @@ def compact_schema(schema: Any, *, output: bool = False) -> Any:
         return schema
     out: dict[str, Any] = {}
     for key, value in schema.items():
-        if key == "title" or (key == "default" and (value is None or output)) or (key == "description" and output):
+        if key == "title" or (key == "default" and (value is None or output)) or (key in _OUTPUT_ONLY and output):
             continue
         if key in _SUBSCHEMA_LISTS and isinstance(value, list):
             out[key] = [compact_schema(item, output=output) for item in value]
