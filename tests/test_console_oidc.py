@@ -179,3 +179,17 @@ async def test_signing_in_through_the_issuer_in_a_browser(tmp_path: Path) -> Non
         await page.get_by_role("button", name="Sign out").click()
         await page.wait_for_url(f"{server.base}/console/login?ended=logout")
     assert provider.exchanges == [("ok", True)]
+
+
+async def test_without_a_client_id_the_console_offers_no_oidc_sign_in(tmp_path: Path) -> None:
+    async with provider_serving() as provider:
+        config = oidc_config(tmp_path / "home", provider)
+        config = config.model_copy(update={"console": config.console.model_copy(update={"oidc_client_id": None})})
+        async with serving(config) as server, console_client(server.base) as client:
+            page = await client.get("/login")
+            assert page.status_code == 200 and "oidc_client_id" in page.text
+            assert 'action="/console/login/oidc"' not in page.text
+            # A hand-made post gets nowhere either (its CSRF token is checked first, then this).
+            refused = await client.post("/login/oidc", {"csrf": "x"})
+            assert refused.status_code == 403
+    assert provider.exchanges == []
