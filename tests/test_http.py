@@ -20,7 +20,16 @@ from mcp import MCPError
 from spark_mcp.audit import tail
 from spark_mcp.errors import ConfigError
 from spark_mcp.http.app import build_http_app, check_exposure
-from tests.http_support import MCP_HEADERS, Running, bearer, http_config, mcp_client, mcp_post_body, serving
+from tests.http_support import (
+    MCP_HEADERS,
+    Running,
+    bearer,
+    http_config,
+    mcp_client,
+    mcp_post_body,
+    self_signed,
+    serving,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -268,41 +277,6 @@ async def test_the_stdio_principal_is_audited_as_stdio(tmp_path: Path) -> None:
         assert not (await client.call_tool("whoami", {})).is_error
     record = tail(config.audit_path, 1)[0]
     assert (record.principal, record.auth, record.token_id, record.via) == ("carol", "stdio", None, "mcp")
-
-
-def self_signed(folder: Path) -> tuple[Path, Path]:
-    import datetime
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    key_path.chmod(0o600)
-    return cert_path, key_path
 
 
 async def test_tls_serves_https_and_the_resource_url_says_so(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from spark_mcp.config.driver_env import check_env
 from spark_mcp.config.spark_conf import check_spark_conf
@@ -501,6 +501,7 @@ class Config(_Model):
     results: ResultsConfig = ResultsConfig()
     audit: AuditConfig = AuditConfig()
     auth: AuthConfig = Field(default_factory=lambda: AuthConfig())
+    console: ConsoleConfig = Field(default_factory=lambda: ConsoleConfig())
     pool: PoolConfig = PoolConfig()
     quotas: QuotasConfig = QuotasConfig()
     profiles: dict[str, ProfileConfig] = Field(default_factory=dict)
@@ -719,4 +720,33 @@ class AuthConfig(_Model):
         return self
 
 
-Config.model_rebuild()  # Config names AuthConfig, defined after it
+class ConsoleConfig(_Model):
+    """``[console]``: the web console at ``/console``, served with the HTTP transport."""
+
+    enabled: bool = Field(default=True, description="serve the console at /console (HTTP transport only)")
+    session_idle_s: float = Field(default=3600, ge=60, le=7 * 86400, description="a console login ends when idle")
+    session_max_s: float = Field(default=12 * 3600, ge=60, le=30 * 86400, description="and after this, whatever")
+    oidc_client_id: str | None = Field(
+        default=None, description="mode oidc: the console's client id at the issuer (none: no OIDC sign-in)"
+    )
+    oidc_client_secret: SecretStr | None = Field(
+        default=None, description="a confidential client's secret (set it from the environment, not a file)"
+    )
+    oidc_scopes: tuple[str, ...] = Field(default=("openid", "profile"), description="scopes the sign-in asks for")
+
+    @field_validator("oidc_client_id")
+    @classmethod
+    def _client_id(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[\x21-\x7e]{1,255}", value):
+            raise ValueError("must be 1-255 printable characters without spaces")
+        return value
+
+    @field_validator("oidc_scopes")
+    @classmethod
+    def _oidc_scopes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if "openid" not in value:
+            raise ValueError('must include "openid" (it is what makes the issuer send an ID token)')
+        return _scope_list(value)
+
+
+Config.model_rebuild()  # Config names AuthConfig and ConsoleConfig, defined after it

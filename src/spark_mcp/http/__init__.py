@@ -1,6 +1,7 @@
 """The HTTP front door: streamable MCP at ``/mcp``, health probes, and the request guards.
 
-    app.py        ``build_http_app(config)``: one Starlette app, its lifespan, the verifier for ``[auth] mode``
+    app.py        ``build_http_app(config)``: one Starlette app, its lifespan, the verifier for ``[auth] mode``,
+                  the web console mounted at ``/console`` (``spark_mcp.console``)
     guards.py     ASGI layers: Host/Origin against DNS rebinding, the trusted-proxy identity
     health.py     ``/healthz`` (the process is up) and ``/readyz`` (it can run drivers)
     serve.py      ``serve_http(config)``: uvicorn with optional TLS, loopback-only without authentication

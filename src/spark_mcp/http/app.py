@@ -2,10 +2,11 @@
 
 Routes: ``/mcp`` (the SDK's streamable HTTP, authenticated), the Protected Resource
 Metadata at ``/.well-known/oauth-protected-resource/mcp`` (token and OIDC modes),
-``/healthz`` and ``/readyz``. Layers, outermost first: Host/Origin guard (421/403), the
-request size limit (413), CORS only when ``server.cors_origins`` names origins, then
-authentication: the SDK's bearer middleware with our verifier (``tokens``, ``oidc``), or
-the trusted-proxy layer (``proxy``).
+``/healthz`` and ``/readyz``, and the web console at ``/console`` (``[console] enabled``;
+it signs people in with the same verifier as ``/mcp``, see ``spark_mcp.console``).
+Layers, outermost first: Host/Origin guard (421/403), the request size limit (413), CORS
+only when ``server.cors_origins`` names origins, then authentication: the SDK's bearer
+middleware with our verifier (``tokens``, ``oidc``), or the trusted-proxy layer (``proxy``).
 
 The SDK app is mounted, so its lifespan does not run by itself: this app's lifespan
 enters ``session_manager.run()``, which starts the MCP server's lifespan (the ``App``
@@ -41,6 +42,8 @@ from spark_mcp.auth.proxy import ProxyVerifier
 from spark_mcp.auth.settings import MCP_PATH, base_url, resource_url
 from spark_mcp.auth.tokens import ApiTokenVerifier
 from spark_mcp.config.model import Config
+from spark_mcp.console import build_console
+from spark_mcp.console.app import SecurityHeaders
 from spark_mcp.errors import ConfigError
 from spark_mcp.http.guards import HostGuard, ProxyIdentity
 from spark_mcp.http.health import Readiness, healthz, readyz_endpoint
@@ -100,7 +103,9 @@ def allowed_hosts(config: Config) -> list[str]:
 def allowed_origins(config: Config) -> list[str]:
     if config.server.allowed_origins:
         return [o.lower() for o in config.server.allowed_origins]
-    origins = [f"http://{name}:*" for name in _LOOPBACK_NAMES] if is_loopback(config.server.host) else []
+    # Browsers send the scheme they used: https when this server serves TLS itself.
+    scheme = "https" if config.server.tls_cert else "http"
+    origins = [f"{scheme}://{name}:*" for name in _LOOPBACK_NAMES] if is_loopback(config.server.host) else []
     if config.server.public_url:
         parts = urlsplit(config.server.public_url)
         origins.append(f"{parts.scheme}://{parts.netloc}".lower())
@@ -117,6 +122,7 @@ class HttpService:
     verifier: Any
     tokens: TokenStore | None
     resource: str
+    console: SecurityHeaders | None = None
 
 
 def build_http_app(config: Config, *, app: App | None = None, environ: Mapping[str, str] | None = None) -> HttpService:
@@ -206,13 +212,16 @@ def build_http_app(config: Config, *, app: App | None = None, environ: Mapping[s
                 expose_headers=["Mcp-Session-Id", "WWW-Authenticate"],
             )
         )
-    asgi = Starlette(
-        routes=[
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/readyz", readyz_endpoint(readiness), methods=["GET"]),
-            Mount("/", app=mcp_app),
-        ],
-        middleware=middleware,
-        lifespan=lifespan,
+    routes: list[Route | Mount] = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz_endpoint(readiness), methods=["GET"]),
+    ]
+    console = None
+    if config.console.enabled:
+        console = build_console(config, app=ref.get, verifier=verifier, tokens=tokens, resource=resource)
+        routes.append(Mount("/console", app=console))
+    routes.append(Mount("/", app=mcp_app))
+    asgi = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    return HttpService(
+        asgi=asgi, server=server, ref=ref, verifier=verifier, tokens=tokens, resource=resource, console=console
     )
-    return HttpService(asgi=asgi, server=server, ref=ref, verifier=verifier, tokens=tokens, resource=resource)
