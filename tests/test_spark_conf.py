@@ -13,7 +13,7 @@ import pytest
 
 from spark_mcp.config import MANAGED_KEYS, Config, load_config
 from spark_mcp.config.driver_env import env_problem
-from spark_mcp.config.spark_conf import ALLOWED_KEYS, conf_problem
+from spark_mcp.config.spark_conf import ALLOWED_KEYS, CONNECT_TUNING_KEYS, conf_problem
 from spark_mcp.drivers.credentials import StagedCredentials
 from spark_mcp.drivers.local import DriverSpec, driver_argv, driver_env, managed_settings
 from spark_mcp.drivers.profiles import resolve_profiles
@@ -97,6 +97,14 @@ def test_settings_that_would_loosen_a_driver_are_refused(key: str, value: str, w
 def test_tuning_settings_on_the_list_are_accepted(key: str) -> None:
     assert conf_problem(key, "4") is None
     assert config_with(profiles={"p": {"spark_conf": {key: "4"}}}).profiles["p"].spark_conf == {key: "4"}
+
+
+@pytest.mark.parametrize("key", sorted(CONNECT_TUNING_KEYS))
+def test_only_the_reattach_stream_bounds_of_spark_connect_are_accepted(key: str) -> None:
+    assert config_with(driver={"spark_conf": {key: "1m"}}).driver.spark_conf == {key: "1m"}
+    assert any("control characters" in e for e in refused({key: "1m\n--conf x=y"}))
+    for error in refused({key.replace("senderMax", "other"): "1m"}):
+        assert "managed by spark-mcp" in error
 
 
 def test_object_store_connection_settings_are_accepted_but_not_their_secrets() -> None:

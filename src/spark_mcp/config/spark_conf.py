@@ -114,6 +114,14 @@ _KEY = re.compile(r"spark\.[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*")
 _SECRET_WORDS = re.compile(r"(secret|password|passwd|token|credential|private|\.key(\.|$))", re.I)
 # Whole families spark-mcp owns: how clients reach a driver and what it trusts.
 _MANAGED_FAMILIES = ("spark.mcp.", "spark.connect.")
+# Within them, only how long a result stream runs before the client must reattach: tuning
+# that changes neither who reaches the driver nor what it trusts.
+CONNECT_TUNING_KEYS = frozenset(
+    {
+        "spark.connect.execute.reattachable.senderMaxStreamSize",
+        "spark.connect.execute.reattachable.senderMaxStreamDuration",
+    }
+)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _MAX_VALUE = 4096
 
@@ -124,6 +132,9 @@ def conf_problem(key: str, value: object) -> str | None:
         return f"{key!r} is not a Spark setting (spark.<name>, letters, digits, '_', '-' and dots)"
     if not isinstance(value, str):
         return f"{key}: the value must be a string"
+    if key in CONNECT_TUNING_KEYS:
+        bad = len(value) > 64 or _CONTROL.search(value)
+        return f"{key}: the value must be at most 64 characters without control characters" if bad else None
     if key in MANAGED_KEYS or key.startswith(_MANAGED_FAMILIES):
         return f"{key} is managed by spark-mcp for safety and cannot be changed"
     if _SECRET_WORDS.search(key):
