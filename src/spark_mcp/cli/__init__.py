@@ -17,6 +17,7 @@ from spark_mcp.cli.audit import cmd_audit
 from spark_mcp.cli.call import cmd_call
 from spark_mcp.cli.doctor import cmd_doctor
 from spark_mcp.cli.drivers import cmd_drivers
+from spark_mcp.cli.output import out
 from spark_mcp.cli.policy import cmd_policy
 from spark_mcp.cli.serve import cmd_serve
 from spark_mcp.cli.tokens import cmd_tokens
@@ -119,12 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "drivers" and args.action == "stop" and not args.all and not args.driver_id:
-        print("name a driver id, or use --all", file=sys.stderr)
+        out("name a driver id, or use --all", file=sys.stderr)
         return 2
     try:
         return int(args.func(args))
     except SparkMcpError as exc:
-        print(f"spark-mcp: {exc.code}: {exc}", file=sys.stderr)
+        out(f"spark-mcp: {exc.code}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from spark_mcp.cli.common import config_from
+from spark_mcp.cli.output import out
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -14,18 +15,18 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
     given = getattr(args, "verify_path", None)
     if given and args.path and Path(given) != Path(args.path):
-        print(f"two different audit files given: {args.path} and {given}", file=sys.stderr)
+        out(f"two different audit files given: {args.path} and {given}", file=sys.stderr)
         return 2
     given = given or args.path
     path = Path(given) if given else config_from(args).audit_path
     if args.action == "verify":
         report = verify(path)
         for problem in report.problems:
-            print(f"✘ {problem}")
-        print(
+            out(f"✘ {problem}")
+        out(
             f"{'✔' if report.ok else '✘'} {path}: {report.records} records, chain {'intact' if report.ok else 'BROKEN'}"
         )
         return 0 if report.ok else 1
     for record in tail(path, args.n, principal=args.filter_user):
-        print(record.model_dump_json())
+        out(record.model_dump_json())
     return 0

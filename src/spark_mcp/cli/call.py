@@ -10,6 +10,7 @@ from typing import Any
 import anyio
 
 from spark_mcp.cli.common import config_from
+from spark_mcp.cli.output import out
 from spark_mcp.config import Config
 from spark_mcp.logs import configure_logging
 
@@ -20,7 +21,7 @@ def cmd_call(args: argparse.Namespace) -> int:
     try:
         arguments = json.loads(args.args) if args.args else {}
     except json.JSONDecodeError as exc:
-        print(f"--args is not JSON: {exc}", file=sys.stderr)
+        out(f"--args is not JSON: {exc}", file=sys.stderr)
         return 2
     return anyio.run(_call, config, args.tool, arguments)
 
@@ -34,7 +35,7 @@ async def _call(config: Config, tool: str, arguments: dict[str, Any]) -> int:
         result = await client.call_tool(tool, arguments)
     for item in result.content:
         if getattr(item, "type", None) == "text":
-            print(item.text)  # type: ignore[union-attr]
+            out(item.text)  # type: ignore[union-attr]
     if result.structured_content is not None:
-        print(json.dumps(result.structured_content, indent=2))
+        out(json.dumps(result.structured_content, indent=2))
     return 1 if result.is_error else 0

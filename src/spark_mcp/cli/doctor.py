@@ -6,6 +6,7 @@ import argparse
 import os
 
 from spark_mcp.cli.common import config_from
+from spark_mcp.cli.output import out
 from spark_mcp.errors import SparkMcpError
 
 
@@ -15,15 +16,15 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     try:
         config = config_from(args)
     except SparkMcpError as exc:
-        print(f"✘ configuration: {exc}")
+        out(f"✘ configuration: {exc}")
         return 1
     ok = True
     for check in run_checks(config, dict(os.environ), start_driver=args.start_driver):
         mark = "✔" if check.ok else "✘"
-        print(f"{mark} {check.name}: {check.detail}")
+        out(f"{mark} {check.name}: {check.detail}")
         if not check.ok:
             ok = False
             if check.fix:
-                print(f"    fix: {check.fix}")
-    print("all good" if ok else "some checks failed")
+                out(f"    fix: {check.fix}")
+    out("all good" if ok else "some checks failed")
     return 0 if ok else 1

@@ -9,6 +9,7 @@ from functools import partial
 import anyio
 
 from spark_mcp.cli.common import config_from
+from spark_mcp.cli.output import out
 
 
 def cmd_drivers(args: argparse.Namespace) -> int:
@@ -49,9 +50,9 @@ def cmd_drivers(args: argparse.Namespace) -> int:
             for r in rows
         ]
         if args.json:
-            print(json.dumps(listed, indent=2))
+            out(json.dumps(listed, indent=2))
         elif not listed:
-            print("no drivers")
+            out("no drivers")
         else:
             for item in listed:
                 state = "running" if item["running"] else "not running"
@@ -61,14 +62,14 @@ def cmd_drivers(args: argparse.Namespace) -> int:
                     server = "no server (persistent: the next server re-adopts it)"
                 else:
                     server = f"no live server (pid {item['server_pid']} is gone: the next server cleans it up)"
-                print(
+                out(
                     f"{item['driver_id']}  {item['owner'] or 'spare'}  profile={item['profile']}  "
                     f"pid={item['pid']}  port={item['port']}  {item['lifetime']}  {state}, {server}"
                 )
         return 0
     targets = rows if args.all else [r for r in rows if r.id == args.driver_id]
     if not args.all and not targets:
-        print(f"no driver {args.driver_id} under {config.home} (spark-mcp drivers list shows them)")
+        out(f"no driver {args.driver_id} under {config.home} (spark-mcp drivers list shows them)")
         return 1
     for target in targets:
         was_running = is_ours(target)
@@ -76,7 +77,7 @@ def cmd_drivers(args: argparse.Namespace) -> int:
         if store is not None:
             store.delete(target.id)
         if was_running:
-            print(f"{target.id}: {'stopped' if stopped else 'could not be stopped'}")
+            out(f"{target.id}: {'stopped' if stopped else 'could not be stopped'}")
         else:
-            print(f"{target.id}: was not running; its record was removed")
+            out(f"{target.id}: was not running; its record was removed")
     return 0

@@ -7,6 +7,7 @@ import argparse
 import anyio
 
 from spark_mcp.cli.common import config_from
+from spark_mcp.cli.output import out
 from spark_mcp.config import Config
 
 
@@ -16,9 +17,9 @@ def cmd_policy(args: argparse.Namespace) -> int:
     config = config_from(args)
     policy = load_policies(config.policies)
     if args.action == "check":
-        print(f"✔ policies valid: {', '.join(str(p) for p in config.policies)}")
+        out(f"✔ policies valid: {', '.join(str(p) for p in config.policies)}")
         for name in sorted(policy.roles):
-            print(f"  role {name}")
+            out(f"  role {name}")
         return 0
     return anyio.run(_explain_policy, config, args.explain_user, args.sql)
 
@@ -31,14 +32,14 @@ async def _explain_policy(config: Config, user: str, sql: str) -> int:
         session = await app.sessions.create(principal.id, profile="default", max_sessions=10**6)
         verdict = await app.executor.analyze(principal, session, sql)
         facts, decision = verdict.facts, verdict.decision
-        print(f"user:      {principal.id} (roles: {', '.join(principal.roles) or 'none'})")
-        print(f"statement: {facts.kind.value} ({facts.operation})")
-        print(f"reads:     {', '.join(map(str, sorted(facts.reads))) or '-'}")
-        print(f"writes:    {', '.join(map(str, sorted(facts.writes))) or '-'}")
+        out(f"user:      {principal.id} (roles: {', '.join(principal.roles) or 'none'})")
+        out(f"statement: {facts.kind.value} ({facts.operation})")
+        out(f"reads:     {', '.join(map(str, sorted(facts.reads))) or '-'}")
+        out(f"writes:    {', '.join(map(str, sorted(facts.writes))) or '-'}")
         if facts.dangers:
-            print("dangers:   " + "; ".join(f"{d.kind.value}: {d.detail}" for d in facts.dangers))
+            out("dangers:   " + "; ".join(f"{d.kind.value}: {d.detail}" for d in facts.dangers))
         if verdict.spark_error:
-            print(f"spark:     {verdict.spark_error.error_class}: {verdict.spark_error.message}")
-        print(f"decision:  {'ALLOWED' if decision.allowed else 'DENIED'}: {decision.reason}")
-        print(f"rule:      {decision.rule}")
+            out(f"spark:     {verdict.spark_error.error_class}: {verdict.spark_error.message}")
+        out(f"decision:  {'ALLOWED' if decision.allowed else 'DENIED'}: {decision.reason}")
+        out(f"rule:      {decision.rule}")
         return 0 if verdict.allowed else 2

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from spark_mcp.cli.common import config_from
+from spark_mcp.cli.output import out
 
 
 def cmd_tokens(args: argparse.Namespace) -> int:
@@ -37,31 +38,29 @@ def cmd_tokens(args: argparse.Namespace) -> int:
                 name=args.name,
             )
             record = issued.record
-            print(issued.token)
-            print(
+            out(issued.token)
+            out(
                 f"token {record.id} for {record.principal}: scopes {' '.join(record.scopes)}, "
                 f"for {record.resource}, expires {_when(record.expires_at)}",
                 file=sys.stderr,
             )
-            print("This is the only time the token is shown: store it now.", file=sys.stderr)
+            out("This is the only time the token is shown: store it now.", file=sys.stderr)
             if config.auth.mode != "tokens":
-                print(
-                    f"Note: [auth] mode is {config.auth.mode}; API tokens work only with mode tokens.", file=sys.stderr
-                )
+                out(f"Note: [auth] mode is {config.auth.mode}; API tokens work only with mode tokens.", file=sys.stderr)
             return 0
         if args.action == "revoke":
             record = store.revoke(args.token_id)
-            print(f"token {record.id} of {record.principal} revoked; it is refused from the next request on")
+            out(f"token {record.id} of {record.principal} revoked; it is refused from the next request on")
             return 0
         records = store.list(args.token_user)
         if args.json:
-            print(json.dumps([_token_row(r, now) for r in records], indent=2))
+            out(json.dumps([_token_row(r, now) for r in records], indent=2))
         elif not records:
-            print("no tokens")
+            out("no tokens")
         else:
             for r in records:
                 row = _token_row(r, now)
-                print(
+                out(
                     f"{row['id']}  user={row['user']}  {row['state']}  scopes={row['scopes']}  "
                     f"expires={row['expires']}  last used={row['last_used']}"
                     + (f"  name={row['name']}" if row["name"] else "")
