@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import grpc
 import pytest
 from pyspark.sql.connect.dataframe import DataFrame as ConnectDataFrame
@@ -417,8 +418,17 @@ async def test_a_deep_plan_is_read_and_a_compressed_one_cannot_smuggle_a_table(g
 async def test_every_call_is_audited_once_with_how_the_caller_authenticated(gateway: Gateway) -> None:
     bob = await off_loop(lambda: gateway.client("bob"))
     await off_loop(lambda: denied(lambda: bob.table("hr.salaries").collect()))
-    records = [r for r in tail(gateway.app.config.audit_path, 50, principal="bob") if r.via == "gateway"]
-    refusal = next(r for r in reversed(records) if r.tool == "spark_connect.ExecutePlan" and r.decision == "denied")
+
+    def refusals() -> list[Any]:
+        records[:] = [r for r in tail(gateway.app.config.audit_path, 50, principal="bob") if r.via == "gateway"]
+        return [r for r in records if r.tool == "spark_connect.ExecutePlan" and r.decision == "denied"]
+
+    # The record is written as the call ends, which may be a moment after the client has its answer.
+    records: list[Any] = []
+    deadline = time.monotonic() + 30
+    while not refusals() and time.monotonic() < deadline:
+        await anyio.sleep(0.05)
+    refusal = refusals()[-1]
     assert refusal.auth == "token" and refusal.token_id
     assert refusal.rule == 'roles.analyst.deny[1] "hr.*"' and refusal.error_class == "policy_denied"
     assert "spark_catalog.hr.salaries" in refusal.tables

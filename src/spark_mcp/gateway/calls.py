@@ -209,12 +209,10 @@ class CallRunner:
     async def _record(
         self, app: App, record: CallRecord, outcome: Literal["ok", "error"], error_class: str | None, started: float
     ) -> None:
-        """Write the call's record off the event loop; inline if this task is being cancelled."""
-        try:
+        """Write the call's record off the event loop, exactly once: a cancellation arriving while
+        the worker thread writes it waits for that write instead of writing the record again."""
+        with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(self._emit, app, record, outcome, error_class, started)
-        except anyio.get_cancelled_exc_class():
-            self._emit(app, record, outcome, error_class, started)
-            raise
 
     @staticmethod
     def _emit(
