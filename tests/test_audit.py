@@ -224,6 +224,21 @@ def test_a_writer_that_stopped_between_a_record_and_its_head_is_recovered(path: 
     assert json.loads((path.parent / "audit.jsonl.head").read_text())["records"] == 4
 
 
+def test_the_head_is_rewritten_in_place_whatever_was_there_before(path: Path) -> None:
+    # The head is overwritten in place, not renamed over: a longer head (written by hand, or by
+    # an older version) must not leave its tail behind the new one.
+    write_log(path, 2)
+    last = json.loads(lines(path)[-1])
+    head = path.parent / "audit.jsonl.head"
+    inode = head.stat().st_ino
+    head.write_text(json.dumps({"records": 2, "hash": last["hash"]}, indent=8) + " " * 300)
+    write_log(path, 1)
+    report = verify(path)
+    assert (report.ok, report.records) == (True, 3)
+    assert json.loads(head.read_text()) == {"records": 3, "hash": json.loads(lines(path)[-1])["hash"]}
+    assert head.stat().st_ino == inode
+
+
 def test_records_appended_behind_the_head_files_back_are_named(path: Path) -> None:
     write_log(path, 2)
     head = (path.parent / "audit.jsonl.head").read_text()
