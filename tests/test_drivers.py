@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import stat
 import time
 from pathlib import Path
 
@@ -32,6 +33,26 @@ async def test_a_driver_listens_on_loopback_only(alice: Client, app: App) -> Non
     addresses = listening_addresses(driver.pid)
     assert addresses, "the driver should be listening"
     assert set(addresses) <= LOOPBACK, addresses
+
+
+@pytest.mark.spark
+async def test_a_drivers_scratch_files_stay_in_its_private_folder(alice: Client, app: App) -> None:
+    # Spark Connect writes each session's artifacts (uploaded files, cached local data) under
+    # java.io.tmpdir; in a shared /tmp other users of the machine could read them.
+    await call(alice, "run_sql", sql="SELECT 1")
+    driver = app.drivers.current("alice")
+    assert driver is not None and driver.workdir is not None
+    session = await anyio.to_thread.run_sync(lambda: open_session(driver, user_id="scratch-check"))
+    try:
+        found = await anyio.to_thread.run_sync(
+            lambda: session.spark.sql(
+                "SELECT java_method('java.lang.System', 'getProperty', 'java.io.tmpdir')"
+            ).collect()[0][0]
+        )
+    finally:
+        await anyio.to_thread.run_sync(session.close)
+    assert Path(found).resolve() == (driver.workdir / "tmp").resolve()
+    assert stat.S_IMODE(driver.workdir.stat().st_mode) == 0o700
 
 
 @pytest.mark.spark

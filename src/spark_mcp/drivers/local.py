@@ -100,7 +100,9 @@ def managed_settings(
         ("spark.sql.debug.maxToStringFields", "100000"),
         ("spark.sql.warehouse.dir", str(warehouse)),
         ("spark.local.dir", str(workdir / "tmp")),
-        ("spark.driver.extraJavaOptions", f"-Dderby.system.home={workdir}"),
+        # Spark Connect keeps each session's artifacts and cached local relations (client data)
+        # under java.io.tmpdir: in the driver's private folder, not in a world-readable /tmp.
+        ("spark.driver.extraJavaOptions", f"-Djava.io.tmpdir={workdir / 'tmp'} -Dderby.system.home={workdir}"),
         *catalog,
         # Lets a server or `spark-mcp drivers` check that a pid is really this driver before signalling it.
         ("spark.mcp.driver.id", driver_id),
