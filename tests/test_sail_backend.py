@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from spark_mcp.config import load_config
+from spark_mcp.config import DatasetConfig, load_config
 from spark_mcp.drivers.sail import listener_owned_by, sail_argv, sail_env, spark_profile
+from spark_mcp.spark.sail import session_setup
 
 
 def test_the_listener_check_tells_our_socket_from_anyone_elses() -> None:
@@ -54,3 +55,18 @@ def test_the_environment_is_ours_not_inherited(tmp_path: Path) -> None:
     assert "SPARK_MCP_USER" not in env and "SPARK_CONNECT_AUTHENTICATE_TOKEN" not in env
     assert int(env["SAIL_SPARK__SESSION_TIMEOUT_SECS"]) > 100  # Sail never drops a session spark-mcp still has
     assert env["TMPDIR"] == str(tmp_path / "tmp")
+
+
+def test_a_new_sail_session_makes_each_namespace_once_before_its_tables() -> None:
+    datasets = [
+        DatasetConfig(name="tpch.orders", path="/data/orders.parquet"),
+        DatasetConfig(name="tpch.lineitem", path="/data/lineitem.parquet"),
+        DatasetConfig(name="hr.people", path="/data/people.csv", format="csv", options={"header": "true"}),
+    ]
+    assert session_setup(datasets) == (
+        "CREATE NAMESPACE IF NOT EXISTS `tpch`",
+        "CREATE NAMESPACE IF NOT EXISTS `hr`",
+        "CREATE TABLE IF NOT EXISTS `tpch`.`orders` USING parquet LOCATION '/data/orders.parquet'",
+        "CREATE TABLE IF NOT EXISTS `tpch`.`lineitem` USING parquet LOCATION '/data/lineitem.parquet'",
+        "CREATE TABLE IF NOT EXISTS `hr`.`people` USING csv OPTIONS (`header` 'true') LOCATION '/data/people.csv'",
+    )

@@ -278,7 +278,12 @@ def prepare_driver(driver: Driver, preparer: Preparer, warm_up: bool = False) ->
     """
     session = open_session(driver, user_id="spark-mcp-bootstrap")
     try:
-        driver.builtin_functions = preparer.prepare(session)
+        if driver.session_setup:
+            # Opening the session registered the datasets (and showed they can be): an engine with
+            # a catalog per session (Sail) has nothing to keep from registering them once more.
+            driver.builtin_functions = preparer.builtin_functions(session)
+        else:
+            driver.builtin_functions = preparer.prepare(session)
         if warm_up:
             preparer.warm_up(session)
     finally:

@@ -89,20 +89,21 @@ def analyze_frame(session: ConnectSession, frame: Any, statement: str) -> Analys
 
 
 def session_setup(datasets: Sequence[DatasetConfig]) -> tuple[str, ...]:
-    """The DDL that registers the datasets in a new Sail session (its catalog is per session).
+    """The DDL that registers the datasets in a new Sail session (its catalog is per session):
+    each namespace once, then the tables (``run_session_setup`` runs the tables at once).
 
     Sail reads a table's files from ``LOCATION``; a ``path`` option alone gives a table
     without columns.
     """
-    statements: list[str] = []
+    namespaces = [f"CREATE NAMESPACE IF NOT EXISTS {quote_ident(d.name.split('.', 1)[0])}" for d in datasets]
+    tables: list[str] = []
     for dataset in datasets:
         namespace, table = dataset.name.split(".", 1)
         options = ", ".join(f"{quote_ident(k)} {quote_string(v)}" for k, v in dataset.options.items())
         comment = f" COMMENT {quote_string(dataset.comment)}" if dataset.comment else ""
-        statements += [
-            f"CREATE NAMESPACE IF NOT EXISTS {quote_ident(namespace)}",
+        tables.append(
             f"CREATE TABLE IF NOT EXISTS {quote_ident(namespace)}.{quote_ident(table)} USING {dataset.format}"
             + (f" OPTIONS ({options})" if options else "")
-            + f" LOCATION {quote_string(dataset.path)}{comment}",
-        ]
-    return tuple(statements)
+            + f" LOCATION {quote_string(dataset.path)}{comment}"
+        )
+    return (*dict.fromkeys(namespaces), *tables)
