@@ -5,6 +5,7 @@
                     pages, and audited actions (``via = "console"``)
     pages.py        the GET pages: overview, audit records, API tokens
     actions.py      the POSTs that change things: stop, close, cancel, make and revoke tokens
+    connect.py      Spark Connect: the connection string for one's own driver, a fresh token for it
     login.py        signing in (token, OIDC, proxy, none) and out
     authz.py        the pure rule: own things, or everyone's with driver.admin / audit.read
     source.py       the one adapter to the App's drivers, sessions and jobs

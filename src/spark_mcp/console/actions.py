@@ -17,13 +17,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from spark_mcp.auth.tokens import parse_duration
-from spark_mcp.calls import note
+from spark_mcp.calls import CallRecord, note
 from spark_mcp.console import source
 from spark_mcp.console.authz import Kind, may_act
 from spark_mcp.console.core import Console, ConsoleProblem, Login, decision
 from spark_mcp.console.pages import EXPIRY_CHOICES, write_allowed
 from spark_mcp.errors import InvalidInput, JobNotFound, NotFound, PolicyDenied, SessionNotFound
-from spark_mcp.state.tokens import TokenStore
+from spark_mcp.state.tokens import IssuedToken, TokenStore
 
 
 def authorize(login: Login, kind: Kind, owner: str | None, missing: NotFound, *, visible: bool = False) -> None:
@@ -97,7 +97,8 @@ async def cancel_job(console: Console, request: Request) -> Response:
     return console.redirect("/")
 
 
-def _tokens(console: Console, login: Login) -> TokenStore:
+def tokens_of(console: Console, login: Login) -> TokenStore:
+    """The token store, when this login may make and revoke API tokens (signed in with one)."""
     if console.tokens is None or login.session.auth != "token":
         raise ConsoleProblem(404, f"API tokens are not used on this server: it authenticates through {console.mode}.")
     return console.tokens
@@ -106,39 +107,11 @@ def _tokens(console: Console, login: Login) -> TokenStore:
 async def create_token(console: Console, request: Request) -> Response:
     login = await console.require_login(request)
     form = await console.form(request, login)
-    store = _tokens(console, login)
+    store = tokens_of(console, login)
     name = str(form.get("name") or "").strip()
-    expires = str(form.get("expires") or "")
-    wants_write = form.get("write") == "on"
     async with console.audited(login.app, login.principal, "create_token") as record:
-        if expires not in dict(EXPIRY_CHOICES):
-            raise InvalidInput("choose when the token expires from the list")
-        if wants_write and not write_allowed(console, login.session.scopes):
-            raise InvalidInput("the token you signed in with cannot make changes, so neither can a token made with it")
-        scopes = [*console.config.auth.scopes]
-        if wants_write and console.config.auth.write_scope:
-            scopes.append(console.config.auth.write_scope)
-        seconds = parse_duration(expires)
-        expires_at = None if seconds is None else time.time() + seconds
-        # A token made here never outlives the token that made it: a stolen short-lived
-        # token must not mint a long-lived one.
-        capped = False
-        parent_id = login.session.token_id
-        parent = await anyio.to_thread.run_sync(lambda: store.get(parent_id)) if parent_id else None
-        if (
-            parent is not None
-            and parent.expires_at is not None
-            and (expires_at is None or expires_at > parent.expires_at)
-        ):
-            expires_at, capped = parent.expires_at, True
-        issued = await anyio.to_thread.run_sync(
-            lambda: store.create(
-                login.id, scopes=scopes, resource=console.resource, expires_at=expires_at, name=name or None
-            )
-        )
-        record.fields["statement"] = (
-            f"create token {issued.record.id} ({' '.join(issued.record.scopes)}, "
-            f"expires {'never' if expires_at is None else int(expires_at)})"
+        issued, capped = await issue_token(
+            console, login, store, record, name=name or None, expires=form.get("expires"), write=form.get("write")
         )
     records = await anyio.to_thread.run_sync(lambda: store.list(login.id))
     now = time.time()
@@ -156,10 +129,55 @@ async def create_token(console: Console, request: Request) -> Response:
     )
 
 
+async def issue_token(
+    console: Console,
+    login: Login,
+    store: TokenStore,
+    record: CallRecord,
+    *,
+    name: str | None,
+    expires: object,
+    write: object,
+    purpose: str = "",
+) -> tuple[IssuedToken, bool]:
+    """Make an API token for the viewer inside an audited action; also whether its expiry was capped.
+
+    The one way the console makes tokens (the tokens page, the Spark Connect page): the
+    token carries ``[auth] scopes``, plus the write scope only when asked for (``write``
+    is the checkbox, ``"on"``) *and* the login's own token has it, and it never outlives
+    the token that made it. ``expires`` is one of ``EXPIRY_CHOICES``.
+    """
+    wants_write = write == "on"
+    if not isinstance(expires, str) or expires not in dict(EXPIRY_CHOICES):
+        raise InvalidInput("choose when the token expires from the list")
+    if wants_write and not write_allowed(console, login.session.scopes):
+        raise InvalidInput("the token you signed in with cannot make changes, so neither can a token made with it")
+    scopes = [*console.config.auth.scopes]
+    if wants_write and console.config.auth.write_scope:
+        scopes.append(console.config.auth.write_scope)
+    seconds = parse_duration(expires)
+    expires_at = None if seconds is None else time.time() + seconds
+    # A token made here never outlives the token that made it: a stolen short-lived
+    # token must not mint a long-lived one.
+    capped = False
+    parent_id = login.session.token_id
+    parent = await anyio.to_thread.run_sync(lambda: store.get(parent_id)) if parent_id else None
+    if parent is not None and parent.expires_at is not None and (expires_at is None or expires_at > parent.expires_at):
+        expires_at, capped = parent.expires_at, True
+    issued = await anyio.to_thread.run_sync(
+        lambda: store.create(login.id, scopes=scopes, resource=console.resource, expires_at=expires_at, name=name)
+    )
+    record.fields["statement"] = (
+        f"create token {issued.record.id}{purpose} ({' '.join(issued.record.scopes)}, "
+        f"expires {'never' if expires_at is None else int(expires_at)})"
+    )
+    return issued, capped
+
+
 async def revoke_token(console: Console, request: Request) -> Response:
     login = await console.require_login(request)
     await console.form(request, login)
-    store = _tokens(console, login)
+    store = tokens_of(console, login)
     token_id = request.path_params["token_id"]
     async with console.audited(login.app, login.principal, "revoke_token", statement=f"revoke token {token_id}"):
         try:

@@ -5,6 +5,7 @@ Routes (relative to ``/console``):
     GET  /                          drivers, sessions and recent jobs
     GET  /audit                     recent audit records
     GET  /tokens                    API tokens (mode tokens)
+    GET  /connect                   Spark Connect: the connection string for one's own driver
     GET  /login                     sign-in page
     POST /login                     sign in (API token; proxy or none: confirm)
     POST /login/oidc                sign in at the OIDC issuer (PKCE)
@@ -15,6 +16,7 @@ Routes (relative to ``/console``):
     POST /jobs/{id}/cancel          cancel a job
     POST /tokens                    make an API token (shown once)
     POST /tokens/{id}/revoke        revoke an API token
+    POST /connect                   make an API token for Spark Connect (its string shown once)
     GET  /static/console.<hash>.css the stylesheet
 
 Every answer carries a strict Content-Security-Policy (no script at all, styles from
@@ -38,7 +40,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from spark_mcp.app import App
 from spark_mcp.config.model import Config
-from spark_mcp.console import actions, login, pages
+from spark_mcp.console import actions, connect, login, pages
 from spark_mcp.console.core import Console, ConsoleProblem, LoginRequired
 from spark_mcp.console.render import css_endpoint, stylesheet
 from spark_mcp.errors import ConfigError, InvalidInput, NotFound, PolicyDenied, SparkMcpError
@@ -142,6 +144,7 @@ def build_console(
         get("/", pages.overview),
         get("/audit", pages.audit),
         get("/tokens", pages.tokens),
+        get("/connect", connect.connect_page),
         get("/login", login.login_page),
         post("/login", login.login),
         post("/login/oidc", login.oidc_start),
@@ -152,6 +155,7 @@ def build_console(
         post("/jobs/{job_id}/cancel", actions.cancel_job),
         post("/tokens", actions.create_token),
         post("/tokens/{token_id}/revoke", actions.revoke_token),
+        post("/connect", connect.make_connect_token),
         Route(f"/static/{css_name}", css_endpoint(css), methods=["GET"]),
     ]
     return SecurityHeaders(Starlette(routes=routes), console)

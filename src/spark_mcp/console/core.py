@@ -123,6 +123,9 @@ class Console:
         if self.mode == "oidc" and config.console.oidc_client_id:
             self.oidc = OidcSignIn(config, resource, base_url(config) + "/console/oidc/callback")
         self.templates = Templates(base=self.base, static_url=f"{self.base}/static/{static_name}")
+        # The Spark Connect gateway's bound port, told by the server once it listens
+        # (``http.serve.gateway_beside``); needed when ``[gateway] port = 0`` binds any free one.
+        self.gateway_port: int | None = None
 
     # -- who is asking ---------------------------------------------------------------------
 

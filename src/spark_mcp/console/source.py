@@ -22,7 +22,9 @@ from dataclasses import dataclass
 from spark_mcp.app import App
 from spark_mcp.drivers import Driver, DriverState
 from spark_mcp.drivers.quotas import gib
-from spark_mcp.errors import NotFound, SessionClosed
+from spark_mcp.errors import NotFound, PolicyDenied, SessionClosed
+from spark_mcp.gateway.routing import route_for
+from spark_mcp.identity import Principal
 from spark_mcp.jobs import Job
 from spark_mcp.session import Session
 from spark_mcp.state.sessions import SessionRow
@@ -125,6 +127,27 @@ def _driver_view(driver: Driver) -> DriverView:
         memory=gib(driver.memory_bytes) if driver.memory_bytes else "-",
         stoppable=driver.state in (DriverState.STARTING, DriverState.READY, DriverState.LOST),
     )
+
+
+@dataclass(frozen=True)
+class GatewayRoute:
+    """Where the Spark Connect gateway sends the viewer's calls, as ``gateway.routing`` decides."""
+
+    profile: str | None
+    shared_by: str | None  # the role whose shared driver it is (``driver.share = "group"``)
+    driver: DriverView | None  # that driver, while one runs
+    refused: str | None  # why the gateway refuses the viewer (no sessions, no profile, no Spark)
+
+
+def gateway_route(app: App, principal: Principal) -> GatewayRoute:
+    """The route of ``principal``'s gateway calls; starts nothing."""
+    try:
+        app.governance.require(principal, "session.create")
+        route = route_for(app, principal)
+    except PolicyDenied as exc:
+        return GatewayRoute(None, None, None, exc.message)
+    driver = app.drivers.assigned(route.owner, route.profile, "spark")
+    return GatewayRoute(route.profile, route.group, _driver_view(driver) if driver else None, None)
 
 
 # -- sessions ----------------------------------------------------------------------------

@@ -30,18 +30,21 @@ def gateway_host(config: Config) -> str:
     return host if ":" not in host or host.startswith("[") else f"[{host}]"
 
 
-def connection_string(config: Config, token: str, *, port: int | None = None) -> str:
+def connection_string(config: Config, token: str | None, *, port: int | None = None) -> str:
     """``sc://HOST:PORT/;token=TOKEN[;use_ssl=true]`` for this server's gateway.
 
     ``port`` is the bound port when ``[gateway] port`` is 0; ``token`` is the user's API
-    token or JWT (never a driver's).
+    token or JWT (never a driver's), or None where the gateway takes none (``[auth] mode``
+    ``none``; ``proxy``, where the proxy in front names the caller).
     """
     bound = port if port is not None else config.gateway.port
     if not bound:
         raise ConfigError("the Spark Connect gateway is off: set [gateway] port (e.g. 15002)")
-    if not _TOKEN.fullmatch(token) or "/" in token:
-        raise InvalidInput("that is not a token a connection string can carry")
-    parts = [f"sc://{gateway_host(config)}:{bound}/", f"token={token}"]
+    parts = [f"sc://{gateway_host(config)}:{bound}/"]
+    if token is not None:
+        if not _TOKEN.fullmatch(token) or "/" in token:
+            raise InvalidInput("that is not a token a connection string can carry")
+        parts.append(f"token={token}")
     if config.server.tls_cert is not None:
         parts.append("use_ssl=true")
     return ";".join(parts)

@@ -16,6 +16,8 @@ stopped is closed and dropped.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import grpc
 import grpc.aio
 
@@ -26,15 +28,35 @@ from spark_mcp.identity import Principal
 SERVICE = "/spark.connect.SparkConnectService/"
 
 
-async def driver_for(app: App, principal: Principal) -> Driver:
-    """The driver that serves ``principal`` (started on first use): always a Spark (JVM) one,
-    as the gateway governs Spark's own plans."""
+@dataclass(frozen=True)
+class Route:
+    """Where a principal's calls go: the owner key and profile of its driver."""
+
+    owner: str  # ``user:<id>``, or ``group:<role>`` under ``driver.share = "group"``
+    profile: str
+    group: str | None  # the role whose shared driver it is, or None for the principal's own
+
+
+def route_for(app: App, principal: Principal) -> Route:
+    """The route of ``principal``'s calls, or ``PolicyDenied`` (no profile, or no Spark engine).
+
+    Starts nothing: the console shows it (which driver a connection string reaches).
+    """
     chosen = app.governance.profile_for(principal, None)
     assert chosen.profile is not None
     app.governance.require_engine(principal, "spark")
     group = chosen.role if app.config.driver.share == "group" else None
     owner = owner_key("group" if group else "user", principal=principal.id, session_id="", group=group)
-    return await app.drivers.acquire(owner, chosen.profile, principal=None if group else principal.id, engine="spark")
+    return Route(owner=owner, profile=chosen.profile, group=group)
+
+
+async def driver_for(app: App, principal: Principal) -> Driver:
+    """The driver that serves ``principal`` (started on first use): always a Spark (JVM) one,
+    as the gateway governs Spark's own plans."""
+    route = route_for(app, principal)
+    return await app.drivers.acquire(
+        route.owner, route.profile, principal=None if route.group else principal.id, engine="spark"
+    )
 
 
 class Upstream:

@@ -9,11 +9,18 @@ a private address.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
 import structlog
 import uvicorn
 
 from spark_mcp.config.model import Config
-from spark_mcp.http.app import build_http_app, is_loopback
+from spark_mcp.http.app import HttpService, build_http_app, is_loopback
+
+if TYPE_CHECKING:
+    from spark_mcp.gateway import GatewayServer
 
 log = structlog.get_logger(__name__)
 
@@ -36,6 +43,18 @@ def uvicorn_config(config: Config, app: object) -> uvicorn.Config:
     )
 
 
+@asynccontextmanager
+async def gateway_beside(config: Config, service: HttpService) -> AsyncIterator[GatewayServer]:
+    """The Spark Connect gateway serving ``service``'s app; the console is told the port it
+    bound (``[gateway] port = 0`` takes any free one), as connection strings must name it."""
+    from spark_mcp.gateway import running_gateway
+
+    async with running_gateway(config, service.ref.get) as gateway:
+        if service.console is not None:
+            service.console.console.gateway_port = gateway.port
+        yield gateway
+
+
 async def serve_http(config: Config) -> None:
     """Serve HTTP until uvicorn stops (SIGINT, SIGTERM); with ``[gateway] port``, the Spark
     Connect gateway serves the same app beside it, in this event loop."""
@@ -56,7 +75,5 @@ async def serve_http(config: Config) -> None:
     )
     async with AsyncExitStack() as stack:
         if config.gateway.port is not None:
-            from spark_mcp.gateway import running_gateway
-
-            await stack.enter_async_context(running_gateway(config, service.ref.get))
+            await stack.enter_async_context(gateway_beside(config, service))
         await uvicorn.Server(uvicorn_config(config, service.asgi)).serve()
