@@ -73,6 +73,9 @@ async def test_while_the_audit_log_cannot_be_written_every_gateway_call_is_refus
         # From now on the gateway refuses every call, through all of the client's (bounded) retries,
         # and neither a query nor a statement that would start alice's driver starts one.
         spark = await off_loop(lambda: connect(port, token))
+        # One call at a time, in order: a reattachable execution also sends ReleaseExecute from a
+        # background thread, which could take the one recorded refusal looked for below.
+        spark.client.disable_reattachable_execute()
         try:
             with anyio.fail_after(120):
                 said = await off_loop(lambda: refused(spark))

@@ -238,7 +238,7 @@ class CallRunner:
             code, text, trailers = _audit_failure(REFUSED_UNTIL_NOW)
         except AuditError:
             code, text, trailers = _audit_failure(WITHHELD)
-        log.info("gateway.refused", rpc=record.tool, principal=record.principal, why=AuditError.code)
+        log.info("gateway.refused", tool=record.tool, principal=record.principal, why=AuditError.code)
         await context.abort(code, text, trailers)
         raise AssertionError("abort returned")  # pragma: no cover - abort always raises
 
