@@ -23,9 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -46,26 +43,11 @@ from spark_mcp.gateway.routing import driver_for
 from spark_mcp.state.db import StateDB, state_path
 from spark_mcp.state.tokens import TokenStore
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: benchmarks/ is a package
+from benchmarks.overhead import machine, stats
+
 USER = "bench"
 ROWS = 1_000_000
-
-
-def machine() -> str:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if "model name" in line
-        ),
-        platform.processor(),
-    )
-    memory = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines() if "MemTotal" in line))
-    return f"{os.cpu_count()} cores ({cpu}), {memory / 1024**2:.0f} GiB, Python {platform.python_version()}"
-
-
-def stats(times: list[float]) -> tuple[float, float]:
-    ordered = sorted(times)
-    return statistics.median(ordered), ordered[max(0, round(0.95 * len(ordered)) - 1)]
 
 
 def compare(name: str, gateway: Callable[[], object], direct: Callable[[], object], repeat: int, warmup: int) -> str:

@@ -71,7 +71,9 @@ def limited_server(config: Path, limit: int) -> StdioServerParameters:
     return StdioServerParameters(
         command=sys.executable,
         args=["-c", LIMITED, str(limit), SPARK_MCP, "serve", "--config", str(config), "--user", "alice"],
-        env=server_env(),
+        # No bytecode: under the limit Python would cache a large module's .pyc cut short
+        # (a short write it does not notice), and every later import of it would fail.
+        env={**server_env(), "PYTHONDONTWRITEBYTECODE": "1"},
     )
 
 

@@ -29,6 +29,7 @@ from mcp.types import INTERNAL_ERROR
 
 from spark_mcp import __version__
 from spark_mcp.app import App
+from spark_mcp.audit.calls import REFUSED_UNTIL_NOW, WITHHELD, emit_call
 from spark_mcp.auth.claims import identity_of
 from spark_mcp.auth.settings import token_is_read_only
 from spark_mcp.calls import CallRecord, recording
@@ -139,16 +140,11 @@ class CallMiddleware:
         record.fields.update(auth=principal.auth, token_id=principal.token_id, via=self._via)
         try:
             if app.audit.failure is not None:
-                self._emit(app, record, "error", "audit_error", time.monotonic())
-                self._withheld(
-                    "this call did not run: the audit log could not be written until now; it can be again: retry"
-                )
+                emit_call(app.audit, record, "error", "audit_error", time.monotonic())
+                self._withheld(REFUSED_UNTIL_NOW)
             return await self._audited(app, ctx, call_next, record, principal)
         except AuditError:
-            self._withheld(
-                "the audit log cannot be written, so calls do not run and their replies are withheld; "
-                "the server's operator must make it writable (the server's log says why)",
-            )
+            self._withheld(WITHHELD)
 
     async def _audited(self, app: App, ctx: Any, call_next: Any, record: CallRecord, principal: Principal) -> Any:
         started = time.monotonic()
@@ -174,32 +170,10 @@ class CallMiddleware:
             raise
         finally:
             try:
-                self._emit(app, record, outcome, error_class, started)
+                emit_call(app.audit, record, outcome, error_class, started)
             except AuditError:
                 if not cancelled:  # replaces the reply with audit_error (``__call__``)
                     raise
-
-    def _emit(
-        self, app: App, record: CallRecord, outcome: Literal["ok", "error"], error_class: str | None, started: float
-    ) -> None:
-        fields = {k: v for k, v in record.fields.items() if k != "error_code"}
-        fields.pop("error_class", None)
-        try:
-            app.audit.emit(
-                request_id=record.request_id,
-                principal=record.principal,
-                tool=record.tool,
-                outcome=outcome,
-                error_class=error_class if outcome == "error" else None,
-                duration_ms=int((time.monotonic() - started) * 1000),
-                **fields,
-            )
-        except AuditError:
-            log.exception("audit.write_failed", tool=record.tool)
-            raise
-        except Exception as exc:  # a bug, but still a call that cannot be recorded: fail closed
-            log.exception("audit.write_failed", tool=record.tool)
-            raise AuditError(f"cannot write the audit record: {type(exc).__name__}") from exc
 
     @staticmethod
     def _withheld(what: str) -> NoReturn:

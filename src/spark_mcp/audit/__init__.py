@@ -14,11 +14,13 @@ record.py    the record, its hash, parsing one line
 files.py     the private folder, the head file, reading lines from the end
 writer.py    ``AuditLog``: redact, chain, append and fsync under locks
 reading.py   ``verify`` (the whole chain against its head) and ``tail`` (the last records)
+calls.py     ``emit_call``: a call's ``CallRecord`` as its one record, for every front door
 
 ``Redactor`` lives in ``spark_mcp.redaction``; it is re-exported here because the log
 redacts every record with it.
 """
 
+from spark_mcp.audit.calls import emit_call
 from spark_mcp.audit.files import HEAD_SUFFIX
 from spark_mcp.audit.reading import VerifyReport, tail, verify
 from spark_mcp.audit.record import GENESIS_HASH, AuditRecord, record_hash
@@ -33,6 +35,7 @@ __all__ = [
     "AuditRecord",
     "Redactor",
     "VerifyReport",
+    "emit_call",
     "record_hash",
     "tail",
     "verify",

@@ -11,8 +11,8 @@ Writing rules:
 - If the log and its head disagree in a way a crash cannot explain, the log refuses to
   continue (``AuditError``) instead of papering over the gap with a fresh chain.
 - A record that cannot be written whole (disk full, file size limit) is cut back off, so
-  the log stays a valid chain; ``failure`` says why until a record is written again (the
-  MCP layer refuses calls meanwhile: no call runs that cannot be recorded).
+  the log stays a valid chain; ``failure`` says why until a record is written again (MCP,
+  the gateway and the console refuse calls meanwhile: no call runs that cannot be recorded).
 - Text that is not valid Unicode (a lone surrogate, which Python's JSON decoder accepts)
   is written with the offending code points escaped (``\\ud800``), never dropped.
 """

@@ -27,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse
 
 from spark_mcp.app import App
+from spark_mcp.audit.calls import emit_call
 from spark_mcp.auth.proxy import ProxyVerifier
 from spark_mcp.auth.settings import base_url, token_is_read_only
 from spark_mcp.calls import CallRecord, recording
@@ -282,21 +283,9 @@ class Console:
     def _emit(
         app: App, record: CallRecord, outcome: Literal["ok", "error"], error_class: str | None, started: float
     ) -> None:
-        fields = {k: v for k, v in record.fields.items() if k not in ("error_class", "error_code")}
         try:
-            app.audit.emit(
-                request_id=record.request_id,
-                principal=record.principal,
-                tool=record.tool,
-                outcome=outcome,
-                error_class=error_class if outcome == "error" else None,
-                duration_ms=int((time.monotonic() - started) * 1000),
-                **fields,
-            )
-        except Exception as exc:
-            log.exception("audit.write_failed", tool=record.tool)
-            if not isinstance(exc, AuditError):
-                exc = AuditError(f"cannot write the audit record: {type(exc).__name__}")
+            emit_call(app.audit, record, outcome, error_class, started)
+        except AuditError as exc:
             raise ConsoleProblem(
                 503, "The audit log cannot be written, so this answer is withheld. Tell the server's operator."
             ) from exc

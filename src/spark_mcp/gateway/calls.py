@@ -6,6 +6,9 @@ Connect session is a session), routes it to the principal's driver, and writes e
 one audit record when the call ends, with the same fields as a tool call plus ``via =
 "gateway"``, before the final status reaches the client. The record is written on a worker
 thread (it is fsync-ed), so one client's audit record never stalls another's result stream.
+It fails closed like MCP calls: while the audit log cannot be written, every call is refused
+with ``UNAVAILABLE`` before anything reaches a driver, and a call whose record cannot be
+written ends with that status instead of its own (``audit_error`` in the status details).
 ``ReleaseExecute`` is checked like every call but not recorded: it only frees the server's
 buffer of the caller's own operation, and PySpark sends one per result chunk. Errors become gRPC statuses in
 one place, with the text an agent would read (``policy_denied: <reason> [rule: <rule>]``);
@@ -19,7 +22,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 import anyio
 import grpc
@@ -27,6 +30,7 @@ import grpc.aio
 import structlog
 
 from spark_mcp.app import App
+from spark_mcp.audit.calls import REFUSED_UNTIL_NOW, WITHHELD, emit_call
 from spark_mcp.calls import CallRecord, recording
 from spark_mcp.drivers import Driver
 from spark_mcp.errors import (
@@ -76,6 +80,13 @@ def status_of(exc: SparkMcpError) -> tuple[grpc.StatusCode, str]:
 
 def error_class_of(exc: SparkMcpError) -> str:
     return exc.error_class if isinstance(exc, SparkError) else exc.code
+
+
+def _audit_failure(what: str) -> tuple[grpc.StatusCode, str, tuple[tuple[str, str | bytes], ...]]:
+    """The status of a call refused, or withheld, because the audit log cannot be written: the
+    words an agent reads for the same (``audit.calls``), with the stable code in the trailers."""
+    code, text = grpc.StatusCode.UNAVAILABLE, f"{AuditError.code}: {what}"
+    return code, text, status_trailers(code.value[0], text, f"spark_mcp.{AuditError.code}")
 
 
 @dataclass
@@ -157,11 +168,14 @@ class CallRunner:
             raise AssertionError("abort returned") from None  # pragma: no cover
         record = CallRecord(tool=f"spark_connect.{rpc}", request_id=uuid.uuid4().hex[:16], principal=principal.id)
         record.fields.update(auth=principal.auth, token_id=principal.token_id, via="gateway")
+        if app.audit.failure is not None:
+            await self._refuse_unrecordable(app, record, context)
         started = time.monotonic()
         remaining = context.time_remaining()
         outcome: Literal["ok", "error"] = "error"
         error_class: str | None = "cancelled"
         failure: tuple[grpc.StatusCode, str, tuple[tuple[str, str | bytes], ...]] | None = None
+        recorded = True
         try:
             with acting_as(principal), recording(record):
                 app.governance.require(principal, "session.create")
@@ -201,10 +215,32 @@ class CallRunner:
             )
         finally:
             if audited or outcome == "error":
-                await self._record(app, record, outcome, error_class, started)
+                try:
+                    await self._record(app, record, outcome, error_class, started)
+                except AuditError:
+                    # Logged where it was written. A call ending in an exception (cancelled, or
+                    # already aborted) keeps it; one that finished has its status withheld below.
+                    recorded = False
+        if not recorded:
+            failure = _audit_failure(WITHHELD)
         if failure is not None:
             code, text, trailers = failure
             await context.abort(code, text, trailers)
+
+    async def _refuse_unrecordable(
+        self, app: App, record: CallRecord, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> NoReturn:
+        """Fail closed while the audit log cannot be written, as MCP calls do: refuse the call before
+        anything reaches a driver. The refusal is itself recorded when it can be; once one is, the
+        log works again and the next call runs."""
+        try:
+            await self._record(app, record, "error", AuditError.code, time.monotonic())
+            code, text, trailers = _audit_failure(REFUSED_UNTIL_NOW)
+        except AuditError:
+            code, text, trailers = _audit_failure(WITHHELD)
+        log.info("gateway.refused", tool=record.tool, principal=record.principal, why=AuditError.code)
+        await context.abort(code, text, trailers)
+        raise AssertionError("abort returned")  # pragma: no cover - abort always raises
 
     async def _record(
         self, app: App, record: CallRecord, outcome: Literal["ok", "error"], error_class: str | None, started: float
@@ -212,23 +248,4 @@ class CallRunner:
         """Write the call's record off the event loop, exactly once: a cancellation arriving while
         the worker thread writes it waits for that write instead of writing the record again."""
         with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(self._emit, app, record, outcome, error_class, started)
-
-    @staticmethod
-    def _emit(
-        app: App, record: CallRecord, outcome: Literal["ok", "error"], error_class: str | None, started: float
-    ) -> None:
-        fields = {k: v for k, v in record.fields.items() if k not in ("error_code", "error_class")}
-        try:
-            app.audit.emit(
-                request_id=record.request_id,
-                principal=record.principal,
-                tool=record.tool,
-                outcome=outcome,
-                error_class=error_class if outcome == "error" else None,
-                duration_ms=int((time.monotonic() - started) * 1000),
-                **fields,
-            )
-        except AuditError:
-            log.exception("audit.write_failed", tool=record.tool)
-            raise
+            await anyio.to_thread.run_sync(emit_call, app.audit, record, outcome, error_class, started)
