@@ -9,8 +9,6 @@ from __future__ import annotations
 import re
 
 import grpc
-from pyspark.errors import PySparkException
-from pyspark.errors.exceptions.connect import SparkConnectGrpcException
 
 from spark_mcp.errors import DriverLost, InvalidInput, QueryCancelled, SparkError, SparkMcpError
 
@@ -46,6 +44,11 @@ def translate(exc: BaseException, *, what: str = "Spark") -> SparkMcpError:
     """Turn any exception raised by pyspark into spark-mcp's exception tree."""
     if isinstance(exc, SparkMcpError):
         return exc
+    # Imported here, not with the module: pyspark (with pandas and numpy) loads on first use,
+    # off the server's start-up path (issue 12). By the time pyspark raised, it is loaded.
+    from pyspark.errors import PySparkException
+    from pyspark.errors.exceptions.connect import SparkConnectGrpcException
+
     if isinstance(exc, SparkConnectGrpcException):
         status = exc.getGrpcStatusCode()
         raw = exc._message or str(exc)
