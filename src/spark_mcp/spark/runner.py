@@ -149,7 +149,7 @@ def query_frame(session: ConnectSession, sql: str) -> DataFrame:
     from pyspark.sql.connect.dataframe import DataFrame as ConnectDataFrame
     from pyspark.sql.connect.plan import SQL
 
-    return cast(DataFrame, ConnectDataFrame(SQL(sql, [], {}, []), session.spark))
+    return cast("DataFrame", ConnectDataFrame(SQL(sql, [], {}, []), session.spark))
 
 
 def command_result(session: ConnectSession, sql: str) -> pa.Table | DataFrame:
@@ -175,7 +175,7 @@ def command_result(session: ConnectSession, sql: str) -> pa.Table | DataFrame:
         return pa.ipc.open_stream(relation.local_relation.data).read_all()
     if relation is None:
         return pa.table({})
-    return cast(DataFrame, ConnectDataFrame(CachedRelation(relation), spark))
+    return cast("DataFrame", ConnectDataFrame(CachedRelation(relation), spark))
 
 
 def stream_sql(session: ConnectSession, sql: str, *, query: bool, tag: str, sink: ArrowSink, **kwargs: Any) -> None:
