@@ -35,7 +35,6 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import anyio
-import grpc
 import structlog
 
 from spark_mcp.config import Config
@@ -160,6 +159,8 @@ def _tcp_listening(port: int) -> bool:
 
 def grpc_ready(port: int, timeout_s: float) -> bool:
     """A gRPC (HTTP/2) channel to the port becomes ready: a Spark Connect server answers there."""
+    import grpc  # here, not with the module: it loads while Sail boots, not on serve's start-up path
+
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     try:
         grpc.channel_ready_future(channel).result(timeout=timeout_s)

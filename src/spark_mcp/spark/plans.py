@@ -15,8 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-
 from spark_mcp.errors import PlanError, SparkError, SparkMcpError
 from spark_mcp.plans import (
     Agg,
@@ -49,10 +47,14 @@ from spark_mcp.spark.errors import translate
 from spark_mcp.statement import StatementKind
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     # Annotations use the abstract DataFrame and Column, which pyspark's Connect API returns.
     # pyspark is imported where it is used, not with this module: it loads (with pandas and
     # numpy) off the server's start-up path, while the first driver boots (issue 12).
     from pyspark.sql import Column, DataFrame
+
+    LoadResult = Callable[[str], pa.Table]
 
 # The Connect functions and Window are imported inside the functions that use them, as
 # ``pyspark.sql.connect``, explicitly: pyspark.sql.functions would pick the classic (JVM)
@@ -66,9 +68,6 @@ _DIRECTION = re.compile(r"^(?P<expr>.+?)\s+(?P<dir>asc|desc)(?:\s+nulls\s+(?P<nu
 class BuiltPlan:
     frame: DataFrame
     steps: list[tuple[str, DataFrame]] = field(default_factory=list)  # in build order, nested first
-
-
-LoadResult = Callable[[str], pa.Table]
 
 
 def build(session: ConnectSession, plan: Plan, *, load_result: LoadResult, tag: str) -> BuiltPlan:

@@ -13,12 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
-import pyarrow as pa
-
 from spark_mcp.spark.connect import ConnectSession
 from spark_mcp.spark.errors import translate
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     # pyspark is imported where it is used, not with this module: it loads (with pandas and
     # numpy) off the server's start-up path, while the first driver boots (issue 12).
     from pyspark.sql import DataFrame
@@ -66,6 +66,7 @@ def progress_from_stages(stages: list[Any], inflight_tasks: int, done: bool) -> 
 
 def arrow_schema(struct: StructType) -> pa.Schema:
     """Spark's schema as Arrow, each field annotated with its exact Spark SQL type."""
+    import pyarrow as pa
     from pyspark.sql.pandas.types import to_arrow_schema
 
     schema = to_arrow_schema(struct, error_on_duplicated_field_names_in_struct=True, timezone="UTC")
@@ -159,6 +160,7 @@ def command_result(session: ConnectSession, sql: str) -> pa.Table | DataFrame:
     Arrow table. A larger answer is cached on the driver, and a query is answered with its
     relation: either comes back as a DataFrame still to execute.
     """
+    import pyarrow as pa
     from pyspark.sql.connect.dataframe import DataFrame as ConnectDataFrame
     from pyspark.sql.connect.plan import SQL, CachedRelation
 
@@ -184,6 +186,8 @@ def stream_sql(session: ConnectSession, sql: str, *, query: bool, tag: str, sink
     ``query`` must come from analysis (``StatementKind.QUERY``): it saves the round trip a
     ``spark.sql`` call costs, which for a query only echoes the statement back.
     """
+    import pyarrow as pa
+
     if query:
         stream(session, lambda: query_frame(session, sql), tag=tag, sink=sink, **kwargs)
         return
