@@ -33,5 +33,5 @@ def test_importing_the_server_loads_no_spark_arrow_or_grpc() -> None:
 
 def test_the_first_session_s_imports_load_them_so_the_probe_sees_them() -> None:
     # The same probe, after what open_session runs first: shows the check above can fail.
-    code = "import spark_mcp.server, spark_mcp.app\nfrom spark_mcp.spark import connect\nconnect._pyspark()"
+    code = "import spark_mcp.server, spark_mcp.app\nfrom spark_mcp.spark import connect\nconnect.load_client()"
     assert loaded_after(code) == ["grpc", "numpy", "pandas", "pyarrow", "pyspark"]

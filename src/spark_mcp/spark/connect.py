@@ -7,7 +7,6 @@ wrong endpoint fails within seconds, not the client's default ten minutes.
 
 from __future__ import annotations
 
-import functools
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -48,18 +47,38 @@ def _silence_pyspark_error_loggers() -> None:
         logger.disabled = True
 
 
-@functools.cache
+_client_lock = threading.Lock()
+_router_class: type[_ProgressRoutes] | None = None
+
+
 def _pyspark() -> type[_ProgressRoutes]:
-    """Import pyspark's session side once, silence its error loggers before any session exists,
-    and build the progress handler class (it subclasses pyspark's, so it cannot exist earlier)."""
-    from pyspark.sql.connect.shell.progress import ProgressHandler
+    """Import pyspark's Spark Connect client once, silence its error loggers before any session
+    exists, and build the progress handler class (it subclasses pyspark's, so it cannot exist
+    earlier). One thread imports, under a lock: two threads importing the same package with
+    circular imports can see a module half initialised."""
+    global _router_class
+    with _client_lock:
+        if _router_class is None:
+            import pyspark.sql.connect.client.retries
+            import pyspark.sql.connect.session  # noqa: F401  (open_session's imports, made here once)
+            from pyspark.sql.connect.shell.progress import ProgressHandler
 
-    _silence_pyspark_error_loggers()
+            _silence_pyspark_error_loggers()
 
-    class _ProgressRouter(_ProgressRoutes, ProgressHandler):
-        pass
+            class _ProgressRouter(_ProgressRoutes, ProgressHandler):
+                pass
 
-    return _ProgressRouter
+            _router_class = _ProgressRouter
+        return _router_class
+
+
+def load_client() -> None:
+    """Import pyspark's Spark Connect client now (about half a second here, with pandas and numpy).
+
+    The App calls this on a worker thread as it starts, so that the import runs while the first
+    driver boots instead of after it, on the way to the first session (issue 12).
+    """
+    _pyspark()
 
 
 class _ProgressRoutes:
