@@ -44,7 +44,7 @@ from spark_mcp.policy.profiles import unknown_profiles
 from spark_mcp.results import ResultStore
 from spark_mcp.sessions import SessionRegistry
 from spark_mcp.spark.bootstrap import Preparer
-from spark_mcp.spark.connect import open_session
+from spark_mcp.spark.connect import load_client, open_session
 from spark_mcp.spark.sail import session_setup as sail_session_setup
 from spark_mcp.state import StateDB
 from spark_mcp.state.db import state_path
@@ -236,6 +236,8 @@ class App:
             log.info("app.started", home=str(config.home), policies=[str(p) for p in config.policies])
             async with anyio.create_task_group() as group:
                 group.start_soon(app._housekeeping)
+                # pyspark's client loads (~0.6 s) while the warm pool's first driver boots (issue 12).
+                group.start_soon(anyio.to_thread.run_sync, load_client)
                 group.start_soon(fleet.warm.run)
                 try:
                     yield app

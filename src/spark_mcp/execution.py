@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import anyio
-import pyarrow as pa
 
 from spark_mcp.calls import note
 from spark_mcp.config import Config
@@ -38,6 +37,11 @@ from spark_mcp.spark.analyze import (
     analyze_sql,
 )
 from spark_mcp.statement import StatementKind
+
+if TYPE_CHECKING:
+    # pyarrow (with numpy) is imported where it is used, not with this module: it loads with
+    # pyspark, on the thread that prepares the first driver, not on the server's start-up path (issue 12).
+    import pyarrow as pa
 
 T = TypeVar("T")
 

@@ -25,13 +25,17 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pyarrow as pa
-import pyarrow.compute as pc
 import structlog
 
 from spark_mcp.config import ResultsConfig
 from spark_mcp.errors import InvalidInput, ResultNotFound, StorageError
+
+if TYPE_CHECKING:
+    # pyarrow (with numpy) is imported where it is used, not with this module: it loads with
+    # pyspark, on the thread that prepares the first driver, not on the server's start-up path (issue 12).
+    import pyarrow as pa
 
 log = structlog.get_logger(__name__)
 
@@ -89,11 +93,15 @@ def scrub(table: pa.Table, secrets: Sequence[str]) -> pa.Table:
     encoding), and a stored string that is not UTF-8 would break every reader of the result:
     each bad sequence becomes U+FFFD, as a decoder would show it.
     """
+    import pyarrow as pa
+
     columns = [pa.chunked_array([_scrub(c, secrets) for c in col.chunks], col.type) for col in table.columns]
     return pa.Table.from_arrays(columns, schema=table.schema)
 
 
 def _valid_utf8(array: pa.Array) -> pa.Array:
+    import pyarrow as pa
+
     try:
         array.validate(full=True)
     except pa.ArrowInvalid:
@@ -103,6 +111,9 @@ def _valid_utf8(array: pa.Array) -> pa.Array:
 
 
 def _scrub(array: pa.Array, secrets: Sequence[str]) -> pa.Array:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     kind = array.type
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
         array = _valid_utf8(array)
@@ -207,6 +218,8 @@ class ResultWriter:
             ) from None
 
     def begin(self, schema: pa.Schema) -> None:
+        import pyarrow as pa
+
         if self._writer is None:
             self._schema = schema
             with self._storing():
@@ -245,6 +258,8 @@ class ResultWriter:
             return self._finish()
 
     def _finish(self) -> ResultMeta:
+        import pyarrow as pa
+
         if self._writer is None:  # a statement with no schema at all (should not happen): store nothing
             self.begin(pa.schema([]))
         assert self._writer is not None
@@ -275,6 +290,8 @@ class ResultWriter:
         return meta
 
     def abort(self) -> None:
+        import pyarrow as pa
+
         if self._writer is not None:
             with contextlib.suppress(OSError, pa.ArrowException):
                 self._writer.close()
@@ -283,6 +300,8 @@ class ResultWriter:
 
 def _starts_with(path: Path, first: pa.Table) -> bool:
     """Whether the Arrow file at ``path`` begins with exactly the rows of ``first``."""
+    import pyarrow as pa
+
     stored = pa.ipc.open_file(pa.memory_map(str(path), "r")).read_all()
     head = take(stored, 0, first.num_rows)
     return bool(head.num_rows == first.num_rows and head.equals(first.cast(head.schema)))
@@ -352,6 +371,8 @@ class ResultStore:
 
     def table(self, principal: str, result_id: str) -> pa.Table:
         """The whole stored result, memory-mapped (pages are read only when touched)."""
+        import pyarrow as pa
+
         self.meta(principal, result_id)
         path = self.root / principal / f"{result_id}.arrow"
         try:

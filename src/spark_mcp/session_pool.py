@@ -15,8 +15,8 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
-import pyarrow as pa
 import structlog
 
 from spark_mcp.drivers import Driver
@@ -24,6 +24,11 @@ from spark_mcp.errors import SparkMcpError
 from spark_mcp.spark import runner
 from spark_mcp.spark.analyze import analyze_sql
 from spark_mcp.spark.connect import ConnectSession, open_session
+
+if TYPE_CHECKING:
+    # pyarrow (with numpy) is imported where it is used, not with this module: it loads with
+    # pyspark, on the thread that prepares the first driver, not on the server's start-up path (issue 12).
+    import pyarrow as pa
 
 log = structlog.get_logger(__name__)
 

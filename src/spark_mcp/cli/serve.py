@@ -69,9 +69,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     missing = config.missing_datasets()
     if missing:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(missing))
-    from spark_mcp.gateway import check_gateway
+    if config.gateway.port is not None:  # without a gateway, its package (grpc, pyspark) stays unimported
+        from spark_mcp.gateway import check_gateway
 
-    check_gateway(config)  # a gateway reachable from the network needs TLS and authentication
+        check_gateway(config)  # a gateway reachable from the network needs TLS and authentication
     if config.server.transport == "http":
         from spark_mcp.http.app import check_exposure
         from spark_mcp.http.serve import serve_http

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import re
 import shutil
@@ -21,9 +22,14 @@ def spark_home() -> Path:
 
 
 def spark_version() -> str:
-    import pyspark
+    """pyspark's version, from its installed metadata: importing pyspark (and with it pandas) takes
+    most of a second, which a Sail driver's start should not wait for (issue 12)."""
+    try:
+        return importlib.metadata.version("pyspark")
+    except importlib.metadata.PackageNotFoundError:  # pyspark from a source tree, without metadata
+        import pyspark
 
-    return str(pyspark.__version__)
+        return str(pyspark.__version__)
 
 
 def java_executable(java_home: str | None, environ: Mapping[str, str]) -> Path | None:

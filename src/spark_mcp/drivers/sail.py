@@ -35,11 +35,11 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import anyio
-import grpc
 import structlog
 
 from spark_mcp.config import Config
 from spark_mcp.drivers.base import Driver, DriverState, Lifetime
+from spark_mcp.drivers.environment import spark_version
 from spark_mcp.drivers.files import drivers_dir, ensure_private_dir, remove_workdir
 from spark_mcp.drivers.local import DriverSpec, OnLaunch, log_excerpt
 from spark_mcp.drivers.process import free_loopback_port, process_start_time, spawn, terminate
@@ -160,6 +160,8 @@ def _tcp_listening(port: int) -> bool:
 
 def grpc_ready(port: int, timeout_s: float) -> bool:
     """A gRPC (HTTP/2) channel to the port becomes ready: a Spark Connect server answers there."""
+    import grpc  # here, not with the module: it loads while Sail boots, not on serve's start-up path
+
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     try:
         grpc.channel_ready_future(channel).result(timeout=timeout_s)
@@ -204,14 +206,12 @@ class SailBackend:
         raise last_error
 
     def _launch(self, spec: DriverSpec) -> Driver:
-        import pyspark  # only drivers/ and spark/ import pyspark
-
         driver_id = f"drv-{secrets.token_hex(5)}"
         workdir = ensure_private_dir(drivers_dir(self._config.home) / driver_id)
         ensure_private_dir(workdir / "tmp")
         port = free_loopback_port()
         log_path = workdir / "driver.log"
-        argv = sail_argv(driver_id=driver_id, port=port, workdir=workdir, profile=spark_profile(pyspark.__version__))
+        argv = sail_argv(driver_id=driver_id, port=port, workdir=workdir, profile=spark_profile(spark_version()))
         env = sail_env(self._config, self._environ, workdir=workdir)
         process = spawn(argv, env=env, cwd=workdir, log_path=log_path, parent_death=True)
         driver = Driver(

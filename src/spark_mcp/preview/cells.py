@@ -11,11 +11,14 @@ import base64
 import json
 import re
 from collections.abc import Callable
-from typing import Any
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from spark_mcp.preview.schema import is_binary, is_list, is_string
+
+if TYPE_CHECKING:
+    # pyarrow (with numpy) is imported where it is used, not with this module: it loads with
+    # pyspark, on the thread that prepares the first driver, not on the server's start-up path (issue 12).
+    import pyarrow as pa
 
 # A renderer takes one value as ``to_json_rows`` made it; typed Any because its shape follows
 # the Arrow type, which the type checker cannot see (pyarrow is untyped).
@@ -54,6 +57,8 @@ def renderer(t: pa.DataType, nested: bool) -> _Render:
 
 
 def _renderer_not_null(t: pa.DataType, nested: bool) -> _Render:
+    import pyarrow as pa
+
     if pa.types.is_dictionary(t):
         return renderer(t.value_type, nested)
     if isinstance(t, pa.BaseExtensionType):

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import pyarrow as pa
+if TYPE_CHECKING:
+    # pyarrow (with numpy) is imported where it is used, not with this module: it loads with
+    # pyspark, on the thread that prepares the first driver, not on the server's start-up path (issue 12).
+    import pyarrow as pa
 
 
 @dataclass(frozen=True)
@@ -13,37 +18,56 @@ class ColumnInfo:
     type: str  # Spark SQL type string
 
 
-_SIMPLE_SPARK_TYPES = {
-    pa.int8(): "tinyint", pa.int16(): "smallint", pa.int32(): "int", pa.int64(): "bigint",
-    pa.float32(): "float", pa.float64(): "double", pa.bool_(): "boolean", pa.null(): "void",
-    pa.date32(): "date", pa.date64(): "date",
-}  # fmt: skip
+@dataclass(frozen=True)
+class _Families:
+    """Arrow types by what Spark calls them: built on first use, as pyarrow is imported then."""
+
+    simple: dict[pa.DataType, str]
+    # Type families Spark never tells apart: list views, large and fixed-size variants are all arrays.
+    lists: tuple[type[pa.DataType], ...]
+    strings: tuple[pa.DataType, ...]
+    binaries: tuple[pa.DataType, ...]
 
 
-# Type families Spark never tells apart: list views, large and fixed-size variants are all arrays.
-_LIST_TYPES = (pa.ListType, pa.LargeListType, pa.FixedSizeListType, pa.ListViewType, pa.LargeListViewType)
-_STRING_TYPES = (pa.string(), pa.large_string(), pa.string_view())
-_BINARY_TYPES = (pa.binary(), pa.large_binary(), pa.binary_view())
+@functools.cache
+def _families() -> _Families:
+    import pyarrow as pa
+
+    return _Families(
+        simple={
+            pa.int8(): "tinyint", pa.int16(): "smallint", pa.int32(): "int", pa.int64(): "bigint",
+            pa.float32(): "float", pa.float64(): "double", pa.bool_(): "boolean", pa.null(): "void",
+            pa.date32(): "date", pa.date64(): "date",
+        },
+        lists=(pa.ListType, pa.LargeListType, pa.FixedSizeListType, pa.ListViewType, pa.LargeListViewType),
+        strings=(pa.string(), pa.large_string(), pa.string_view()),
+        binaries=(pa.binary(), pa.large_binary(), pa.binary_view()),
+    )  # fmt: skip
 
 
 def is_list(t: pa.DataType) -> bool:
-    return isinstance(t, _LIST_TYPES)
+    return isinstance(t, _families().lists)
 
 
 def is_string(t: pa.DataType) -> bool:
-    return t in _STRING_TYPES
+    return t in _families().strings
 
 
 def is_binary(t: pa.DataType) -> bool:
-    return t in _BINARY_TYPES or pa.types.is_fixed_size_binary(t)
+    import pyarrow as pa
+
+    return t in _families().binaries or pa.types.is_fixed_size_binary(t)
 
 
 def spark_type(field: pa.Field) -> str:
+    import pyarrow as pa
+
     if field.metadata and b"spark_type" in field.metadata:
         return str(field.metadata[b"spark_type"].decode())
     t = field.type
-    if t in _SIMPLE_SPARK_TYPES:
-        return _SIMPLE_SPARK_TYPES[t]
+    simple = _families().simple
+    if t in simple:
+        return simple[t]
     if is_string(t) or is_binary(t):
         return "string" if is_string(t) else "binary"
     if pa.types.is_timestamp(t):

@@ -6,13 +6,16 @@ import json
 import math
 from contextlib import suppress
 from dataclasses import dataclass
-
-import pyarrow as pa
-import pyarrow.compute as pc
+from typing import TYPE_CHECKING
 
 from spark_mcp.preview.cells import bare_or_quoted, elide, plural, quote
 from spark_mcp.preview.schema import is_string, spark_type
 from spark_mcp.preview.values import JSONValue, json_array
+
+if TYPE_CHECKING:
+    # pyarrow (with numpy) is imported where it is used, not with this module: it loads with
+    # pyspark, on the thread that prepares the first driver, not on the server's start-up path (issue 12).
+    import pyarrow as pa
 
 _DISTINCT_MAX_ROWS = 100_000
 _LOW_CARDINALITY = 20  # at or below this many distinct values, any scalar column gets top values
@@ -33,6 +36,8 @@ class ColumnSummary:
 
 
 def _is_orderable(t: pa.DataType) -> bool:
+    import pyarrow as pa
+
     return bool(
         pa.types.is_integer(t)
         or pa.types.is_floating(t)
@@ -44,6 +49,9 @@ def _is_orderable(t: pa.DataType) -> bool:
 
 
 def _summarize_column(field: pa.Field, col: pa.ChunkedArray) -> ColumnSummary:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     t = field.type.value_type if pa.types.is_dictionary(field.type) else field.type
     data = col.cast(t)
     rows, nulls = len(col), col.null_count

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import base64
 import math
-
-import pyarrow as pa
-import pyarrow.compute as pc
+from typing import TYPE_CHECKING
 
 from spark_mcp.preview.schema import is_binary, is_list, is_string
+
+if TYPE_CHECKING:
+    # pyarrow (with numpy) is imported where it is used, not with this module: it loads with
+    # pyspark, on the thread that prepares the first driver, not on the server's start-up path (issue 12).
+    import pyarrow as pa
 
 JSONValue = None | bool | int | float | str | list["JSONValue"] | dict[str, "JSONValue"]
 
@@ -59,6 +62,8 @@ _UNIT_DIGITS = {"s": 0, "ms": 3, "us": 6, "ns": 9}
 
 def json_array(arr: pa.Array) -> list[JSONValue]:
     """Column-wise conversion: one pass per Arrow type, so nested data costs no per-cell Arrow calls."""
+    import pyarrow as pa
+
     t = arr.type
     if pa.types.is_dictionary(t):
         return json_array(arr.dictionary_decode())
@@ -105,6 +110,8 @@ def json_array(arr: pa.Array) -> list[JSONValue]:
 
 
 def _regroup(flat: list[JSONValue], lists: pa.Array) -> list[JSONValue]:
+    import pyarrow.compute as pc
+
     out: list[JSONValue] = []
     pos = 0
     for n in pc.list_value_length(lists).to_pylist():

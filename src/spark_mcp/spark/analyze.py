@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Literal
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any, Literal
 
 from spark_mcp.errors import SparkError
 from spark_mcp.spark import sail
@@ -22,6 +20,11 @@ from spark_mcp.spark.inspect import analysis_error, analyzed_section, inspect_ex
 from spark_mcp.spark.runner import command_result
 from spark_mcp.spark.sqltext import gate
 from spark_mcp.statement import Danger, DangerKind, StatementFacts, StatementKind
+
+if TYPE_CHECKING:
+    # pyarrow (with numpy) is imported where it is used, not with this module: it loads with
+    # pyspark, on the thread that prepares the first driver, not on the server's start-up path (issue 12).
+    pass
 
 ExplainMode = Literal["simple", "extended", "cost", "formatted"]
 
@@ -74,6 +77,8 @@ def analyze_sql(session: ConnectSession, sql: str, *, tag: str) -> Analysis:
 
 def _explain(session: ConnectSession, command: str, *, tag: str) -> str:
     """The text an ``EXPLAIN`` command prints, in one round trip (its row comes back inline)."""
+    import pyarrow as pa
+
     spark = session.spark
     spark.addTag(tag)
     try:

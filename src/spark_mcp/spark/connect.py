@@ -10,17 +10,20 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import structlog
-from pyspark.logger import PySparkLogger
-from pyspark.sql.connect.client.retries import DefaultPolicy
-from pyspark.sql.connect.session import SparkSession
-from pyspark.sql.connect.shell.progress import ProgressHandler, StageInfo
 
 from spark_mcp.drivers.base import Driver
 from spark_mcp.errors import DriverLost, SessionClosed
 from spark_mcp.spark.errors import translate
+
+if TYPE_CHECKING:
+    # pyspark (with pandas and numpy) is imported on first use, not with this module: the
+    # server answers its first MCP call sooner when that import runs on the thread that
+    # prepares the first driver, while the driver boots (issue 12).
+    from pyspark.sql.connect.session import SparkSession
+    from pyspark.sql.connect.shell.progress import ProgressHandler, StageInfo
 
 log = structlog.get_logger(__name__)
 
@@ -36,16 +39,49 @@ def _silence_pyspark_error_loggers() -> None:
     """pyspark logs every Spark error it raises (message, JVM stack) through a stderr handler of
     its own, past spark-mcp's log redaction: a driver token inside an error message reached the
     server's log in clear. spark-mcp translates and reports every error itself."""
+    from pyspark.logger import PySparkLogger
+
     for name in ("SQLQueryContextLogger", "DataFrameQueryContextLogger"):
         logger = PySparkLogger.getLogger(name)
         logger.handlers.clear()
         logger.disabled = True
 
 
-_silence_pyspark_error_loggers()
+_client_lock = threading.Lock()
+_router_class: type[_ProgressRoutes] | None = None
 
 
-class _ProgressRouter(ProgressHandler):
+def _pyspark() -> type[_ProgressRoutes]:
+    """Import pyspark's Spark Connect client once, silence its error loggers before any session
+    exists, and build the progress handler class (it subclasses pyspark's, so it cannot exist
+    earlier). One thread imports, under a lock: two threads importing the same package with
+    circular imports can see a module half initialised."""
+    global _router_class
+    with _client_lock:
+        if _router_class is None:
+            import pyspark.sql.connect.client.retries
+            import pyspark.sql.connect.session  # noqa: F401  (open_session's imports, made here once)
+            from pyspark.sql.connect.shell.progress import ProgressHandler
+
+            _silence_pyspark_error_loggers()
+
+            class _ProgressRouter(_ProgressRoutes, ProgressHandler):
+                pass
+
+            _router_class = _ProgressRouter
+        return _router_class
+
+
+def load_client() -> None:
+    """Import pyspark's Spark Connect client now (about half a second here, with pandas and numpy).
+
+    The App calls this on a worker thread as it starts, so that the import runs while the first
+    driver boots instead of after it, on the way to the first session (issue 12).
+    """
+    _pyspark()
+
+
+class _ProgressRoutes:
     """Progress events arrive on the thread that runs the operation: route them per thread."""
 
     def __init__(self) -> None:
@@ -66,8 +102,8 @@ class ConnectSession:
         self.spark = spark
         self.driver = driver
         self.user_id = user_id
-        self._progress = _ProgressRouter()
-        spark.registerProgressHandler(self._progress)
+        self._progress = _pyspark()()
+        spark.registerProgressHandler(cast("ProgressHandler", self._progress))  # a _pyspark() router
 
     def set_progress_callback(self, callback: ProgressCallback | None) -> None:
         """Route progress of operations started on this thread to ``callback``."""
@@ -119,6 +155,10 @@ def open_session(
     url = f"sc://{driver.host}:{driver.port}/;token={driver.token};user_id={user_id}"
     if session_id is not None:
         url += f";session_id={session_id}"
+    _pyspark()
+    from pyspark.sql.connect.client.retries import DefaultPolicy
+    from pyspark.sql.connect.session import SparkSession
+
     spark = SparkSession.builder.remote(url).create()
     spark.client.set_retry_policies([DefaultPolicy(**_RETRY_POLICY)])  # type: ignore[arg-type]
     if server_side_session_id is not None:

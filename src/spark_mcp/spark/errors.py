@@ -8,10 +8,6 @@ from __future__ import annotations
 
 import re
 
-import grpc
-from pyspark.errors import PySparkException
-from pyspark.errors.exceptions.connect import SparkConnectGrpcException
-
 from spark_mcp.errors import DriverLost, InvalidInput, QueryCancelled, SparkError, SparkMcpError
 
 _CLASS_PREFIX = re.compile(r"^\s*(?:\([\w.$]+\)\s*)?\[([A-Z0-9_.]+)\]\s*")
@@ -21,9 +17,6 @@ _MAX_LINE = 400
 _GRPC_REPR = re.compile(r"^\s*<_\w+ of RPC that terminated with:")
 _GRPC_DETAILS = re.compile(r'details = "(.*?)"\n\s*debug_error_string', re.S)
 _STATUS_MISMATCH = re.compile(r"Code in Status proto .* doesn't match status code \(StatusCode\.(\w+)\)")
-
-# Status codes that mean "the driver is not there" rather than "your statement is wrong".
-_UNREACHABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 
 
 def first_line(message: str) -> str:
@@ -46,11 +39,19 @@ def translate(exc: BaseException, *, what: str = "Spark") -> SparkMcpError:
     """Turn any exception raised by pyspark into spark-mcp's exception tree."""
     if isinstance(exc, SparkMcpError):
         return exc
+    # Imported here, not with the module: pyspark (with pandas and numpy) and grpc load on first
+    # use, off the server's start-up path (issue 12); what raised had loaded them already.
+    import grpc
+    from pyspark.errors import PySparkException
+    from pyspark.errors.exceptions.connect import SparkConnectGrpcException
+
     if isinstance(exc, SparkConnectGrpcException):
         status = exc.getGrpcStatusCode()
         raw = exc._message or str(exc)
         error_class = exc.getCondition() or error_class_of(raw) or ""
-        if status in _UNREACHABLE and not error_class:
+        # Status codes that mean "the driver is not there" rather than "your statement is wrong".
+        unreachable = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+        if status in unreachable and not error_class:
             return DriverLost(
                 f"{what} is unreachable ({status.name}): the driver may have stopped; retry to get a new one"
             )

@@ -9,20 +9,11 @@ operation can be named (``operations[3] (join) > right > operations[0] (filter)`
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
-
-import pyarrow as pa
-
-# Annotations use the abstract DataFrame and Column, which pyspark's Connect API returns.
-from pyspark.sql import Column, DataFrame
-
-# The Connect variants, explicitly: pyspark.sql.functions would pick the classic (JVM)
-# implementation in a process that is not in pyspark's global "remote mode".
-from pyspark.sql.connect import functions as F
-from pyspark.sql.connect.window import Window as SparkWindow
+from typing import TYPE_CHECKING, Any
 
 from spark_mcp.errors import PlanError, SparkError, SparkMcpError
 from spark_mcp.plans import (
@@ -55,6 +46,20 @@ from spark_mcp.spark.connect import ConnectSession
 from spark_mcp.spark.errors import translate
 from spark_mcp.statement import StatementKind
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    # Annotations use the abstract DataFrame and Column, which pyspark's Connect API returns.
+    # pyspark is imported where it is used, not with this module: it loads (with pandas and
+    # numpy) off the server's start-up path, while the first driver boots (issue 12).
+    from pyspark.sql import Column, DataFrame
+
+    LoadResult = Callable[[str], pa.Table]
+
+# The Connect functions and Window are imported inside the functions that use them, as
+# ``pyspark.sql.connect``, explicitly: pyspark.sql.functions would pick the classic (JVM)
+# implementation in a process that is not in pyspark's global "remote mode".
+
 MAX_RESULT_SOURCE_ROWS = 100_000
 _DIRECTION = re.compile(r"^(?P<expr>.+?)\s+(?P<dir>asc|desc)(?:\s+nulls\s+(?P<nulls>first|last))?\s*$", re.I | re.S)
 
@@ -63,9 +68,6 @@ _DIRECTION = re.compile(r"^(?P<expr>.+?)\s+(?P<dir>asc|desc)(?:\s+nulls\s+(?P<nu
 class BuiltPlan:
     frame: DataFrame
     steps: list[tuple[str, DataFrame]] = field(default_factory=list)  # in build order, nested first
-
-
-LoadResult = Callable[[str], pa.Table]
 
 
 def build(session: ConnectSession, plan: Plan, *, load_result: LoadResult, tag: str) -> BuiltPlan:
@@ -138,6 +140,9 @@ def _apply(
     load: LoadResult,
     tag: str,
 ) -> DataFrame:
+    from pyspark.sql.connect import functions as F
+    from pyspark.sql.connect.window import Window as SparkWindow
+
     if isinstance(op, Select):
         return frame.selectExpr(*op.columns)
     if isinstance(op, Filter):
@@ -189,23 +194,29 @@ def _apply(
     raise PlanError(where, f"unknown operation {op!r}")
 
 
-_AGGREGATES: dict[str, Callable[[Column], Column]] = {
-    "sum": F.sum,
-    "avg": F.avg,
-    "min": F.min,
-    "max": F.max,
-    "count_distinct": F.count_distinct,
-    "approx_count_distinct": F.approx_count_distinct,
-    "stddev": F.stddev,
-    "variance": F.variance,
-    "first": F.first,
-    "last": F.last,
-    "collect_list": F.collect_list,
-    "collect_set": F.collect_set,
-}
+@functools.cache
+def _aggregates() -> dict[str, Callable[[Column], Column]]:
+    from pyspark.sql.connect import functions as F
+
+    return {
+        "sum": F.sum,
+        "avg": F.avg,
+        "min": F.min,
+        "max": F.max,
+        "count_distinct": F.count_distinct,
+        "approx_count_distinct": F.approx_count_distinct,
+        "stddev": F.stddev,
+        "variance": F.variance,
+        "first": F.first,
+        "last": F.last,
+        "collect_list": F.collect_list,
+        "collect_set": F.collect_set,
+    }
 
 
 def _agg(agg: Agg) -> Column:
+    from pyspark.sql.connect import functions as F
+
     if agg.expr is not None:
         column = F.expr(agg.expr)
     else:
@@ -216,11 +227,13 @@ def _agg(agg: Agg) -> Column:
         elif agg.fn == "approx_percentile":
             column = F.percentile_approx(source, agg.percentile or 0.5)
         else:
-            column = _AGGREGATES[agg.fn](source)
+            column = _aggregates()[agg.fn](source)
     return column.alias(agg.alias) if agg.alias else column
 
 
 def _sort_key(key: SortKey | str) -> Column:
+    from pyspark.sql.connect import functions as F
+
     if isinstance(key, str):
         match = _DIRECTION.match(key)
         if match is None:

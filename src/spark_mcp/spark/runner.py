@@ -11,21 +11,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
-
-import pyarrow as pa
-from pyspark.sql import DataFrame
-from pyspark.sql.connect.dataframe import DataFrame as ConnectDataFrame
-from pyspark.sql.connect.plan import SQL, CachedRelation
-from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
-from pyspark.sql.types import StructType
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from spark_mcp.spark.connect import ConnectSession
 from spark_mcp.spark.errors import translate
 
-SPARK_TYPE_KEY = b"spark_type"
+if TYPE_CHECKING:
+    import pyarrow as pa
 
-Frame = DataFrame  # for layers above spark/, which never import pyspark themselves
+    # pyspark is imported where it is used, not with this module: it loads (with pandas and
+    # numpy) off the server's start-up path, while the first driver boots (issue 12).
+    from pyspark.sql import DataFrame
+    from pyspark.sql.types import StructType
+
+    Frame = DataFrame  # for layers above spark/, which never import pyspark themselves
+
+SPARK_TYPE_KEY = b"spark_type"
 
 
 class ArrowSink(Protocol):
@@ -65,6 +66,9 @@ def progress_from_stages(stages: list[Any], inflight_tasks: int, done: bool) -> 
 
 def arrow_schema(struct: StructType) -> pa.Schema:
     """Spark's schema as Arrow, each field annotated with its exact Spark SQL type."""
+    import pyarrow as pa
+    from pyspark.sql.pandas.types import to_arrow_schema
+
     schema = to_arrow_schema(struct, error_on_duplicated_field_names_in_struct=True, timezone="UTC")
     fields = [
         field.with_metadata({SPARK_TYPE_KEY: spark_field.dataType.simpleString().encode()})
@@ -89,6 +93,8 @@ def stream(
     ``check_stop`` is called between Spark calls and raises to abandon the work, so a
     stop request that arrives between two operations is not lost.
     """
+    from pyspark.sql.types import StructType
+
     spark = session.spark
     check_stop()
     spark.addTag(tag)
@@ -141,7 +147,10 @@ def query_frame(session: ConnectSession, sql: str) -> DataFrame:
     Only for statements analysis classified as a query: a command sent this way would run
     on the driver as soon as the frame is executed, exactly like ``spark.sql`` runs it.
     """
-    return cast(DataFrame, ConnectDataFrame(SQL(sql, [], {}, []), session.spark))
+    from pyspark.sql.connect.dataframe import DataFrame as ConnectDataFrame
+    from pyspark.sql.connect.plan import SQL
+
+    return cast("DataFrame", ConnectDataFrame(SQL(sql, [], {}, []), session.spark))
 
 
 def command_result(session: ConnectSession, sql: str) -> pa.Table | DataFrame:
@@ -151,6 +160,10 @@ def command_result(session: ConnectSession, sql: str) -> pa.Table | DataFrame:
     Arrow table. A larger answer is cached on the driver, and a query is answered with its
     relation: either comes back as a DataFrame still to execute.
     """
+    import pyarrow as pa
+    from pyspark.sql.connect.dataframe import DataFrame as ConnectDataFrame
+    from pyspark.sql.connect.plan import SQL, CachedRelation
+
     spark = session.spark
     client: Any = spark.client
     # execute_command_as_iterator refuses the metrics Spark sends along: read the responses here.
@@ -164,7 +177,7 @@ def command_result(session: ConnectSession, sql: str) -> pa.Table | DataFrame:
         return pa.ipc.open_stream(relation.local_relation.data).read_all()
     if relation is None:
         return pa.table({})
-    return cast(DataFrame, ConnectDataFrame(CachedRelation(relation), spark))
+    return cast("DataFrame", ConnectDataFrame(CachedRelation(relation), spark))
 
 
 def stream_sql(session: ConnectSession, sql: str, *, query: bool, tag: str, sink: ArrowSink, **kwargs: Any) -> None:
@@ -173,6 +186,8 @@ def stream_sql(session: ConnectSession, sql: str, *, query: bool, tag: str, sink
     ``query`` must come from analysis (``StatementKind.QUERY``): it saves the round trip a
     ``spark.sql`` call costs, which for a query only echoes the statement back.
     """
+    import pyarrow as pa
+
     if query:
         stream(session, lambda: query_frame(session, sql), tag=tag, sink=sink, **kwargs)
         return
@@ -185,6 +200,8 @@ def stream_sql(session: ConnectSession, sql: str, *, query: bool, tag: str, sink
     finally:
         spark.removeTag(tag)
     if isinstance(result, pa.Table):
+        from pyspark.sql.pandas.types import from_arrow_schema
+
         schema = arrow_schema(from_arrow_schema(result.schema)) if result.num_columns else result.schema
         sink.begin(schema)
         if result.num_rows:

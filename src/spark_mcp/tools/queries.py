@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import io
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import anyio
-import pyarrow as pa
-import pyarrow.csv as pacsv
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult, TextContent
@@ -21,6 +19,11 @@ from spark_mcp.preview import JSONValue, render_table, to_json_rows
 from spark_mcp.tools._base import app_of, caller, clamp_rows, guarded, hints, iso, reply
 from spark_mcp.tools.models import JobInfo, JobList, QueryReply, RowsPage
 from spark_mcp.tools.render import error_out, fit_json_rows, job_reply, progress_words, schema_columns, state_notes
+
+if TYPE_CHECKING:
+    # pyarrow (with numpy) is imported where it is used, not with this module: it loads with
+    # pyspark, on the thread that prepares the first driver, not on the server's start-up path (issue 12).
+    import pyarrow as pa
 
 SessionId = str | None  # the server's instructions say it once: omit it for your default session
 MaxRows = Annotated[int | None, Field(ge=1, le=100_000, description="rows in the reply (default 50)")]
@@ -72,6 +75,8 @@ def job_info(job: Job) -> JobInfo:
 
 
 def table_to_csv(table: pa.Table) -> str:
+    import pyarrow.csv as pacsv
+
     buffer = io.BytesIO()
     pacsv.write_csv(table, buffer)
     return buffer.getvalue().decode()

@@ -8,9 +8,8 @@ a reply that a cap cut says so, in ``truncated``, in ``notes`` and in its text.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
 from mcp.types import CallToolResult, ResourceLink, TextContent
 
 from spark_mcp.app import App
@@ -27,6 +26,11 @@ from spark_mcp.tools.models import (
     ProgressOut,
     QueryReply,
 )
+
+if TYPE_CHECKING:
+    # pyarrow (with numpy) is imported where it is used, not with this module: it loads with
+    # pyspark, on the thread that prepares the first driver, not on the server's start-up path (issue 12).
+    import pyarrow as pa
 
 
 def result_uri(result_id: str) -> str:

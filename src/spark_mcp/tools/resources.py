@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import anyio
-import pyarrow as pa
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
@@ -15,6 +15,11 @@ from spark_mcp.errors import InvalidInput, NotFound, SparkMcpError
 from spark_mcp.preview import column_infos, to_json_rows
 from spark_mcp.tools._base import app_of, caller
 from spark_mcp.tools.queries import table_to_csv
+
+if TYPE_CHECKING:
+    # pyarrow (with numpy) is imported where it is used, not with this module: it loads with
+    # pyspark, on the thread that prepares the first driver, not on the server's start-up path (issue 12).
+    import pyarrow as pa
 
 
 async def _table(ctx: Context, result_id: str) -> pa.Table:
@@ -42,6 +47,8 @@ async def _table(ctx: Context, result_id: str) -> pa.Table:
 
 
 def to_arrow_stream(table: pa.Table) -> bytes:
+    import pyarrow as pa
+
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
