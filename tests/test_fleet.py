@@ -42,7 +42,7 @@ async def pool_app(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> 
         policies=[str(TESTS / "policies_fleet")],
         datasets=[{"name": f"tpch.{t}", "path": str(data_dir / "tpch" / f"{t}.parquet")} for t in ("nation", "region")],
         driver={"cores": 1, "memory": "512m"},
-        pool={"size": 1, "profiles": ["small"]},
+        pool={"size": 1, "profiles": ["small"], "replace_after_s": REPLACE_AFTER_S},
         profiles={
             "small": {
                 "memory": "512m",
@@ -60,6 +60,10 @@ def client(app: App, user: str) -> Client:
     return Client(build_server(app=app, user=user), mode="auto")
 
 
+# Long enough that the check right after the take cannot race the replacement on a loaded machine.
+REPLACE_AFTER_S = 15.0
+
+
 def spare_ids(app: App) -> list[str]:
     return [d.id for d in app.drivers.warm.ready("small")]
 
@@ -70,6 +74,8 @@ async def test_a_new_principal_takes_a_warm_driver_and_a_replacement_starts(pool
     async with client(pool_app, "ann") as ann:
         session = await call(ann, "create_session")
         assert session["driver_id"] == first_spare and session["profile"] == "small"
+        # The replacement waits, so that no driver boots while ann waits for her first answers.
+        assert pool_app.drivers.warm.starting("small") == 0 and spare_ids(pool_app) == []
         # Its datasets were registered while it waited.
         counted = await call(
             ann, "run_sql", sql="SELECT count(*) AS n FROM tpch.nation", session_id=session["session_id"]

@@ -273,6 +273,13 @@ class PoolConfig(FrozenModel):
 
     size: int = Field(default=0, ge=0, le=64, description="spare drivers per profile; 0 turns the pool off")
     profiles: tuple[str, ...] = Field(default=(), description="profiles that get spares (default: all)")
+    replace_after_s: float = Field(
+        default=5.0,
+        ge=0,
+        le=3600,
+        description="how long after a spare is taken its replacement starts (so that a driver booting "
+        "does not slow the first answers of the principal who took it); 0: at once",
+    )
 
 
 class QuotasConfig(FrozenModel):
