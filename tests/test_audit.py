@@ -239,6 +239,19 @@ def test_the_head_is_rewritten_in_place_whatever_was_there_before(path: Path) ->
     assert head.stat().st_ino == inode
 
 
+def test_the_head_is_never_written_through_a_link(path: Path, tmp_path: Path) -> None:
+    write_log(path, 1)
+    head = path.parent / "audit.jsonl.head"
+    elsewhere = tmp_path / "elsewhere.json"
+    elsewhere.write_text(head.read_text())  # a valid head, so that only the write can refuse
+    before = elsewhere.read_text()
+    head.unlink()
+    head.symlink_to(elsewhere)
+    with pytest.raises(AuditError, match="head file"):
+        write_log(path, 1)
+    assert elsewhere.read_text() == before
+
+
 def test_records_appended_behind_the_head_files_back_are_named(path: Path) -> None:
     write_log(path, 2)
     head = (path.parent / "audit.jsonl.head").read_text()

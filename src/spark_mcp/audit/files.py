@@ -75,10 +75,11 @@ def write_head(path: Path, records: int, last_hash: str) -> None:
     """
     head = head_path(path)
     data = json.dumps({"records": records, "hash": last_hash}).encode().ljust(HEAD_BYTES - 1) + b"\n"
+    # Never through a link: the head was replaced by rename before, which a planted link could not redirect.
     try:
-        fd, created = os.open(head, os.O_WRONLY), False
+        fd, created = os.open(head, os.O_WRONLY | os.O_NOFOLLOW), False
     except FileNotFoundError:
-        fd, created = os.open(head, os.O_WRONLY | os.O_CREAT, 0o600), True
+        fd, created = os.open(head, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600), True
     try:
         os.pwrite(fd, data, 0)
         if os.fstat(fd).st_size != len(data):
