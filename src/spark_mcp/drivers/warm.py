@@ -4,7 +4,8 @@ A spare is a driver of a profile with its datasets registered and its built-ins 
 waiting. A new owner takes one at once (``take``), and a replacement starts in the
 background ``pool.replace_after_s`` later: a JVM booting takes both cores of a small machine
 for seconds, and would otherwise slow the very first answers of the principal who just took
-the spare (measured: 631 ms for create_session + select 1 at once, 253 ms with the pause).
+the spare (measured with this pause and the one before a next session is opened ahead:
+create_session + select 1 for a new principal, 631 ms without them, 253 ms with them).
 Spares are sound to share out because nothing in a spare belongs to anyone
 yet: the driver process is the same for every principal, and its credentials come from
 its profile. Under the ``group`` share level a role's credentials are its profiles'
