@@ -20,8 +20,8 @@ from spark_mcp.auth.tokens import parse_duration
 from spark_mcp.calls import CallRecord, note
 from spark_mcp.console import source
 from spark_mcp.console.authz import Kind, may_act
-from spark_mcp.console.core import Console, ConsoleProblem, Login, decision
-from spark_mcp.console.pages import EXPIRY_CHOICES, write_allowed
+from spark_mcp.console.core import Console, Login, decision
+from spark_mcp.console.pages import EXPIRY_CHOICES, tokens_of, tokens_page, write_allowed
 from spark_mcp.errors import InvalidInput, JobNotFound, NotFound, PolicyDenied, SessionNotFound
 from spark_mcp.state.tokens import IssuedToken, TokenStore
 
@@ -97,13 +97,6 @@ async def cancel_job(console: Console, request: Request) -> Response:
     return console.redirect("/")
 
 
-def tokens_of(console: Console, login: Login) -> TokenStore:
-    """The token store, when this login may make and revoke API tokens (signed in with one)."""
-    if console.tokens is None or login.session.auth != "token":
-        raise ConsoleProblem(404, f"API tokens are not used on this server: it authenticates through {console.mode}.")
-    return console.tokens
-
-
 async def create_token(console: Console, request: Request) -> Response:
     login = await console.require_login(request)
     form = await console.form(request, login)
@@ -113,20 +106,7 @@ async def create_token(console: Console, request: Request) -> Response:
         issued, capped = await issue_token(
             console, login, store, record, name=name or None, expires=form.get("expires"), write=form.get("write")
         )
-    records = await anyio.to_thread.run_sync(lambda: store.list(login.id))
-    now = time.time()
-    return console.page(
-        "tokens.html",
-        login,
-        title="API tokens",
-        nav="tokens",
-        tokens=[(r, r.state(now)) for r in reversed(records)],
-        expiry_choices=EXPIRY_CHOICES,
-        can_write=write_allowed(console, login.session.scopes),
-        write_scope=console.config.auth.write_scope,
-        created=issued,
-        capped=capped,
-    )
+    return await tokens_page(console, login, store, created=issued, capped=capped)
 
 
 async def issue_token(

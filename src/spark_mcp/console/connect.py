@@ -21,9 +21,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from spark_mcp.console import source
-from spark_mcp.console.actions import issue_token, tokens_of
+from spark_mcp.console.actions import issue_token
 from spark_mcp.console.core import Console, ConsoleProblem, Login
-from spark_mcp.console.pages import EXPIRY_CHOICES, write_allowed
+from spark_mcp.console.pages import EXPIRY_CHOICES, tokens_of, write_allowed
 from spark_mcp.gateway.connection import connection_string
 from spark_mcp.gateway.routing import route_for
 from spark_mcp.gateway.server import is_loopback

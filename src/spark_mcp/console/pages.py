@@ -15,7 +15,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from spark_mcp.console import audit_view, source
-from spark_mcp.console.core import Console, ConsoleProblem
+from spark_mcp.console.core import Console, ConsoleProblem, Login
+from spark_mcp.state.tokens import IssuedToken, TokenStore
 
 JOBS_SHOWN = 50
 EXPIRY_CHOICES = (("1d", "1 day"), ("7d", "7 days"), ("30d", "30 days"), ("90d", "90 days"), ("never", "never"))
@@ -54,9 +55,20 @@ async def audit(console: Console, request: Request) -> Response:
 
 async def tokens(console: Console, request: Request) -> Response:
     login = await console.require_login(request)
-    store = console.tokens
-    if store is None or login.session.auth != "token":
+    return await tokens_page(console, login, tokens_of(console, login))
+
+
+def tokens_of(console: Console, login: Login) -> TokenStore:
+    """The token store, when this login may make and revoke API tokens (signed in with one)."""
+    if console.tokens is None or login.session.auth != "token":
         raise ConsoleProblem(404, f"API tokens are not used on this server: it authenticates through {console.mode}.")
+    return console.tokens
+
+
+async def tokens_page(
+    console: Console, login: Login, store: TokenStore, *, created: IssuedToken | None = None, capped: bool = False
+) -> Response:
+    """The tokens page: the viewer's tokens, newest first, and ``created`` (shown once) after a POST."""
     records = await anyio.to_thread.run_sync(lambda: store.list(login.id))
     now = time.time()
     return console.page(
@@ -68,7 +80,8 @@ async def tokens(console: Console, request: Request) -> Response:
         expiry_choices=EXPIRY_CHOICES,
         can_write=write_allowed(console, login.session.scopes),
         write_scope=console.config.auth.write_scope,
-        created=None,
+        created=created,
+        capped=capped,
     )
 
 
