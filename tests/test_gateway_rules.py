@@ -19,6 +19,7 @@ from spark_mcp.gateway import check_gateway, connection_string
 from spark_mcp.gateway.artifacts import action_for
 from spark_mcp.gateway.calls import status_of
 from spark_mcp.gateway.conf import REDACTED_VALUE, not_settable, redact_response
+from spark_mcp.gateway.govern import quiet_to_analyse
 from spark_mcp.gateway.service import session_id_of
 from spark_mcp.identity import Principal
 from spark_mcp.policy import decide_statement, policy_from_toml
@@ -125,6 +126,45 @@ def test_a_pivot_without_values_is_eager_and_a_plain_aggregate_is_not() -> None:
     pivot.aggregate.group_type = relations_pb2.Aggregate.GROUP_TYPE_PIVOT
     pivot.aggregate.pivot.col.unresolved_attribute.unparsed_identifier = "c"
     assert screen(pivot).eager == (pivot,)
+
+
+def _sql(text: str) -> relations_pb2.Relation:
+    relation = relations_pb2.Relation()
+    relation.sql.query = text
+    return relation
+
+
+def _with_udf() -> relations_pb2.Relation:
+    project = wrap("project", table("tpch.nation"))
+    project.project.expressions.append(python_udf("plus_one"))
+    return project
+
+
+def _pivot() -> relations_pb2.Relation:
+    pivot = wrap("aggregate", table("t"))
+    pivot.aggregate.group_type = relations_pb2.Aggregate.GROUP_TYPE_PIVOT
+    pivot.aggregate.pivot.col.unresolved_attribute.unparsed_identifier = "c"
+    return pivot
+
+
+@pytest.mark.parametrize(
+    ("relation", "quiet"),
+    [
+        (wrap("limit", table("hr.salaries")), True),  # a denied table too: only the answer is withheld
+        (_sql("SELECT * FROM tpch.nation"), True),
+        (wrap("describe", table("tpch.nation")), False),  # Spark computes its input while planning
+        (_pivot(), False),
+        (_with_udf(), False),
+        (_sql("DROP TABLE tpch.nation"), True),  # a command in a relation is analysed, not run (measured)
+        (_sql("EXECUTE IMMEDIATE 'DROP TABLE tpch.nation'"), False),  # the gate: this one acts while analysed
+        (_sql("SELECT 1; DROP TABLE tpch.nation"), False),
+        (wrap("limit", relations_pb2.Relation()), False),  # a relation the screen cannot read
+    ],
+)
+def test_a_client_analysis_runs_alongside_the_gateways_only_when_it_acts_on_nothing(
+    relation: relations_pb2.Relation, quiet: bool
+) -> None:
+    assert quiet_to_analyse(screen(relation)) is quiet
 
 
 def test_every_sql_text_and_expression_string_is_collected_for_the_gate() -> None:

@@ -74,6 +74,15 @@ def before_analysis(found: Screen) -> StatementFacts:
     return StatementFacts(StatementKind.QUERY, "(before analysis)", dangers=tuple(dict.fromkeys(dangers)))
 
 
+def quiet_to_analyse(found: Screen) -> bool:
+    """Whether analysing a screened relation on the driver acts on nothing: no client code, no
+    input Spark computes while planning, nothing the screen or the lexical gate flags. Such a
+    relation is analysed for the client's own ``AnalyzePlan`` at the same time as for the
+    gateway's decision (which that analysis is no different from), and the answer is held
+    back until the decision allows it: one analysis long, not two."""
+    return not found.eager and not before_analysis(found).dangers
+
+
 class Governor:
     """Governs one call's plans, on the caller's driver, in the caller's session."""
 
@@ -100,7 +109,7 @@ class Governor:
 
     # -- relations ----------------------------------------------------------------------
 
-    async def relation(self, relation: relations_pb2.Relation) -> Verdict:
+    async def relation(self, relation: relations_pb2.Relation, found: Screen | None = None) -> Verdict:
         """A relation the client wants run or analysed (``run_plan``, or ``run_sql`` for bare SQL)."""
         if bare_sql(relation) is None:
             self.governance.require(self.principal, "plan.run")
@@ -109,7 +118,7 @@ class Governor:
         if reused is not None:
             note(**reused.audit_fields())
             return reused
-        found = screen(relation)
+        found = found if found is not None else screen(relation)
         tree = await self.tree(relation, describe(relation, found), found)
         verdict = tree if isinstance(tree, Verdict) else self.judge(tree)
         self.call.verdicts.put(key, verdict)
@@ -178,9 +187,16 @@ class Governor:
 
     # -- AnalyzePlan --------------------------------------------------------------------
 
-    async def analyze_request(self, request: base_pb2.AnalyzePlanRequest, open_plan: PlanOpener) -> Verdict | None:
+    async def analyze_request(
+        self, request: base_pb2.AnalyzePlanRequest, open_plan: PlanOpener, alongside: Callable[[], None] | None = None
+    ) -> Verdict | None:
         """An AnalyzePlan call: every plan in it is judged like a relation to run (an
-        analysis must reveal no schema of a table the caller may not read)."""
+        analysis must reveal no schema of a table the caller may not read).
+
+        ``alongside`` is called, before the gateway's own analysis, when Spark may analyse the
+        request for the client at the same time (``quiet_to_analyse``): the caller starts
+        that and withholds its answer until the verdict allows it.
+        """
         kind = request.WhichOneof("analyze")
         relations: list[relations_pb2.Relation] = []
         if kind in _PLANS:
@@ -190,9 +206,12 @@ class Governor:
             relations.append(getattr(request, kind).relation)
         elif kind not in _NO_PLAN:
             raise InvalidInput(f"the gateway does not know the analysis {kind!r}")
+        found = [screen(relation) for relation in relations]
+        if alongside is not None and found and all(quiet_to_analyse(each) for each in found):
+            alongside()
         verdict: Verdict | None = None
-        for relation in relations:
-            verdict = await self.relation(relation)
+        for relation, screened in zip(relations, found, strict=True):
+            verdict = await self.relation(relation, screened)
             if not verdict.allowed:
                 return verdict
         return verdict

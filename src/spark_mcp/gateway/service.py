@@ -30,8 +30,9 @@ gRPC itself: nothing is forwarded that is not listed here.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -75,6 +76,34 @@ def session_id_of(value: str, what: str = "session_id") -> str:
     except (ValueError, TypeError):
         raise InvalidInput(f"{what} must be a UUID, e.g. {uuid.uuid4()}") from None
     return value
+
+
+class Withheld:
+    """A driver's answer that may be asked for before the caller may have it: started by
+    ``ask`` (or by ``release`` when nobody asked earlier), handed out only by ``release``
+    once the verdict allows it, and otherwise dropped unread by ``discard``."""
+
+    def __init__(self, fetch: Callable[[], Awaitable[bytes]]) -> None:
+        self._fetch = fetch
+        self._asked: asyncio.Task[bytes] | None = None
+
+    def ask(self) -> None:
+        if self._asked is None:
+            self._asked = asyncio.ensure_future(self._fetch())
+
+    async def release(self) -> bytes:
+        if self._asked is None:
+            return await self._fetch()
+        return await self._asked
+
+    def discard(self) -> None:
+        asked = self._asked
+        if asked is None:
+            return
+        if not asked.done():
+            asked.cancel()
+        # Read what it ended with, so that a dropped answer's error is not logged as unhandled.
+        asked.add_done_callback(lambda task: task.cancelled() or task.exception())
 
 
 class SparkConnectGateway:
@@ -217,18 +246,20 @@ class SparkConnectGateway:
             request = self._decode(base_pb2.AnalyzePlanRequest, data)
             session_id = session_id_of(request.session_id)
             lease = await call.lease(session_id)  # the answer (a schema) must be of what was judged
+            identify(request, call.principal.id)  # as sent to the driver: it changes no plan in it
+            answer = Withheld(lambda: self._unary(call, "AnalyzePlan", request.SerializeToString()))
             try:
                 with call.governing():
                     note(session_id=session_id, statement=f"analyze: {request.WhichOneof('analyze')}")
                     governor = Governor(call, session_id)
-                    verdict = await governor.analyze_request(request, self._relation)
+                    verdict = await governor.analyze_request(request, self._relation, alongside=answer.ask)
                     if verdict is not None:
                         governor.enforce(verdict)
-                identify(request, call.principal.id)
-                answer = await self._unary(call, "AnalyzePlan", request.SerializeToString())
+                found = await answer.release()
             finally:
+                answer.discard()
                 lease.release()
-            return scrub_bytes(base_pb2.AnalyzePlanResponse, answer, call.scrub)
+            return scrub_bytes(base_pb2.AnalyzePlanResponse, found, call.scrub)
         raise AssertionError("unreachable")  # pragma: no cover - the call aborts or returns
 
     # -- Config -------------------------------------------------------------------------
