@@ -7,10 +7,11 @@ import stat
 import time
 from pathlib import Path
 
+import anyio
 import pytest
 
 from spark_mcp.audit import REDACTED, Redactor
-from spark_mcp.auth.tokens import parse_duration
+from spark_mcp.auth.tokens import ApiTokenVerifier, parse_duration
 from spark_mcp.cli import main
 from spark_mcp.errors import InvalidInput, NotFound
 from spark_mcp.state.db import StateDB, state_path
@@ -142,3 +143,43 @@ def test_the_tokens_commands_create_list_and_revoke(tmp_path: Path, capsys: pyte
     assert "no token" in capsys.readouterr().err
     state = StateDB(state_path(tmp_path / "home"))
     assert TokenStore(state).get(token_id).revoked_at is not None
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("revoked_by", ["the same handle", "another handle", "the CLI"])
+async def test_a_token_the_verifier_saw_is_refused_on_the_next_call_once_revoked(
+    tmp_path: Path, revoked_by: str
+) -> None:
+    """The verifier reuses a token it found valid (a Spark Connect client calls once per result
+    chunk), but a revocation from anywhere is seen at the very next call."""
+    home = tmp_path / "home"
+    db = StateDB(state_path(home))
+    store = TokenStore(db)
+    verifier = ApiTokenVerifier(store, RESOURCE)
+    issued = store.create("alice", scopes=["spark:read"], resource=RESOURCE)
+    for _ in range(3):
+        verified = await verifier.verify_token(issued.token)
+        assert verified is not None and verified.subject == "alice"
+    if revoked_by == "the same handle":
+        store.revoke(issued.record.id)
+    elif revoked_by == "another handle":
+        TokenStore(StateDB(state_path(home))).revoke(issued.record.id)
+    else:
+        assert main(["tokens", "--home", str(home), "revoke", issued.record.id]) == 0
+    assert await verifier.verify_token(issued.token) is None
+    assert await verifier.verify_token(issued.token) is None
+    other = store.create("alice", scopes=["spark:read"], resource=RESOURCE)
+    assert await verifier.verify_token(other.token) is not None  # the others still work
+    near_miss = other.token[:-1] + ("a" if other.token[-1] != "a" else "b")
+    assert await verifier.verify_token(near_miss) is None  # and a near miss never does
+
+
+@pytest.mark.anyio
+async def test_a_token_the_verifier_saw_is_refused_once_it_expires(store: TokenStore) -> None:
+    verifier = ApiTokenVerifier(store, RESOURCE)
+    expires_at = time.time() + 1.0
+    issued = store.create("alice", scopes=["spark:read"], resource=RESOURCE, expires_at=expires_at)
+    assert await verifier.verify_token(issued.token) is not None
+    assert await verifier.verify_token(issued.token) is not None
+    await anyio.sleep(max(0.0, expires_at - time.time()) + 0.05)
+    assert await verifier.verify_token(issued.token) is None  # nothing was committed: expiry alone

@@ -56,6 +56,8 @@ class StateDB:
     def __init__(self, path: Path, components: Sequence[Component] = ()) -> None:
         self.path = path
         self._lock = threading.RLock()
+        self._watch: sqlite3.Connection | None = None
+        self._watch_lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not path.exists():
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
@@ -138,9 +140,26 @@ class StateDB:
             except sqlite3.DatabaseError as exc:
                 raise self._unreadable(exc) from None
 
+    def commits(self) -> int:
+        """A number that changes whenever anyone has committed to the database since it was last
+        read: this handle, another one, another process (``spark-mcp tokens revoke``). It is
+        ``PRAGMA data_version`` on a connection of its own that never writes, so every commit is
+        another connection's; in WAL mode it reads shared memory and never waits for a writer."""
+        with self._watch_lock:
+            try:
+                if self._watch is None:
+                    self._watch = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+                return int(self._watch.execute("PRAGMA data_version").fetchone()[0])
+            except sqlite3.DatabaseError as exc:
+                raise self._unreadable(exc) from None
+
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+        with self._watch_lock:
+            if self._watch is not None:
+                self._watch.close()
+                self._watch = None
 
 
 def _statements(script: str) -> list[str]:

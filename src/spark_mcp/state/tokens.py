@@ -149,6 +149,11 @@ class TokenStore:
             raise NotFound(f"no token {token_id!r}: `spark-mcp tokens list` shows the tokens and their ids")
         return _record(rows[0])
 
+    def commits(self) -> int:
+        """Changes whenever anything was committed to the store since (``StateDB.commits``): a
+        token checked before and unchanged since is still what ``check`` said it was."""
+        return self._db.commits()
+
     def revoke(self, token_id: str, *, now: float | None = None) -> TokenRecord:
         """Revoke a token (again is harmless); it is refused from the next request on."""
         self.get(token_id)
