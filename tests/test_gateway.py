@@ -460,6 +460,55 @@ def _raw_channel(gateway: Gateway) -> Iterator[grpc.Channel]:
         channel.close()
 
 
+async def test_a_read_result_is_released_on_the_driver_once_the_client_says_so(gateway: Gateway) -> None:
+    """Releases of responses a client has read are acknowledged by the gateway (PySpark sends
+    one per chunk); the release of the whole operation reaches the driver, which then has
+    nothing left to reattach to."""
+    alice = await off_loop(lambda: gateway.client("alice"))
+    session_id, operation_id = str(alice.client._session_id), _uuid()
+    request = base_pb2.ExecutePlanRequest(session_id=session_id, operation_id=operation_id)
+    request.user_context.user_id = "alice"
+    request.plan.root.range.end, request.plan.root.range.step = 10, 1
+    request.request_options.add().reattach_options.reattachable = True
+    method = "/spark.connect.SparkConnectService/"
+    with _raw_channel(gateway) as channel:
+        bearer = _bearer(gateway, "alice")
+        run, release = channel.unary_stream(method + "ExecutePlan"), channel.unary_unary(method + "ReleaseExecute")
+        responses = [
+            base_pb2.ExecutePlanResponse.FromString(r)
+            for r in await off_loop(lambda: list(run(request.SerializeToString(), metadata=bearer)))
+        ]
+        assert responses[-1].HasField("result_complete")
+
+        def released(**which: Any) -> base_pb2.ReleaseExecuteResponse:
+            ask = base_pb2.ReleaseExecuteRequest(session_id=session_id, operation_id=operation_id, **which)
+            ask.user_context.user_id = "alice"
+            return base_pb2.ReleaseExecuteResponse.FromString(release(ask.SerializeToString(), metadata=bearer))
+
+        until = base_pb2.ReleaseExecuteRequest.ReleaseUntil(response_id=responses[0].response_id)
+        assert (await off_loop(lambda: released(release_until=until))).operation_id == operation_id
+        ask = base_pb2.ReleaseExecuteRequest(session_id=session_id, operation_id=operation_id, release_until=until)
+        nobody = (("authorization", "Bearer smcp_x"),)
+        with pytest.raises(grpc.RpcError) as anonymous:  # answered by the gateway, but never to just anyone
+            await off_loop(lambda: release(ask.SerializeToString(), metadata=nobody))
+        assert anonymous.value.code() is grpc.StatusCode.UNAUTHENTICATED
+        reattach = base_pb2.ReattachExecuteRequest(session_id=session_id, operation_id=operation_id)
+        reattach.user_context.user_id = "alice"
+        again = channel.unary_stream(method + "ReattachExecute")
+        before = await off_loop(lambda: list(again(reattach.SerializeToString(), metadata=bearer)))
+        assert before  # still on the driver: the client has not released it all
+        await off_loop(lambda: released(release_all=base_pb2.ReleaseExecuteRequest.ReleaseAll()))
+        with pytest.raises(grpc.RpcError) as gone:
+            await off_loop(lambda: list(again(reattach.SerializeToString(), metadata=bearer)))
+        assert "OPERATION" in (gone.value.details() or ""), gone.value.details()
+        # Someone else's token releases nothing of alice's: bob's call is stamped as bob's.
+        ask = base_pb2.ReleaseExecuteRequest(session_id=session_id, operation_id=operation_id)
+        ask.release_all.SetInParent()
+        with pytest.raises(grpc.RpcError) as foreign:
+            await off_loop(lambda: release(ask.SerializeToString(), metadata=_bearer(gateway, "bob")))
+        assert foreign.value.code() is not grpc.StatusCode.OK
+
+
 # -- long results and TLS ------------------------------------------------------------------
 
 

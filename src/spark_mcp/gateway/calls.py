@@ -10,7 +10,8 @@ It fails closed like MCP calls: while the audit log cannot be written, every cal
 with ``UNAVAILABLE`` before anything reaches a driver, and a call whose record cannot be
 written ends with that status instead of its own (``audit_error`` in the status details).
 ``ReleaseExecute`` is checked like every call but not recorded: it only frees the server's
-buffer of the caller's own operation, and PySpark sends one per result chunk. Errors become gRPC statuses in
+buffer of the caller's own operation, and PySpark sends one per result chunk (those, releases
+of what the client has read, only pass ``authenticate`` and are answered by the service). Errors become gRPC statuses in
 one place, with the text an agent would read (``policy_denied: <reason> [rule: <rule>]``);
 an error the driver sent is passed on with its details, every string in it scrubbed.
 """
@@ -154,18 +155,7 @@ class CallRunner:
     async def call(
         self, rpc: str, context: grpc.aio.ServicerContext[Any, Any], *, audited: bool = True
     ) -> AsyncIterator[GatewayCall]:
-        app = self._app()
-        if app is None:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "spark-mcp is starting: retry in a moment")
-            raise AssertionError("abort returned")  # pragma: no cover - abort always raises
-        metadata = Metadata(tuple(context.invocation_metadata() or ()), context.peer())
-        try:
-            principal = await self._auth.principal(app, metadata)
-        except (Unauthenticated, Forbidden) as exc:
-            log.info("gateway.refused", rpc=rpc, peer=metadata.peer, why=exc.code)
-            code, text = status_of(exc)
-            await context.abort(code, text, status_trailers(code.value[0], text, f"spark_mcp.{exc.code}"))
-            raise AssertionError("abort returned") from None  # pragma: no cover
+        app, principal = await self.authenticate(rpc, context)
         record = CallRecord(tool=f"spark_connect.{rpc}", request_id=uuid.uuid4().hex[:16], principal=principal.id)
         record.fields.update(auth=principal.auth, token_id=principal.token_id, via="gateway")
         if app.audit.failure is not None:
@@ -226,6 +216,22 @@ class CallRunner:
         if failure is not None:
             code, text, trailers = failure
             await context.abort(code, text, trailers)
+
+    async def authenticate(self, rpc: str, context: grpc.aio.ServicerContext[Any, Any]) -> tuple[App, Principal]:
+        """The app and the verified caller, or the call refused with ``UNAUTHENTICATED`` (or
+        ``PERMISSION_DENIED`` for a credential without the gateway's scopes)."""
+        app = self._app()
+        if app is None:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "spark-mcp is starting: retry in a moment")
+            raise AssertionError("abort returned")  # pragma: no cover - abort always raises
+        metadata = Metadata(tuple(context.invocation_metadata() or ()), context.peer())
+        try:
+            return app, await self._auth.principal(app, metadata)
+        except (Unauthenticated, Forbidden) as exc:
+            log.info("gateway.refused", rpc=rpc, peer=metadata.peer, why=exc.code)
+            code, text = status_of(exc)
+            await context.abort(code, text, status_trailers(code.value[0], text, f"spark_mcp.{exc.code}"))
+            raise AssertionError("abort returned") from None  # pragma: no cover
 
     async def _refuse_unrecordable(
         self, app: App, record: CallRecord, context: grpc.aio.ServicerContext[Any, Any]

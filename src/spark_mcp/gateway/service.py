@@ -15,9 +15,9 @@ Config             reads answered with secrets redacted; changes only to harmles
 AddArtifacts       each artifact checked as it streams in: data passes, code needs
                    ``code.run`` (``artifacts``)
 ArtifactStatus,    about the caller's own session or operations (its identity is stamped
-Interrupt,         on them); passed on, answers scrubbed
-ReattachExecute,
-ReleaseExecute,
+Interrupt,         on them); passed on, answers scrubbed; a ``ReleaseExecute`` of the
+ReattachExecute,   responses up to one the client has read is acknowledged here
+ReleaseExecute,    (``release_execute``)
 ReleaseSession,
 FetchErrorDetails,
 GetStatus,
@@ -110,6 +110,7 @@ class SparkConnectGateway:
     def __init__(self, runner: CallRunner, config: GatewayConfig) -> None:
         self._runner = runner
         self._config = config
+        self._release_passed_on = self._session_call("ReleaseExecute")
 
     def handler(self) -> grpc.GenericRpcHandler:
         unary, stream = grpc.unary_unary_rpc_method_handler, grpc.unary_stream_rpc_method_handler
@@ -122,6 +123,7 @@ class SparkConnectGateway:
         }
         for name in _SESSION_CALLS:
             methods[name] = unary(self._session_call(name))
+        methods["ReleaseExecute"] = unary(self.release_execute)
         return grpc.method_handlers_generic_handler(SERVICE_NAME, methods)
 
     # -- helpers ------------------------------------------------------------------------
@@ -331,6 +333,25 @@ class SparkConnectGateway:
         raise AssertionError("unreachable")  # pragma: no cover
 
     # -- the calls about one's own session ----------------------------------------------
+
+    async def release_execute(self, data: bytes, context: Context) -> bytes:
+        """A release of the responses up to one the client has read is acknowledged here, once
+        the caller is verified, and not passed on. PySpark sends one per result chunk: passed on
+        (with a route and a record each), they cost a large result as much as its data did.
+        The driver needs none of them: it drops what it sent beyond its retry buffer by itself
+        (``observerRetryBufferSize``), and ``release_all``, passed on as the other calls about
+        one's own operations are, frees the rest when the client is done."""
+        try:
+            request = self._decode(base_pb2.ReleaseExecuteRequest, data)
+            session_id_of(request.session_id)
+        except InvalidInput:
+            request = None  # the full path refuses it, in its own words
+        if request is None or request.WhichOneof("release") != "release_until":
+            answer: bytes = await self._release_passed_on(data, context)
+            return answer
+        await self._runner.authenticate("ReleaseExecute", context)
+        acknowledged = base_pb2.ReleaseExecuteResponse(session_id=request.session_id, operation_id=request.operation_id)
+        return acknowledged.SerializeToString()  # type: ignore[no-any-return]
 
     def _session_call(self, rpc: str) -> Any:
         request_type, answer_type = _SESSION_CALLS[rpc]
