@@ -18,7 +18,7 @@ from spark_mcp.spark import sail
 from spark_mcp.spark.connect import ConnectSession
 from spark_mcp.spark.errors import translate
 from spark_mcp.spark.inspect import analysis_error, analyzed_section, inspect_explain
-from spark_mcp.spark.runner import command_result
+from spark_mcp.spark.runner import command_result, query_frame
 from spark_mcp.spark.sqltext import gate
 from spark_mcp.statement import Danger, DangerKind, StatementFacts, StatementKind
 
@@ -90,8 +90,6 @@ def _analyze_relation(session: ConnectSession, sql: str) -> str:
     what acts while merely analysed (EXECUTE IMMEDIATE, a time-travel subquery) never passes
     the gate. Spark's analysis error is raised here, where EXPLAIN would print it.
     """
-    from spark_mcp.spark.runner import query_frame
-
     try:
         return str(cast(Any, query_frame(session, sql))._explain_string(extended=True))
     except Exception as exc:
