@@ -97,3 +97,42 @@ def test_a_bug_while_writing_is_still_an_audit_error_so_every_front_door_fails_c
     assert isinstance(caught.value.__cause__, TypeError)
     assert [e["event"] for e in logged] == ["audit.write_failed"]
     assert tail(log.path, 5) == []
+
+
+def test_a_failing_log_is_explained_once_in_full_then_in_a_line_per_call(
+    log: AuditLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A fault injected: a full disk cannot be had on demand here, so the writer's module sees an
+    # ``os`` whose write() fails as on one (ENOSPC). Everything else is the real log.
+    import errno
+    import os
+
+    from spark_mcp.audit import writer
+
+    class FullDisk:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(os, name)
+
+        @staticmethod
+        def write(fd: int, data: Any) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    def disk(full: bool) -> None:
+        monkeypatch.setattr(writer, "os", FullDisk() if full else os)
+
+    disk(full=True)
+    with capture_logs() as logged:
+        for _ in range(3):
+            with pytest.raises(AuditError, match="No space left"):
+                emit_call(log, call(), "error", "audit_error", time.monotonic())
+    assert [e["event"] for e in logged] == ["audit.write_failed", "audit.still_failing", "audit.still_failing"]
+    assert logged[0]["exc_info"] is True and "exc_info" not in logged[1]
+    assert "No space left" in logged[1]["why"]
+    disk(full=False)
+    assert emit_call(log, call(), "ok", None, time.monotonic()).outcome == "ok"  # the log works again
+    disk(full=True)
+    with capture_logs() as logged, pytest.raises(AuditError):
+        emit_call(log, call(), "ok", None, time.monotonic())
+    assert [e["event"] for e in logged] == ["audit.write_failed"]  # a new failure: explained in full again
+    disk(full=False)
+    assert verify(log.path).ok

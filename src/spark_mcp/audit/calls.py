@@ -46,6 +46,7 @@ def emit_call(
     Raises ``AuditError`` (after logging why) if it cannot be written.
     """
     fields = {k: v for k, v in record.fields.items() if k not in _NOT_RECORDED}
+    failing = audit.failure is not None  # the log failed before: its first failure was logged in full
     try:
         return audit.emit(
             request_id=record.request_id,
@@ -56,8 +57,13 @@ def emit_call(
             duration_ms=int((time.monotonic() - started) * 1000),
             **fields,
         )
-    except AuditError:
-        log.exception("audit.write_failed", tool=record.tool)
+    except AuditError as exc:
+        if failing and audit.failure is not None:
+            # Every call is refused while the log fails, and each refusal tries to record itself:
+            # one traceback says why, then a line per call, until a record is written again.
+            log.warning("audit.still_failing", tool=record.tool, why=str(exc))
+        else:
+            log.exception("audit.write_failed", tool=record.tool)
         raise
     except Exception as exc:  # a bug, but still a call that cannot be recorded: fail closed
         log.exception("audit.write_failed", tool=record.tool)
