@@ -174,20 +174,22 @@ async def test_a_refused_command_was_only_analysed_never_run(alice: Client) -> N
     """Spark analyses a statement before governance decides; a command is planned by that
     analysis, not executed. After the refusals, the table and the session are as they were."""
     session = (await call(alice, "create_session"))["session_id"]
-    for sql in (
-        "CREATE TEMP VIEW gov_analysed_only AS SELECT * FROM hr.salaries",
-        "DROP TABLE tpch.region",
-        "TRUNCATE TABLE tpch.region",
-        "CREATE TABLE default.gov_analysed_only (x INT)",
-    ):
-        text = await call_error(alice, "run_sql", session_id=session, sql=sql)
-        assert text.startswith("policy_denied:"), text
-    missing = await call_error(alice, "run_sql", session_id=session, sql="SELECT * FROM gov_analysed_only")
-    assert "TABLE_OR_VIEW_NOT_FOUND" in missing, missing
-    missing = await call_error(alice, "run_sql", session_id=session, sql="SELECT * FROM default.gov_analysed_only")
-    assert "TABLE_OR_VIEW_NOT_FOUND" in missing, missing
-    counted = await call(alice, "run_sql", session_id=session, sql="SELECT count(*) AS n FROM tpch.region")
-    assert counted["rows"] == [[5]], counted
+    try:
+        for sql in (
+            "CREATE TEMP VIEW gov_analysed_only AS SELECT * FROM hr.salaries",
+            "DROP TABLE tpch.region",
+            "TRUNCATE TABLE tpch.region",
+            "CREATE TABLE default.gov_analysed_only (x INT)",
+        ):
+            text = await call_error(alice, "run_sql", session_id=session, sql=sql)
+            assert text.startswith("policy_denied:"), text
+        for name in ("gov_analysed_only", "default.gov_analysed_only"):
+            missing = await call_error(alice, "run_sql", session_id=session, sql=f"SELECT * FROM {name}")
+            assert "TABLE_OR_VIEW_NOT_FOUND" in missing, missing
+        counted = await call(alice, "run_sql", session_id=session, sql="SELECT count(*) AS n FROM tpch.region")
+        assert counted["rows"] == [[5]], counted
+    finally:
+        await call(alice, "close_session", session_id=session)  # alice's role allows three at once
 
 
 # Statements Spark itself cannot analyse on these tables are refused with Spark's reason,
