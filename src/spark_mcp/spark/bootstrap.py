@@ -9,6 +9,7 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, cast
 
 import structlog
 
@@ -16,6 +17,7 @@ from spark_mcp.config import DatasetConfig
 from spark_mcp.errors import DriverStartError
 from spark_mcp.spark.connect import ConnectSession
 from spark_mcp.spark.errors import translate
+from spark_mcp.spark.runner import query_frame
 
 log = structlog.get_logger(__name__)
 
@@ -128,7 +130,8 @@ class Preparer:
         statements += [f"SELECT * FROM {_quoted(d.name)} LIMIT 1" for d in by_format.values()]
         for statement in statements:
             try:
-                session.spark.sql(f"EXPLAIN EXTENDED {statement}").collect()
+                # The analysis every call makes (spark.analyze), then the statement's Arrow result.
+                cast(Any, query_frame(session, statement))._explain_string(extended=True)
                 session.spark.sql(statement).toArrow()
             except Exception as exc:
                 log.debug("driver.warm_up_failed", error=type(exc).__name__)
