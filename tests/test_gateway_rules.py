@@ -19,7 +19,7 @@ from spark_mcp.gateway import check_gateway, connection_string
 from spark_mcp.gateway.artifacts import action_for
 from spark_mcp.gateway.calls import status_of
 from spark_mcp.gateway.conf import REDACTED_VALUE, not_settable, redact_response
-from spark_mcp.gateway.govern import quiet_to_analyse
+from spark_mcp.gateway.govern import before_analysis, quiet_to_analyse
 from spark_mcp.gateway.service import session_id_of
 from spark_mcp.identity import Principal
 from spark_mcp.policy import decide_statement, policy_from_toml
@@ -164,7 +164,8 @@ def _pivot() -> relations_pb2.Relation:
 def test_a_client_analysis_runs_alongside_the_gateways_only_when_it_acts_on_nothing(
     relation: relations_pb2.Relation, quiet: bool
 ) -> None:
-    assert quiet_to_analyse(screen(relation)) is quiet
+    found = screen(relation)
+    assert quiet_to_analyse(found, before_analysis(found)) is quiet
 
 
 def test_every_sql_text_and_expression_string_is_collected_for_the_gate() -> None:

@@ -74,13 +74,14 @@ def before_analysis(found: Screen) -> StatementFacts:
     return StatementFacts(StatementKind.QUERY, "(before analysis)", dangers=tuple(dict.fromkeys(dangers)))
 
 
-def quiet_to_analyse(found: Screen) -> bool:
+def quiet_to_analyse(found: Screen, early: StatementFacts) -> bool:
     """Whether analysing a screened relation on the driver acts on nothing: no client code, no
     input Spark computes while planning, nothing the screen or the lexical gate flags. Such a
     relation is analysed for the client's own ``AnalyzePlan`` at the same time as for the
     gateway's decision (which that analysis is no different from), and the answer is held
-    back until the decision allows it: one analysis long, not two."""
-    return not found.eager and not before_analysis(found).dangers
+    back until the decision allows it: one analysis long, not two. ``early`` is
+    ``before_analysis(found)``, computed once (the lexical gate is not cheap)."""
+    return not found.eager and not early.dangers
 
 
 class Governor:
@@ -109,7 +110,9 @@ class Governor:
 
     # -- relations ----------------------------------------------------------------------
 
-    async def relation(self, relation: relations_pb2.Relation, found: Screen | None = None) -> Verdict:
+    async def relation(
+        self, relation: relations_pb2.Relation, found: Screen | None = None, early: StatementFacts | None = None
+    ) -> Verdict:
         """A relation the client wants run or analysed (``run_plan``, or ``run_sql`` for bare SQL)."""
         if bare_sql(relation) is None:
             self.governance.require(self.principal, "plan.run")
@@ -119,7 +122,7 @@ class Governor:
             note(**reused.audit_fields())
             return reused
         found = found if found is not None else screen(relation)
-        tree = await self.tree(relation, describe(relation, found), found)
+        tree = await self.tree(relation, describe(relation, found), found, early)
         verdict = tree if isinstance(tree, Verdict) else self.judge(tree)
         self.call.verdicts.put(key, verdict)
         return verdict
@@ -132,11 +135,15 @@ class Governor:
         self.call.verdicts.forget(self.principal.id, self.session_id)
 
     async def tree(
-        self, relation: relations_pb2.Relation, statement: str, found: Screen | None = None
+        self,
+        relation: relations_pb2.Relation,
+        statement: str,
+        found: Screen | None = None,
+        early: StatementFacts | None = None,
     ) -> Analysis | Verdict:
         """Steps 2-4: the combined analysis of ``relation``, or the verdict that refused part of it."""
         found = found if found is not None else screen(relation)
-        early = before_analysis(found)
+        early = early if early is not None else before_analysis(found)
         if early.dangers:
             verdict = self.judge(Analysis(statement, early, None, None))
             if not verdict.allowed:
@@ -207,11 +214,12 @@ class Governor:
         elif kind not in _NO_PLAN:
             raise InvalidInput(f"the gateway does not know the analysis {kind!r}")
         found = [screen(relation) for relation in relations]
-        if alongside is not None and found and all(quiet_to_analyse(each) for each in found):
+        early = [before_analysis(each) for each in found]
+        if alongside is not None and found and all(map(quiet_to_analyse, found, early)):
             alongside()
         verdict: Verdict | None = None
-        for relation, screened in zip(relations, found, strict=True):
-            verdict = await self.relation(relation, screened)
+        for relation, screened, before in zip(relations, found, early, strict=True):
+            verdict = await self.relation(relation, screened, before)
             if not verdict.allowed:
                 return verdict
         return verdict

@@ -122,8 +122,7 @@ class SparkConnectGateway:
             "ReattachExecute": stream(self.reattach_execute),
         }
         for name in _SESSION_CALLS:
-            methods[name] = unary(self._session_call(name))
-        methods["ReleaseExecute"] = unary(self.release_execute)
+            methods[name] = unary(self.release_execute if name == "ReleaseExecute" else self._session_call(name))
         return grpc.method_handlers_generic_handler(SERVICE_NAME, methods)
 
     # -- helpers ------------------------------------------------------------------------

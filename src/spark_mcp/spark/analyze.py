@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal
 
 from spark_mcp.errors import SparkError
 from spark_mcp.spark import sail
@@ -90,10 +90,7 @@ def _analyze_relation(session: ConnectSession, sql: str) -> str:
     what acts while merely analysed (EXECUTE IMMEDIATE, a time-travel subquery) never passes
     the gate. Spark's analysis error is raised here, where EXPLAIN would print it.
     """
-    try:
-        return str(cast(Any, query_frame(session, sql))._explain_string(extended=True))
-    except Exception as exc:
-        raise translate(exc) from None
+    return explain_frame_text(query_frame(session, sql), "extended")
 
 
 def _explain(session: ConnectSession, command: str, *, tag: str) -> str:
