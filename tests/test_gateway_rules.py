@@ -14,6 +14,7 @@ from google.rpc import error_details_pb2, status_pb2
 from pyspark.sql.connect.proto import base_pb2, commands_pb2, expressions_pb2, relations_pb2
 
 from spark_mcp.config import load_config
+from spark_mcp.drivers.base import new_driver_token
 from spark_mcp.errors import ConfigError, InvalidInput, PolicyDenied, SparkError
 from spark_mcp.gateway import check_gateway, connection_string
 from spark_mcp.gateway.artifacts import action_for
@@ -23,6 +24,7 @@ from spark_mcp.gateway.govern import before_analysis, quiet_to_analyse
 from spark_mcp.gateway.service import session_id_of
 from spark_mcp.identity import Principal
 from spark_mcp.policy import decide_statement, policy_from_toml
+from spark_mcp.redaction import Redactor
 from spark_mcp.spark.inspect import inspect_explain
 from spark_mcp.spark.wire.messages import decode, depth, open_plan
 from spark_mcp.spark.wire.requests import identify, name_parts, quoted
@@ -297,6 +299,14 @@ def test_secrets_in_result_bytes_are_masked_in_place() -> None:
     masked = mask(data, (b"driver-secret",))
     assert len(masked) == len(data)
     assert b"driver-secret" not in masked and token.encode() not in masked and masked.endswith(b"|end")
+
+
+def test_a_driver_token_is_masked_by_its_shape_alone() -> None:
+    token = new_driver_token()
+    data = b"\x00" * 1000 + token.encode() + b"|end"
+    masked = mask(data, (token.encode(),))
+    assert token.encode() not in masked and masked == b"\x00" * 1000 + b"*" * len(token) + b"|end"
+    assert Redactor().scrub(f"token={token} or {token}").count(token) == 0
 
 
 def test_an_upstream_error_is_scrubbed_consistently() -> None:

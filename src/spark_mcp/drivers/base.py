@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import secrets
 import subprocess
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+
+
+def new_driver_token() -> str:
+    """A driver's token, shaped like a spark-mcp API token (``smcp_<12 hex>_<43 characters>``).
+
+    Anything of that shape is masked wherever spark-mcp passes bytes or text on (result chunks,
+    logs, the audit log): one scan for the shape finds driver tokens too, so the gateway reads
+    each result chunk once instead of once per secret. The secret part has 256 bits, as before.
+    """
+    return f"smcp_{secrets.token_hex(6)}_{secrets.token_urlsafe(32)}"
 
 
 class DriverState(StrEnum):

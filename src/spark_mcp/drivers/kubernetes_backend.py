@@ -31,7 +31,7 @@ import anyio
 import structlog
 
 from spark_mcp.config import Config
-from spark_mcp.drivers.base import Driver, DriverState
+from spark_mcp.drivers.base import Driver, DriverState, new_driver_token
 from spark_mcp.drivers.files import drivers_dir, ensure_private_dir
 from spark_mcp.drivers.kubernetes import CONNECT_PORT, DriverRef, Manifest, PodState, driver_manifests, namespace_for
 from spark_mcp.drivers.kubernetes import readiness as read_pod
@@ -101,7 +101,7 @@ class KubernetesBackend:
         api = self._client()
         driver_id = f"drv-{secrets.token_hex(5)}"
         ref = DriverRef(driver_id, principal, profile, namespace_for(principal, self._config.driver.kubernetes))
-        token = secrets.token_urlsafe(32)
+        token = new_driver_token()
         workdir = ensure_private_dir(drivers_dir(self._config.home) / driver_id)
         created: list[Manifest] = []
         log.info(

@@ -27,7 +27,7 @@ import anyio
 import structlog
 
 from spark_mcp.config import Config
-from spark_mcp.drivers.base import Driver, DriverState, Lifetime
+from spark_mcp.drivers.base import Driver, DriverState, Lifetime, new_driver_token
 from spark_mcp.drivers.credentials import StagedCredentials, stage
 from spark_mcp.drivers.environment import check_java, spark_home, spark_version
 from spark_mcp.drivers.files import drivers_dir, ensure_private_dir, remove_secrets, remove_workdir, write_token
@@ -231,7 +231,7 @@ class LocalBackend:
         if spec.metastore_dir is not None:
             ensure_private_dir(spec.metastore_dir)
         port = free_loopback_port()
-        token = secrets.token_urlsafe(32)
+        token = new_driver_token()
         write_token(workdir, token)
         log_path = workdir / "driver.log"
         staged = stage(spec.profile, workdir)

@@ -38,7 +38,7 @@ import anyio
 import structlog
 
 from spark_mcp.config import Config
-from spark_mcp.drivers.base import Driver, DriverState, Lifetime
+from spark_mcp.drivers.base import Driver, DriverState, Lifetime, new_driver_token
 from spark_mcp.drivers.environment import spark_version
 from spark_mcp.drivers.files import drivers_dir, ensure_private_dir, remove_workdir
 from spark_mcp.drivers.local import DriverSpec, OnLaunch, log_excerpt
@@ -222,7 +222,7 @@ class SailBackend:
             port=port,
             workdir=workdir,
             log_path=log_path,
-            token=secrets.token_urlsafe(32),  # Sail checks no token: see the module docstring
+            token=new_driver_token(),  # Sail checks no token: see the module docstring
             engine=ENGINE,
             memory_bytes=spec.profile.memory_bytes,
             lifetime=Lifetime.SERVER,

@@ -31,9 +31,12 @@ Scrub = Callable[[str], str]
 
 
 def mask(data: bytes, secrets: Sequence[bytes]) -> bytes:
-    """``data`` with each secret overwritten by as many ``*`` (same length: nothing shifts)."""
+    """``data`` with each secret overwritten by as many ``*`` (same length: nothing shifts).
+
+    A secret shaped like an API token (driver tokens are: ``drivers.base.new_driver_token``)
+    is found by the one scan for that shape; only other secrets cost a scan of their own."""
     for secret in secrets:
-        if secret in data:
+        if not _API_TOKEN.fullmatch(secret) and secret in data:
             data = data.replace(secret, b"*" * len(secret))
     # rfind, not ``in``: on Arrow bytes (runs of zeros, digits) the reverse search of this short
     # needle takes half the time, and every result chunk pays for it (measured: 47 against 102 us
