@@ -1,6 +1,6 @@
 """The Spark Connect gateway against the same driver reached directly, with PySpark's own client.
 
-Run by hand:  uv run python benchmarks/gateway.py [--repeat 15] [--tiny-repeat 30]
+Run by hand:  uv run python benchmarks/gateway.py [--repeat 15] [--tiny-repeat 30] [--spark-conf K=V ...]
 
 The server process starts the app (one driver for the benchmark user) and serves the gateway
 on a free loopback port. The clients run in a second process, as a notebook would (in one
@@ -13,7 +13,9 @@ turn's ratio and difference (the two ran back to back, so drift in the machine's
 the JIT's warming cancels out):
 
 - a 1,000,000-row ``toArrow()`` (three columns, one a string): the result flows through the
-  gateway as bytes (target: at most 1.15 times the direct time);
+  gateway as bytes (target: at most 1.15 times the direct time), and the CPU the gateway's
+  process spends per such read (warm-ups included; the direct reads between them cost it
+  nothing);
 - a tiny DataFrame query (``table(t).limit(1).toArrow()``): what the gateway adds (two calls,
   each with an API token check and an audit record, and one analysis on the driver, asked
   alongside the client's own), next to the price of that one analysis asked of the driver
@@ -21,6 +23,9 @@ the JIT's warming cancels out):
   analysis and verdict, measured in the server once the clients are done);
 - ``spark.sql("SELECT 1").toArrow()``, which is two calls (the SQL command, then its relation),
   each governed.
+
+``--spark-conf`` sets a driver setting for both sides alike (from the allowlist of
+``driver.spark_conf``), e.g. ``spark.sql.execution.arrow.maxRecordsPerBatch=100000``.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from pathlib import Path
 import anyio
 import pyarrow as pa
 import pyarrow.parquet as pq
+from anyio.streams.text import TextReceiveStream
 from pyspark.sql.connect.client.retries import DefaultPolicy
 from pyspark.sql.connect.session import SparkSession
 
@@ -53,6 +59,8 @@ from benchmarks.overhead import machine, stats
 
 USER = "bench"
 ROWS = 1_000_000
+BIG_WARMUP = 8  # the client's and the driver's JIT settle: both sides speed up for a while
+MARK, BIG_READS, DONE = "MARK ", "big-reads", "done"
 
 
 def compare(name: str, gateway: Callable[[], object], direct: Callable[[], object], repeat: int, warmup: int) -> str:
@@ -94,16 +102,19 @@ def timed(name: str, work: Callable[[], object], repeat: int) -> str:
 
 def measure(url: str, direct: SparkSession, repeat: int, tiny_repeat: int) -> list[str]:
     through = SparkSession.builder.remote(url).create()
-    through.client.set_retry_policies([DefaultPolicy(max_retries=3)])  # type: ignore[arg-type]
+    through.client.set_retry_policies([DefaultPolicy(max_retries=3)])
     wide = "id", "id * 2 AS twice", "cast(id AS string) AS label"
+    _mark(f"{BIG_READS} {repeat + BIG_WARMUP}")  # the server process counts its CPU from here...
+    big = compare(
+        f"{ROWS:,}-row toArrow()",
+        lambda: _check(through.range(ROWS).selectExpr(*wide).toArrow()),
+        lambda: _check(direct.range(ROWS).selectExpr(*wide).toArrow()),
+        repeat,
+        warmup=BIG_WARMUP,
+    )
+    _mark(DONE)  # ...to here, when it served nothing but those reads
     rows = [
-        compare(
-            f"{ROWS:,}-row toArrow()",
-            lambda: _check(through.range(ROWS).selectExpr(*wide).toArrow()),
-            lambda: _check(direct.range(ROWS).selectExpr(*wide).toArrow()),
-            repeat,
-            warmup=8,  # the client's and the driver's JIT settle: both sides speed up for a while
-        ),
+        big,
         compare(
             "tiny query: table(t).limit(1).toArrow()",
             lambda: through.table("bench.t").limit(1).toArrow(),
@@ -113,7 +124,7 @@ def measure(url: str, direct: SparkSession, repeat: int, tiny_repeat: int) -> li
         ),
         timed(
             "one analysis, asked directly (explain extended)",
-            lambda: direct.table("bench.t").limit(1)._explain_string(extended=True),
+            lambda: direct.table("bench.t").limit(1)._explain_string(extended=True),  # type: ignore[operator]
             tiny_repeat,
         ),
         compare(
@@ -128,12 +139,18 @@ def measure(url: str, direct: SparkSession, repeat: int, tiny_repeat: int) -> li
     return rows
 
 
+def _mark(what: str) -> None:
+    """Tell the server process where the client is (its stdout also carries the table rows)."""
+    sys.stdout.write(f"{MARK}{what}\n")
+    sys.stdout.flush()
+
+
 def _check(table: pa.Table) -> pa.Table:
     assert table.num_rows == ROWS
     return table
 
 
-async def run(repeat: int, tiny_repeat: int) -> None:
+async def run(repeat: int, tiny_repeat: int, spark_conf: list[str]) -> None:
     home = Path(tempfile.mkdtemp(prefix="spark-mcp-gateway-bench-"))
     pq.write_table(pa.table({"k": list(range(100)), "v": [str(i) for i in range(100)]}), home / "t.parquet")
     config = load_config(
@@ -143,6 +160,7 @@ async def run(repeat: int, tiny_repeat: int) -> None:
             "home": str(home / "home"),
             "datasets": [{"name": "bench.t", "path": str(home / "t.parquet")}],
             "gateway": {"port": 0},
+            "driver": {"spark_conf": dict(setting.split("=", 1) for setting in spark_conf)},
         },
     )
     store = TokenStore(StateDB(state_path(config.home)))
@@ -157,16 +175,39 @@ async def run(repeat: int, tiny_repeat: int) -> None:
             "tiny_repeat": tiny_repeat,
         }
         # The event loop stays free to serve the gateway while the client process measures.
-        done = await anyio.run_process(
-            [sys.executable, __file__, "--client"], input=json.dumps(job).encode(), stderr=None
-        )
-        mcp = await mcp_governance(app, tiny_repeat)
-    rows = [*done.stdout.decode().splitlines(), mcp]
+        rows = await measured_by_client(job)
+        rows.append(await mcp_governance(app, tiny_repeat))
     print()
     print("| what | gateway median | direct median | ratio (per turn) | added (per turn) | gateway p95 | direct p95 |")
     print("|---|---|---|---|---|---|---|")
     for row in rows:
         print(row)
+
+
+async def measured_by_client(job: dict[str, object]) -> list[str]:
+    """Run the client process; its table rows, and the CPU this process (the gateway) spent per
+    big read through it: the direct reads between them cost the gateway nothing."""
+    table: list[str] = []
+    pending, reads, started, spent = "", 0, 0.0, float("nan")
+    async with await anyio.open_process([sys.executable, __file__, "--client"], stderr=None) as client:
+        assert client.stdin is not None and client.stdout is not None
+        await client.stdin.send(json.dumps(job).encode())
+        await client.stdin.aclose()
+        async for text in TextReceiveStream(client.stdout):
+            *lines, pending = (pending + text).split("\n")
+            for line in lines:
+                if line.startswith(MARK + BIG_READS):
+                    reads, started = int(line.split()[-1]), time.process_time()
+                elif line == MARK + DONE:
+                    spent = (time.process_time() - started) / reads
+                elif line:
+                    table.append(line)
+        code = await client.wait()
+    if code != 0:
+        raise SystemExit(f"the client process failed (exit code {code})")
+    name = "gateway process CPU per 1M-row read"
+    print(f"{name:<44} {spent * 1000:8.1f} ms", file=sys.stderr, flush=True)
+    return [table[0], f"| {name} | {spent * 1000:,.1f} ms | | | | | |", *table[1:]]
 
 
 async def mcp_governance(app: App, repeat: int) -> str:
@@ -204,9 +245,12 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=15, help="repetitions of the 1M-row read")
     parser.add_argument("--tiny-repeat", type=int, default=30, help="repetitions of the tiny queries")
+    parser.add_argument(
+        "--spark-conf", action="append", default=[], metavar="KEY=VALUE", help="a driver setting (allowlisted)"
+    )
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)  # the measuring process
     options = parser.parse_args()
     if options.client:
         client()
     else:
-        anyio.run(run, options.repeat, options.tiny_repeat)
+        anyio.run(run, options.repeat, options.tiny_repeat, options.spark_conf)
