@@ -17,6 +17,7 @@ from structlog.testing import capture_logs
 from spark_mcp.audit import AuditLog, Redactor, emit_call, tail, verify
 from spark_mcp.calls import CallRecord
 from spark_mcp.errors import AuditError
+from tests.audit_faults import audit_disk
 
 
 @pytest.fixture
@@ -102,24 +103,7 @@ def test_a_bug_while_writing_is_still_an_audit_error_so_every_front_door_fails_c
 def test_a_failing_log_is_explained_once_in_full_then_in_a_line_per_call(
     log: AuditLog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A fault injected: a full disk cannot be had on demand here, so the writer's module sees an
-    # ``os`` whose write() fails as on one (ENOSPC). Everything else is the real log.
-    import errno
-    import os
-
-    from spark_mcp.audit import writer
-
-    class FullDisk:
-        def __getattr__(self, name: str) -> Any:
-            return getattr(os, name)
-
-        @staticmethod
-        def write(fd: int, data: Any) -> int:
-            raise OSError(errno.ENOSPC, "No space left on device")
-
-    def disk(full: bool) -> None:
-        monkeypatch.setattr(writer, "os", FullDisk() if full else os)
-
+    disk = audit_disk(monkeypatch)  # a fault injected: see tests/audit_faults.py
     disk(full=True)
     with capture_logs() as logged:
         for _ in range(3):

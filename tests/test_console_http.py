@@ -21,10 +21,11 @@ import pytest
 from mcp import MCPError
 
 from spark_mcp.app import App
-from spark_mcp.audit import AuditRecord, tail
+from spark_mcp.audit import AuditRecord, tail, verify
 from spark_mcp.console import build_console
 from spark_mcp.errors import ConfigError
 from spark_mcp.http.app import build_http_app
+from tests.audit_faults import audit_disk
 from tests.console_support import ConsoleClient, console_client, csrf_of, session_cookie
 from tests.http_support import MCP_HEADERS, Running, http_config, mcp_client, mcp_post_body, self_signed, serving
 
@@ -317,22 +318,28 @@ async def test_unknown_ids_are_not_found_and_every_attempt_is_audited(server: Ru
         assert (record.principal, record.via, record.outcome, record.error_class) == ("ann", "console", "error", error)
 
 
-async def test_when_the_audit_log_has_failed_console_actions_are_refused(server: Running, ann: ConsoleClient) -> None:
-    app = running_app(server)
+async def test_when_the_audit_log_fails_console_actions_are_withheld_then_refused(
+    server: Running, ann: ConsoleClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = server.service.tokens
     assert store is not None
     csrf = await ann.csrf("/tokens")
-    # A fault a real part cannot produce on demand here: the state the audit log enters after
-    # a write failed (test_faults.py makes a real one, with a file size limit, for MCP calls).
-    app.audit.failure = "injected: disk full"
-    try:
-        answer = await ann.post("/tokens", {"csrf": csrf, "name": "x", "expires": "1d"})
-    finally:
-        app.audit.failure = None
-    assert answer.status_code == 503 and "Nothing was done" in answer.text
-    assert [r.name for r in store.list("ann")] == [None]  # only the sign-in token
-    refusal = records(server, "console.create_token")[-1]
-    assert refusal.error_class == "audit_error"
+    disk = audit_disk(monkeypatch)  # a fault injected: see tests/audit_faults.py
+    disk(full=True)
+    made = await ann.post("/tokens", {"csrf": csrf, "name": "made", "expires": "1d"})
+    # The token was made before its record failed: its secret is withheld, never shown.
+    assert made.status_code == 503 and "withheld" in made.text and "smcp_" not in made.text
+    refused = await ann.post("/tokens", {"csrf": csrf, "name": "refused", "expires": "1d"})
+    assert refused.status_code == 503 and "smcp_" not in refused.text
+    disk(full=False)
+    # The first action after the disk is back is refused, and that refusal is its first record.
+    late = await ann.post("/tokens", {"csrf": csrf, "name": "late", "expires": "1d"})
+    assert late.status_code == 503 and "Nothing was done" in late.text
+    assert sorted(str(t.name) for t in store.list("ann")) == ["None", "made"]  # the sign-in token, and "made"
+    assert [(r.outcome, r.error_class) for r in records(server, "console.create_token")] == [("error", "audit_error")]
+    again = await ann.post("/tokens", {"csrf": csrf, "name": "again", "expires": "1d"})
+    assert again.status_code in (200, 303) and "again" in [t.name for t in store.list("ann")]
+    assert verify(server.config.audit_path).ok
 
 
 # -- audit records -----------------------------------------------------------------------
