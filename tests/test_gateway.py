@@ -154,9 +154,24 @@ async def test_a_denied_table_is_refused_through_table_sql_and_a_join(gateway: G
         lambda: alice.table("hr.salaries").createOrReplaceTempView("gw_leak2"),
         lambda: alice.catalog.listColumns("hr.salaries"),
         lambda: alice.catalog.tableExists("hr.salaries"),
+        lambda: alice.catalog.isCached("hr.salaries"),
+        # Names built while Spark analyses, hidden columns, and the other analyses and actions.
+        lambda: alice.sql("SELECT * FROM identifier(:t)", args={"t": "hr.salaries"}).collect(),
+        lambda: alice.sql("SELECT _metadata.file_path FROM hr.salaries").collect(),
+        lambda: alice.sql("SELECT * FROM tpch.region, LATERAL (SELECT salary FROM hr.salaries LIMIT 1)").collect(),
+        lambda: alice.table("tpch.region").sameSemantics(alice.table("hr.salaries")),
+        lambda: alice.table("hr.salaries").semanticHash(),
+        lambda: alice.table("hr.salaries").inputFiles(),
+        lambda: alice.table("hr.salaries").persist(),
+        lambda: alice.table("hr.salaries").tail(1),
+        lambda: list(alice.table("hr.salaries").toLocalIterator()),
     ]
     for attempt in attempts:
         assert f"policy_denied: {reason}" in await off_loop(lambda attempt=attempt: denied(attempt))
+    # Nor by making its namespace the current one first.
+    assert "may not read anything in spark_catalog.hr" in await off_loop(
+        lambda: denied(lambda: alice.catalog.setCurrentDatabase("hr"))
+    )
     assert await off_loop(lambda: alice.table("tpch.nation").count()) == 25
     assert await off_loop(lambda: alice.sql("SELECT count(*) AS n FROM tpch.region").collect()[0].n) == 5
 
@@ -217,6 +232,13 @@ async def test_the_dangerous_surface_is_refused(gateway: Gateway, data_dir: Any)
     ]:
         text = await off_loop(lambda attempt=attempt: denied(attempt))
         assert words in text, text
+    # A file copied to the driver's file system (an artifact upload, answered by gRPC itself).
+    source = data_dir / "gw_copy_source.txt"
+    source.write_text("not for the driver")
+    upload = await off_loop(lambda: failure(lambda: alice.copyFromLocalToFs(str(source), str(data_dir / "gw_copied"))))
+    assert isinstance(upload, grpc.RpcError) and upload.code() is PERMISSION_DENIED
+    assert "grants sql.admin" in str(upload.details())
+    assert not (data_dir / "gw_copied").exists()
     await off_loop(lambda: alice.conf.set("spark.sql.session.timeZone", "UTC"))  # a harmless setting
     assert await off_loop(lambda: alice.conf.get("spark.sql.session.timeZone")) == "UTC"
 
