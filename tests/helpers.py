@@ -33,7 +33,9 @@ ClientFactory = Callable[[str], AbstractAsyncContextManager[Client]]
 
 def make_config(home: Path, data_dir: Path, **overrides: Any) -> Config:
     """The tests' config: TPC-H, HR, a secret table and CSV sales from ``data_dir``; test policies."""
-    datasets = [{"name": f"tpch.{t}", "path": str(data_dir / "tpch" / f"{t}.parquet")} for t in TPCH_TABLES]
+    datasets: list[dict[str, object]] = [
+        {"name": f"tpch.{t}", "path": str(data_dir / "tpch" / f"{t}.parquet")} for t in TPCH_TABLES
+    ]
     datasets += [
         {"name": "hr.salaries", "path": str(data_dir / "hr" / "salaries.parquet")},
         {"name": "tpch.secret_codes", "path": str(data_dir / "secret_codes.parquet")},
@@ -78,8 +80,8 @@ def server_env() -> dict[str, str]:
 # -- a host speaking raw JSON-RPC to a server process over stdio ---------------------------
 
 
-def rpc_line(request_id: int, method: str, params: dict | None = None) -> bytes:
-    message: dict = {"jsonrpc": "2.0", "id": request_id, "method": method}
+def rpc_line(request_id: int, method: str, params: dict[str, Any] | None = None) -> bytes:
+    message: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
     if params is not None:
         message["params"] = params
     return (json.dumps(message) + "\n").encode()
@@ -110,10 +112,10 @@ def send(process: subprocess.Popen[bytes], data: bytes) -> None:
     process.stdin.flush()
 
 
-def read_replies(process: subprocess.Popen[bytes], ids: set[int]) -> dict[int, dict]:
+def read_replies(process: subprocess.Popen[bytes], ids: set[int]) -> dict[int, dict[str, Any]]:
     """Read stdout until every id in ``ids`` has its reply (notifications are skipped)."""
     assert process.stdout is not None
-    replies: dict[int, dict] = {}
+    replies: dict[int, dict[str, Any]] = {}
     while not ids <= set(replies):
         line = process.stdout.readline()
         assert line, "the server closed stdout"
@@ -143,11 +145,12 @@ def text_of(result: CallToolResult) -> str:
     return "\n".join(block.text for block in result.content if block.type == "text")
 
 
-async def call(client: Client, tool: str, **arguments: object) -> dict:
+async def call(client: Client, tool: str, **arguments: object) -> dict[str, Any]:
     """A tool's structured reply; the test fails with the model's text if the tool failed."""
     result = await client.call_tool(tool, arguments)
     assert not result.is_error, text_of(result)
-    assert result.structured_content is not None
+    # Every spark-mcp tool's structured reply is a pydantic model dumped to a JSON object (tools/_base.reply).
+    assert isinstance(result.structured_content, dict)
     return result.structured_content
 
 
