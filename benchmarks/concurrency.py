@@ -20,19 +20,36 @@ import statistics
 import tempfile
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
 from mcp import Client
 from tests.fixtures.capture_explain import TPCH_QUERIES
 
-from benchmarks.overhead import TABLES, machine, tpch_data
+from benchmarks.overhead import TABLES, first_text, machine, tpch_data
 from spark_mcp.app import App
 from spark_mcp.config import load_config
 from spark_mcp.server import build_server
 
 USER = "agent"
 _TICK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Round:
+    """One round of ``agents`` agents at once: what the table row is made of."""
+
+    agents: int
+    calls: int
+    throughput: float  # calls per second
+    errors: list[str]
+    audited: int  # audit records written for the user during the round
+    latency: dict[str, tuple[float, float, int]]  # by kind: median and p99 seconds, and the number of calls
+    cpu_server_s: float
+    cpu_driver_s: float
+    elapsed_s: float
+    peak_rss_mb: dict[str, float]  # "server" and "driver"
 
 
 def cpu_seconds(pid: int) -> float:
@@ -74,7 +91,7 @@ async def agent(client: Client, until: float, latencies: dict[str, list[float]],
             latencies[kind].append(time.perf_counter() - started)
             calls += 1
             if result.is_error:
-                errors.append(f"{kind}: {result.content[0].text[:200]}")
+                errors.append(f"{kind}: {first_text(result)[:200]}")
             elif kind == "preview" and result.structured_content:
                 result_id = result.structured_content.get("result_id")
             if time.monotonic() >= until:
@@ -86,11 +103,12 @@ def audit_records(path: Path) -> int:
     return sum(1 for line in path.read_text().splitlines() if json.loads(line)["principal"] == USER)
 
 
-async def round_of(app: App, agents: int, seconds: float) -> dict[str, object]:
+async def round_of(app: App, agents: int, seconds: float) -> Round:
     driver = app.drivers.current(USER)
     assert driver is not None and driver.pid is not None
+    driver_pid = driver.pid  # set once when the driver starts; a local keeps the narrowing in sample_memory
     audit_before = audit_records(app.config.audit_path)
-    cpu_before = cpu_seconds(os.getpid()), cpu_seconds(driver.pid)
+    cpu_before = cpu_seconds(os.getpid()), cpu_seconds(driver_pid)
     latencies: dict[str, list[float]] = defaultdict(list)
     errors: list[str] = []
     counts: list[int] = []
@@ -100,7 +118,7 @@ async def round_of(app: App, agents: int, seconds: float) -> dict[str, object]:
     async def sample_memory() -> None:
         while time.monotonic() < until:
             peak["server"] = max(peak["server"], rss_mb(os.getpid()))
-            peak["driver"] = max(peak["driver"], rss_mb(driver.pid))
+            peak["driver"] = max(peak["driver"], rss_mb(driver_pid))
             await anyio.sleep(0.5)
 
     async def one(index: int) -> None:
@@ -114,18 +132,18 @@ async def round_of(app: App, agents: int, seconds: float) -> dict[str, object]:
             group.start_soon(one, index)
     elapsed = time.monotonic() - started
     calls = sum(counts)
-    return {
-        "agents": agents,
-        "calls": calls,
-        "throughput": calls / elapsed,
-        "errors": errors,
-        "audited": audit_records(app.config.audit_path) - audit_before,
-        "latency": {k: (statistics.median(v), percentile(v, 0.99), len(v)) for k, v in sorted(latencies.items())},
-        "cpu_server_s": cpu_seconds(os.getpid()) - cpu_before[0],
-        "cpu_driver_s": cpu_seconds(driver.pid) - cpu_before[1],
-        "elapsed_s": elapsed,
-        "peak_rss_mb": dict(peak),
-    }
+    return Round(
+        agents=agents,
+        calls=calls,
+        throughput=calls / elapsed,
+        errors=errors,
+        audited=audit_records(app.config.audit_path) - audit_before,
+        latency={k: (statistics.median(v), percentile(v, 0.99), len(v)) for k, v in sorted(latencies.items())},
+        cpu_server_s=cpu_seconds(os.getpid()) - cpu_before[0],
+        cpu_driver_s=cpu_seconds(driver_pid) - cpu_before[1],
+        elapsed_s=elapsed,
+        peak_rss_mb=dict(peak),
+    )
 
 
 async def run(scale: float, agent_counts: list[int], seconds: float) -> None:
@@ -144,22 +162,21 @@ async def run(scale: float, agent_counts: list[int], seconds: float) -> None:
         print("|---|---|---|---|---|---|---|---|---|---|")
         for agents in agent_counts:
             r = await round_of(app, agents, seconds)
-            lat = r["latency"]
 
-            def cell(kind: str, lat: dict = lat) -> str:
+            def cell(kind: str, lat: dict[str, tuple[float, float, int]] = r.latency) -> str:
                 if kind not in lat:
                     return "-"
                 p50, p99, _ = lat[kind]
                 return f"{p50 * 1000:,.0f} / {p99 * 1000:,.0f} ms"
 
             print(
-                f"| {agents} | {r['throughput']:.1f} | {len(r['errors'])} | {r['audited']}/{r['calls']} "
+                f"| {agents} | {r.throughput:.1f} | {len(r.errors)} | {r.audited}/{r.calls} "
                 f"| {cell('preview')} | {cell('tpch_q6')} | {cell('select_1')} "
-                f"| {r['cpu_server_s'] / r['elapsed_s']:.0%} | {r['cpu_driver_s'] / r['elapsed_s']:.0%} "
-                f"| {r['peak_rss_mb']['server']:,.0f} / {r['peak_rss_mb']['driver']:,.0f} MB |",
+                f"| {r.cpu_server_s / r.elapsed_s:.0%} | {r.cpu_driver_s / r.elapsed_s:.0%} "
+                f"| {r.peak_rss_mb['server']:,.0f} / {r.peak_rss_mb['driver']:,.0f} MB |",
                 flush=True,
             )
-            for error in r["errors"][:5]:
+            for error in r.errors[:5]:
                 print(f"    error: {error}")
 
 

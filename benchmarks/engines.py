@@ -28,11 +28,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
 import anyio
 from mcp import Client, StdioServerParameters
+from mcp.types import CallToolResult, TextContent
 
 from spark_mcp.app import App
 from spark_mcp.config import Config, load_config
@@ -56,6 +58,32 @@ engines = ["spark", "sail"]
 [users]
 default = ["bench"]
 """
+
+
+@dataclass(frozen=True)
+class InProcess:
+    """What one engine measures through an in-memory MCP client."""
+
+    idle_mb: float
+    select1_ms: float
+    tpch: dict[int, float | str]  # by query number: median seconds, or the start of the error
+    after_mb: float
+
+
+@dataclass(frozen=True)
+class Figures:
+    """Everything measured for one engine."""
+
+    ready_s: float
+    serve_s: float
+    in_process: InProcess
+
+
+def first_text(result: CallToolResult) -> str:
+    """The text of a reply's first block: spark-mcp leads every reply, error or not, with a text block."""
+    block = result.content[0]
+    assert isinstance(block, TextContent), block
+    return block.text
 
 
 def rss_mb(pid: int) -> float:
@@ -117,24 +145,23 @@ async def first_answer_after_serve(work: Path, engine: str, datasets: list[dict[
     async with Client(params) as client:
         reply = await client.call_tool("run_sql", {"sql": "SELECT 1 AS one"})
         took = time.perf_counter() - started
-        assert not reply.is_error, reply.content[0].text
+        assert not reply.is_error, first_text(reply)
     return took
 
 
-async def in_process(config: Config, repeat: int) -> dict[str, object]:
-    figures: dict[str, object] = {}
+async def in_process(config: Config, repeat: int) -> InProcess:
     async with App.running(config) as app, Client(build_server(app=app, user="bench")) as client:
         first = await client.call_tool("run_sql", {"sql": "SELECT 1"})
-        assert not first.is_error, first.content[0].text
+        assert not first.is_error, first_text(first)
         driver = app.drivers.current("bench", config.driver.engine)
         assert driver is not None and driver.pid is not None
-        figures["idle_mb"] = rss_mb(driver.pid)
+        idle_mb = rss_mb(driver.pid)
         select1 = []
         for _ in range(repeat):
             started = time.perf_counter()
             await client.call_tool("run_sql", {"sql": "SELECT 1"})
             select1.append(time.perf_counter() - started)
-        figures["select1_ms"] = statistics.median(select1) * 1000
+        select1_ms = statistics.median(select1) * 1000
         tpch: dict[int, float | str] = {}
         for number, sql in sorted(TPCH_QUERIES.items()):
             runs = []
@@ -143,30 +170,28 @@ async def in_process(config: Config, repeat: int) -> dict[str, object]:
                 result = await client.call_tool("run_sql", {"sql": qualify_tpch(sql), "max_rows": 5, "wait_s": 600})
                 runs.append(time.perf_counter() - started)
                 if result.is_error:
-                    tpch[number] = result.content[0].text[:80]
+                    tpch[number] = first_text(result)[:80]
                     break
             else:
                 tpch[number] = statistics.median(runs)
-        figures["tpch"] = tpch
-        figures["after_mb"] = rss_mb(driver.pid)
-    return figures
+        after_mb = rss_mb(driver.pid)
+    return InProcess(idle_mb=idle_mb, select1_ms=select1_ms, tpch=tpch, after_mb=after_mb)
 
 
 async def measure(work: Path, scale: float, repeat: int) -> None:
     datasets = [{"name": f"tpch.{t}", "path": str(work / "tpch" / f"{t}.parquet")} for t in TPCH_TABLES]
     print(f"machine: {machine()}")
     print(f"TPC-H scale {scale}; {repeat} repetitions of SELECT 1; median of 3 runs per TPC-H query\n")
-    results: dict[str, dict[str, object]] = {}
+    results: dict[str, Figures] = {}
     for engine in ("sail", "spark"):
         config = make_config(work, engine, datasets)
-        figures: dict[str, object] = {
-            "ready_s": await start_to_ready(config, engine, 3 if engine == "sail" else 2),
-            "serve_s": statistics.median(
+        results[engine] = Figures(
+            ready_s=await start_to_ready(config, engine, 3 if engine == "sail" else 2),
+            serve_s=statistics.median(
                 [await first_answer_after_serve(work, engine, datasets) for _ in range(SERVE_RUNS)]
             ),
-        }
-        figures.update(await in_process(config, repeat))
-        results[engine] = figures
+            in_process=await in_process(config, repeat),
+        )
     report(results)
 
 
@@ -182,23 +207,24 @@ def main(scale: float, repeat: int) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def report(results: dict[str, dict[str, object]]) -> None:
+def report(results: dict[str, Figures]) -> None:
     sail, spark = results["sail"], results["spark"]
 
-    def total(figures: dict[str, object]) -> str:
-        times = [t for t in figures["tpch"].values() if isinstance(t, float)]  # type: ignore[union-attr]
+    def total(figures: Figures) -> str:
+        times = [t for t in figures.in_process.tpch.values() if isinstance(t, float)]
         failed = len(TPCH_QUERIES) - len(times)
         return f"{sum(times):.2f} s" + (f" ({failed} failed)" if failed else "")
 
     print("| what | Sail | Spark (JVM) |")
     print("|---|---|---|")
-    print(f"| driver start to ready | {sail['ready_s']:.2f} s | {spark['ready_s']:.2f} s |")
+    print(f"| driver start to ready | {sail.ready_s:.2f} s | {spark.ready_s:.2f} s |")
     serve = f"first answer after `serve` (stdio, median of {SERVE_RUNS})"
-    print(f"| {serve} | {sail['serve_s']:.2f} s | {spark['serve_s']:.2f} s |")
-    print(f"| `run_sql SELECT 1` (median) | {sail['select1_ms']:.0f} ms | {spark['select1_ms']:.0f} ms |")
+    print(f"| {serve} | {sail.serve_s:.2f} s | {spark.serve_s:.2f} s |")
+    sail_run, spark_run = sail.in_process, spark.in_process
+    print(f"| `run_sql SELECT 1` (median) | {sail_run.select1_ms:.0f} ms | {spark_run.select1_ms:.0f} ms |")
     print(f"| TPC-H, 22 queries (sum of medians) | {total(sail)} | {total(spark)} |")
-    print(f"| driver memory, idle | {sail['idle_mb']:.0f} MB | {spark['idle_mb']:.0f} MB |")
-    print(f"| driver memory after TPC-H | {sail['after_mb']:.0f} MB | {spark['after_mb']:.0f} MB |")
+    print(f"| driver memory, idle | {sail_run.idle_mb:.0f} MB | {spark_run.idle_mb:.0f} MB |")
+    print(f"| driver memory after TPC-H | {sail_run.after_mb:.0f} MB | {spark_run.after_mb:.0f} MB |")
     print()
     print("| TPC-H | Sail | Spark |")
     print("|---|---|---|")
@@ -206,8 +232,8 @@ def report(results: dict[str, dict[str, object]]) -> None:
         print(f"| Q{number} | {cell(sail, number)} | {cell(spark, number)} |")
 
 
-def cell(figures: dict[str, object], number: int) -> str:
-    value = figures["tpch"][number]  # type: ignore[index]
+def cell(figures: Figures, number: int) -> str:
+    value = figures.in_process.tpch[number]
     return f"{value * 1000:.0f} ms" if isinstance(value, float) else f"failed: {value}"
 
 

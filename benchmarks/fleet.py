@@ -31,6 +31,7 @@ from typing import Any
 
 import anyio
 from mcp import Client
+from mcp.types import CallToolResult, TextContent
 
 from spark_mcp.app import App
 from spark_mcp.config import Config, load_config
@@ -56,8 +57,8 @@ def landed_registration(session: ConnectSession, config: Config) -> None:
     session.spark.sql("SHOW SYSTEM FUNCTIONS").collect()
 
 
-async def on_fresh_driver(config: Config, work: Callable[[ConnectSession], None]) -> float:
-    """Seconds ``work`` takes as the first thing a newly started driver does."""
+async def on_fresh_driver(config: Config, work: Callable[[ConnectSession], object]) -> float:
+    """Seconds ``work`` takes as the first thing a newly started driver does (what it returns is dropped)."""
     backend = LocalBackend(config, dict(os.environ))
     driver = await backend.start(DriverSpec(resolve_profiles(config)["default"]))
     try:
@@ -71,16 +72,23 @@ async def on_fresh_driver(config: Config, work: Callable[[ConnectSession], None]
         await backend.stop(driver)
 
 
+def first_text(result: CallToolResult) -> str:
+    """The text of a reply's first block: spark-mcp leads every reply, error or not, with a text block."""
+    block = result.content[0]
+    assert isinstance(block, TextContent), block
+    return block.text
+
+
 async def first_answer(app: App, user: str) -> float:
     """``create_session`` then ``run_sql("select 1")`` in that session, as a new MCP client."""
     async with Client(build_server(app=app, user=user)) as client:
         started = time.perf_counter()
         session = await client.call_tool("create_session", {})
-        assert not session.is_error, session.content[0].text  # type: ignore[union-attr]
+        assert not session.is_error, first_text(session)
         assert session.structured_content is not None
         session_id = session.structured_content["session_id"]
         reply = await client.call_tool("run_sql", {"sql": "select 1", "session_id": session_id})
-        assert not reply.is_error, reply.content[0].text  # type: ignore[union-attr]
+        assert not reply.is_error, first_text(reply)
         elapsed = time.perf_counter() - started
         await client.call_tool("close_session", {"session_id": session_id})  # stay within limits.max_sessions
         return elapsed

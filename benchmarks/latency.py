@@ -16,9 +16,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import anyio
 from mcp import Client
+from mcp.types import CallToolResult, TextContent
 
 from spark_mcp.app import App
 from spark_mcp.config import load_config
@@ -46,13 +48,20 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-async def timed(client: Client, tool: str, arguments: dict, repeat: int) -> list[float]:
+def first_text(result: CallToolResult) -> str:
+    """The text of a reply's first block: spark-mcp leads every reply, error or not, with a text block."""
+    block = result.content[0]
+    assert isinstance(block, TextContent), block
+    return block.text
+
+
+async def timed(client: Client, tool: str, arguments: dict[str, Any], repeat: int) -> list[float]:
     times = []
     for _ in range(repeat):
         started = time.perf_counter()
         result = await client.call_tool(tool, arguments)
         times.append(time.perf_counter() - started)
-        assert not result.is_error, result.content[0].text
+        assert not result.is_error, first_text(result)
     return times
 
 

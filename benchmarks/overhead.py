@@ -22,9 +22,11 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import anyio
 from mcp import Client
+from mcp.types import CallToolResult, TextContent
 from tests.fixtures.capture_explain import TPCH_QUERIES
 
 from spark_mcp.app import App
@@ -59,6 +61,13 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({cpu}), {memory / 1024**2:.0f} GiB, Python {platform.python_version()}"
 
 
+def first_text(result: CallToolResult) -> str:
+    """The text of a reply's first block: spark-mcp leads every reply, error or not, with a text block."""
+    block = result.content[0]
+    assert isinstance(block, TextContent), block
+    return block.text
+
+
 def stats(times: list[float]) -> tuple[float, float]:
     ordered = sorted(times)
     return statistics.median(ordered), ordered[max(0, round(0.95 * len(ordered)) - 1)]
@@ -71,10 +80,10 @@ class Bench:
         self.repeat = repeat
         self.rows: list[tuple[str, float, float, float, float]] = []
 
-    async def mcp(self, tool: str, arguments: dict[str, object]) -> dict:
+    async def mcp(self, tool: str, arguments: dict[str, object]) -> dict[str, Any]:
         result = await self.client.call_tool(tool, arguments)
-        assert not result.is_error, result.content[0].text
-        assert result.structured_content is not None
+        assert not result.is_error, first_text(result)
+        assert isinstance(result.structured_content, dict)  # every tool replies with a JSON object
         return result.structured_content
 
     async def compare(
@@ -159,12 +168,15 @@ async def run(scale: float, repeat: int, queries: list[int]) -> None:
         ours_total = theirs_total = 0.0
         for number in queries:
             sql = TPCH_QUERIES[number]
-            await bench.compare(
-                f"TPC-H Q{number}",
-                lambda sql=sql: bench.mcp("run_sql", {"sql": sql, "max_rows": 100}),
-                lambda sql=sql: direct.sql(sql).toArrow(),
-                warmup=1,
-            )
+
+            # Named functions, not lambdas: mypy cannot infer a lambda's type when a default binds the loop variable.
+            def ours(sql: str = sql) -> Awaitable[dict[str, Any]]:
+                return bench.mcp("run_sql", {"sql": sql, "max_rows": 100})
+
+            def theirs(sql: str = sql) -> object:
+                return direct.sql(sql).toArrow()
+
+            await bench.compare(f"TPC-H Q{number}", ours, theirs, warmup=1)
             ours_total += bench.rows[-1][1]
             theirs_total += bench.rows[-1][2]
         direct_session.close()
