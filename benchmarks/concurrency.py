@@ -1,6 +1,6 @@
 """N agents at once on one server: throughput, latency, errors, audit, CPU and memory.
 
-Run by hand:  uv run python benchmarks/concurrency.py [--scale 0.1] [--agents 1,4,16] [--seconds 60]
+Run by hand:  uv run python -m benchmarks.concurrency [--scale 0.1] [--agents 1,4,16] [--seconds 60]
 
 Each agent is a real MCP client (in memory, its own MCP session) acting for the same user,
 as the agents of one person on one server do, so they share one driver. For a bounded
@@ -27,7 +27,8 @@ import anyio
 from mcp import Client
 from tests.fixtures.capture_explain import TPCH_QUERIES
 
-from benchmarks.overhead import TABLES, first_text, machine, tpch_data
+from benchmarks.overhead import TABLES, machine, tpch_data
+from benchmarks.replies import first_text
 from spark_mcp.app import App
 from spark_mcp.config import load_config
 from spark_mcp.server import build_server

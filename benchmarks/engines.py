@@ -34,7 +34,6 @@ from pathlib import Path
 
 import anyio
 from mcp import Client, StdioServerParameters
-from mcp.types import CallToolResult, TextContent
 
 from spark_mcp.app import App
 from spark_mcp.config import Config, load_config
@@ -46,6 +45,8 @@ from spark_mcp.server import build_server
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.fixtures.capture_explain import TPCH_QUERIES
 from tests.fixtures.sail_tpch import TPCH_TABLES, qualify_tpch
+
+from benchmarks.replies import first_text
 
 SERVE_RUNS = 5  # a first answer is one sample of a noisy quantity: report the median of a few
 
@@ -77,13 +78,6 @@ class Figures:
     ready_s: float
     serve_s: float
     in_process: InProcess
-
-
-def first_text(result: CallToolResult) -> str:
-    """The text of a reply's first block: spark-mcp leads every reply, error or not, with a text block."""
-    block = result.content[0]
-    assert isinstance(block, TextContent), block
-    return block.text
 
 
 def rss_mb(pid: int) -> float:

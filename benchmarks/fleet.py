@@ -31,7 +31,6 @@ from typing import Any
 
 import anyio
 from mcp import Client
-from mcp.types import CallToolResult, TextContent
 
 from spark_mcp.app import App
 from spark_mcp.config import Config, load_config
@@ -40,6 +39,9 @@ from spark_mcp.drivers.profiles import resolve_profiles
 from spark_mcp.server import build_server
 from spark_mcp.spark.bootstrap import Preparer, quote_ident, quote_string
 from spark_mcp.spark.connect import ConnectSession, open_session
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: benchmarks/ is a package
+from benchmarks.replies import first_text
 
 TABLES = ("customer", "lineitem", "nation", "orders", "part", "partsupp", "region", "supplier")
 
@@ -70,13 +72,6 @@ async def on_fresh_driver(config: Config, work: Callable[[ConnectSession], objec
         return elapsed
     finally:
         await backend.stop(driver)
-
-
-def first_text(result: CallToolResult) -> str:
-    """The text of a reply's first block: spark-mcp leads every reply, error or not, with a text block."""
-    block = result.content[0]
-    assert isinstance(block, TextContent), block
-    return block.text
 
 
 async def first_answer(app: App, user: str) -> float:

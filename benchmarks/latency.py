@@ -20,11 +20,13 @@ from typing import Any
 
 import anyio
 from mcp import Client
-from mcp.types import CallToolResult, TextContent
 
 from spark_mcp.app import App
 from spark_mcp.config import load_config
 from spark_mcp.server import build_server
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: benchmarks/ is a package
+from benchmarks.replies import first_text
 
 TABLES = ("customer", "lineitem", "nation", "orders", "part", "partsupp", "region", "supplier")
 Q1 = """SELECT l_returnflag, l_linestatus, sum(l_quantity), sum(l_extendedprice * (1 - l_discount)),
@@ -46,13 +48,6 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def first_text(result: CallToolResult) -> str:
-    """The text of a reply's first block: spark-mcp leads every reply, error or not, with a text block."""
-    block = result.content[0]
-    assert isinstance(block, TextContent), block
-    return block.text
 
 
 async def timed(client: Client, tool: str, arguments: dict[str, Any], repeat: int) -> list[float]:

@@ -1,6 +1,6 @@
 """spark-mcp against direct Spark Connect, on equal terms, through a real MCP client.
 
-Run by hand:  uv run python benchmarks/overhead.py [--scale 0.1] [--repeat 15] [--queries 1,3,5,6,10,12,14,19]
+Run by hand:  uv run python -m benchmarks.overhead [--scale 0.1] [--repeat 15] [--queries 1,3,5,6,10,12,14,19]
 
 Both sides use the same driver: the server starts it (TPC-H registered as catalog tables,
 as the datasets config does), then a second, plain PySpark Spark Connect session is opened
@@ -26,9 +26,9 @@ from typing import Any
 
 import anyio
 from mcp import Client
-from mcp.types import CallToolResult, TextContent
 from tests.fixtures.capture_explain import TPCH_QUERIES
 
+from benchmarks.replies import first_text
 from spark_mcp.app import App
 from spark_mcp.config import load_config
 from spark_mcp.server import build_server
@@ -59,13 +59,6 @@ def machine() -> str:
     )
     memory = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines() if "MemTotal" in line))
     return f"{os.cpu_count()} cores ({cpu}), {memory / 1024**2:.0f} GiB, Python {platform.python_version()}"
-
-
-def first_text(result: CallToolResult) -> str:
-    """The text of a reply's first block: spark-mcp leads every reply, error or not, with a text block."""
-    block = result.content[0]
-    assert isinstance(block, TextContent), block
-    return block.text
 
 
 def stats(times: list[float]) -> tuple[float, float]:
