@@ -34,3 +34,13 @@ def test_only_the_cli_writer_prints_or_touches_stdout() -> None:
 
 def test_the_writer_is_found_by_the_same_check() -> None:
     assert writes_to_a_terminal(ast.parse(WRITER.read_text())), "the check must see print() and sys.stdout"
+
+
+def test_serve_never_writes_a_commands_answer_to_stdout() -> None:
+    # ``out`` is the writer's stdout half: ``serve`` speaks MCP there, so it may only use ``err``.
+    serve = ast.parse((SRC / "cli" / "serve.py").read_text())
+    uses = [n.lineno for n in ast.walk(serve) if isinstance(n, ast.Name) and n.id == "out"]
+    imports = [
+        n.lineno for n in ast.walk(serve) if isinstance(n, ast.ImportFrom) and any(a.name == "out" for a in n.names)
+    ]
+    assert uses == [] and imports == []

@@ -9,7 +9,6 @@ the parser and ``main`` here, one module per command (``serve``, ``tokens``, ``d
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 
 from spark_mcp import __version__
@@ -17,7 +16,7 @@ from spark_mcp.cli.audit import cmd_audit
 from spark_mcp.cli.call import cmd_call
 from spark_mcp.cli.doctor import cmd_doctor
 from spark_mcp.cli.drivers import cmd_drivers
-from spark_mcp.cli.output import out
+from spark_mcp.cli.output import err
 from spark_mcp.cli.policy import cmd_policy
 from spark_mcp.cli.serve import cmd_serve
 from spark_mcp.cli.tokens import cmd_tokens
@@ -120,12 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "drivers" and args.action == "stop" and not args.all and not args.driver_id:
-        out("name a driver id, or use --all", file=sys.stderr)
+        err("name a driver id, or use --all")
         return 2
     try:
         return int(args.func(args))
     except SparkMcpError as exc:
-        out(f"spark-mcp: {exc.code}: {exc}", file=sys.stderr)
+        err(f"spark-mcp: {exc.code}: {exc}")
         return 1
     except KeyboardInterrupt:
         return 130

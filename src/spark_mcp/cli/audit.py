@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from spark_mcp.cli.common import config_from
-from spark_mcp.cli.output import out
+from spark_mcp.cli.output import err, out
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -15,7 +14,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
     given = getattr(args, "verify_path", None)
     if given and args.path and Path(given) != Path(args.path):
-        out(f"two different audit files given: {args.path} and {given}", file=sys.stderr)
+        err(f"two different audit files given: {args.path} and {given}")
         return 2
     given = given or args.path
     path = Path(given) if given else config_from(args).audit_path

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
 
 import anyio
 
 from spark_mcp.cli.common import config_from
-from spark_mcp.cli.output import out
+from spark_mcp.cli.output import err, out
 from spark_mcp.config import Config
 from spark_mcp.logs import configure_logging
 
@@ -21,7 +20,7 @@ def cmd_call(args: argparse.Namespace) -> int:
     try:
         arguments = json.loads(args.args) if args.args else {}
     except json.JSONDecodeError as exc:
-        out(f"--args is not JSON: {exc}", file=sys.stderr)
+        err(f"--args is not JSON: {exc}")
         return 2
     return anyio.run(_call, config, args.tool, arguments)
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
 
 from spark_mcp.cli.common import config_from
-from spark_mcp.cli.output import out
+from spark_mcp.cli.output import err, out
 
 
 def cmd_tokens(args: argparse.Namespace) -> int:
@@ -39,14 +38,13 @@ def cmd_tokens(args: argparse.Namespace) -> int:
             )
             record = issued.record
             out(issued.token)
-            out(
+            err(
                 f"token {record.id} for {record.principal}: scopes {' '.join(record.scopes)}, "
-                f"for {record.resource}, expires {_when(record.expires_at)}",
-                file=sys.stderr,
+                f"for {record.resource}, expires {_when(record.expires_at)}"
             )
-            out("This is the only time the token is shown: store it now.", file=sys.stderr)
+            err("This is the only time the token is shown: store it now.")
             if config.auth.mode != "tokens":
-                out(f"Note: [auth] mode is {config.auth.mode}; API tokens work only with mode tokens.", file=sys.stderr)
+                err(f"Note: [auth] mode is {config.auth.mode}; API tokens work only with mode tokens.")
             return 0
         if args.action == "revoke":
             record = store.revoke(args.token_id)
