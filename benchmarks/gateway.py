@@ -1,9 +1,11 @@
 """The Spark Connect gateway against the same driver reached directly, with PySpark's own client.
 
 Run by hand:  uv run python benchmarks/gateway.py [--repeat 15] [--tiny-repeat 30] [--spark-conf K=V ...]
+              [--event-loop auto|uvloop|asyncio]
 
 The server process starts the app (one driver for the benchmark user) and serves the gateway
-on a free loopback port. The clients run in a second process, as a notebook would (in one
+on a free loopback port, on the event loop ``serve`` would use (``--event-loop``, as
+``[server] event_loop``; default ``auto``: uvloop). The clients run in a second process, as a notebook would (in one
 process they would contend for the GIL with the gateway and bill it for the client's time):
 both are plain PySpark Spark Connect sessions, one through the gateway (with an API token),
 one straight to the driver (with the driver's own token, handed to the client process on its
@@ -46,6 +48,7 @@ from anyio.streams.text import TextReceiveStream
 from pyspark.sql.connect.client.retries import DefaultPolicy
 from pyspark.sql.connect.session import SparkSession
 
+from spark_mcp import event_loop
 from spark_mcp.app import App
 from spark_mcp.auth.settings import resource_url
 from spark_mcp.config import load_config
@@ -150,7 +153,7 @@ def _check(table: pa.Table) -> pa.Table:
     return table
 
 
-async def run(repeat: int, tiny_repeat: int, spark_conf: list[str]) -> None:
+async def run(repeat: int, tiny_repeat: int, spark_conf: list[str], loop: str) -> None:
     home = Path(tempfile.mkdtemp(prefix="spark-mcp-gateway-bench-"))
     pq.write_table(pa.table({"k": list(range(100)), "v": [str(i) for i in range(100)]}), home / "t.parquet")
     config = load_config(
@@ -165,7 +168,7 @@ async def run(repeat: int, tiny_repeat: int, spark_conf: list[str]) -> None:
     )
     store = TokenStore(StateDB(state_path(config.home)))
     token = store.create(USER, scopes=["spark:read", "spark:write"], resource=resource_url(config)).token
-    print(f"{machine()}; PySpark clients in a process of their own, driver local[2]", flush=True)
+    print(f"{machine()}; gateway on {loop}; PySpark clients in a process of their own, driver local[2]", flush=True)
     async with App.running(config) as app, running_gateway(config, lambda: app) as gateway:
         driver = await driver_for(app, app.principal(USER))  # the very driver the gateway routes to
         job = {
@@ -248,9 +251,14 @@ if __name__ == "__main__":
     parser.add_argument(
         "--spark-conf", action="append", default=[], metavar="KEY=VALUE", help="a driver setting (allowlisted)"
     )
+    parser.add_argument(
+        "--event-loop", choices=["auto", "uvloop", "asyncio"], default="auto", help="the server's loop, as serve's"
+    )
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)  # the measuring process
     options = parser.parse_args()
     if options.client:
         client()
     else:
-        anyio.run(run, options.repeat, options.tiny_repeat, options.spark_conf)
+        choice = options.event_loop
+        name = event_loop.loop_name(choice)
+        event_loop.run(choice, run, options.repeat, options.tiny_repeat, options.spark_conf, name)

@@ -38,8 +38,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
-def anyio_backend() -> str:
-    return "asyncio"
+def anyio_backend() -> tuple[str, dict[str, bool]]:
+    """The loop ``serve`` runs on (``[server] event_loop`` "auto": uvloop), so tests run there too."""
+    return "asyncio", {"use_uvloop": True}
 
 
 @pytest.fixture(scope="session")

@@ -67,6 +67,7 @@ options = { header = "true" }
         ("[limits]\ndefault_max_rows = 5000\nmax_rows = 100", "limits", "must not exceed"),
         ("[nonsense]\nx = 1", "nonsense", "Extra inputs are not permitted"),
         ('[server]\ntransport = "carrier-pigeon"', "server.transport", "stdio"),
+        ('[server]\nevent_loop = "trio"', "server.event_loop", "uvloop"),
     ],
 )
 def test_a_bad_config_names_the_file_the_key_and_the_reason(tmp_path: Path, text: str, key: str, reason: str) -> None:

@@ -139,6 +139,7 @@ async def test_stdout_carries_only_protocol_and_sigterm_stops_the_drivers(tmp_pa
         assert wait_gone(driver_pid), "the driver outlived a SIGTERM-ed server"
         stderr = process.stderr.read() if process.stderr else ""
         assert "driver.stopped" in stderr  # logs went to stderr, not stdout
+        assert "event_loop='uvloop'" in stderr  # served on uvloop (the default, auto)
 
 
 async def test_a_killed_server_takes_its_drivers_with_it(tmp_path: Path, data_dir: Path) -> None:

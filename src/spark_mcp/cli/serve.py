@@ -11,11 +11,15 @@ import signal
 import sys
 
 import anyio
+import structlog
 
+from spark_mcp import event_loop
 from spark_mcp.cli.common import config_from
 from spark_mcp.config import Config
 from spark_mcp.errors import ConfigError
 from spark_mcp.logs import configure_logging
+
+log = structlog.get_logger(__name__)
 
 
 async def _serve_stdio(config: Config) -> None:
@@ -73,12 +77,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from spark_mcp.gateway import check_gateway
 
         check_gateway(config)  # a gateway reachable from the network needs TLS and authentication
+    loop = event_loop.loop_name(config.server.event_loop)  # a missing uvloop is refused here
+    log.info("serve.starting", transport=config.server.transport, event_loop=loop)
     if config.server.transport == "http":
         from spark_mcp.http.app import check_exposure
         from spark_mcp.http.serve import serve_http
 
         check_exposure(config)  # before anything starts: a clear refusal, not a half-started server
-        anyio.run(serve_http, config)
+        event_loop.run(config.server.event_loop, serve_http, config)
         return 0
-    anyio.run(_serve_stdio, config)
+    event_loop.run(config.server.event_loop, _serve_stdio, config)
     return 0

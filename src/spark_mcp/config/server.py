@@ -32,6 +32,9 @@ class ServerConfig(FrozenModel):
     )
     max_request_bytes: int = Field(default=1024 * 1024, ge=1024, le=256 * 1024 * 1024)
     cors_origins: tuple[str, ...] = Field(default=(), description="HTTP: origins allowed by CORS (none: no CORS)")
+    event_loop: Literal["auto", "uvloop", "asyncio"] = Field(
+        default="auto", description="the event loop serve runs on: auto (uvloop when installed), uvloop or asyncio"
+    )
 
     @field_validator("public_url")
     @classmethod
