@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 
 import grpc
+import pyarrow as pa
 import pytest
 import zstandard
 from google.rpc import error_details_pb2, status_pb2
@@ -27,9 +28,9 @@ from spark_mcp.policy import decide_statement, policy_from_toml
 from spark_mcp.redaction import Redactor
 from spark_mcp.spark.inspect import inspect_explain
 from spark_mcp.spark.wire.messages import decode, depth, open_plan
-from spark_mcp.spark.wire.requests import identify, name_parts, quoted
-from spark_mcp.spark.wire.responses import STATUS_DETAILS, mask, scrub_status
-from spark_mcp.spark.wire.screen import describe, input_relations, screen
+from spark_mcp.spark.wire.requests import explain_with_refs_request, identify, name_parts, quoted
+from spark_mcp.spark.wire.responses import STATUS_DETAILS, filter_rows, mask, scrub_status
+from spark_mcp.spark.wire.screen import describe, input_relations, screen, sql_with_refs
 from spark_mcp.statement import Danger, DangerKind, StatementFacts, StatementKind
 
 # -- building plans by hand ---------------------------------------------------------------
@@ -110,6 +111,75 @@ def test_relations_spark_acts_on_while_planning_are_dangers_before_any_analysis(
     build(relation)  # type: ignore[operator]
     found = screen(wrap("limit", relation))
     assert any(words in d.detail for d in found.dangers), found.dangers
+
+
+def with_refs(text: str, *frames: relations_pb2.Relation, alias: str | None = None) -> relations_pb2.Relation:
+    """``spark.sql(text, df=...)`` as PySpark sends it (or with ``alias`` for every DataFrame)."""
+    relation = relations_pb2.Relation()
+    relation.with_relations.root.sql.query = text
+    for frame in frames:
+        ref = relation.with_relations.references.add()
+        ref.subquery_alias.input.CopyFrom(frame)
+        ref.subquery_alias.alias = alias or f"_pyspark_connect_temp_view_{uuid.uuid4().hex}"
+    return relation
+
+
+@pytest.mark.parametrize(
+    ("build", "pyspark_shape"),
+    [
+        (lambda: with_refs("SELECT * FROM v", table("tpch.nation")), True),
+        (lambda: with_refs("SELECT 1", table("a"), table("b")), True),
+        (lambda: with_refs("SELECT 1"), False),  # no DataFrame at all
+        (lambda: with_refs("SELECT * FROM mine", table("a"), alias="mine"), False),  # could replace one's own view
+        (lambda: with_refs("SELECT 1", table("a"), alias="_pyspark_connect_temp_view_" + "0" * 31), False),
+        (lambda: with_refs("SELECT 1", table("a"), alias="_pyspark_connect_temp_view_" + "A" * 32), False),
+    ],
+)
+def test_sql_with_dataframes_is_eager_only_in_the_shape_pyspark_sends(build: object, pyspark_shape: bool) -> None:
+    relation = build()  # type: ignore[operator]
+    assert sql_with_refs(relation) is pyspark_shape
+    found = screen(wrap("limit", relation))
+    assert (found.eager == (relation,)) is pyspark_shape
+    assert any("not in the shape PySpark sends" in d.detail for d in found.dangers) is not pyspark_shape
+    qualified = build()  # type: ignore[operator]
+    if qualified.with_relations.references:
+        qualified.with_relations.references[0].subquery_alias.qualifier.append("db")
+        assert not sql_with_refs(qualified)
+
+
+def test_sql_with_dataframe_arguments_is_explained_over_the_same_dataframes_and_its_text_gated() -> None:
+    inner = with_refs("SELECT * FROM {t}", table("hr.salaries"))
+    outer = with_refs("SELECT * FROM {df} WHERE 1 = 1", wrap("limit", inner))
+    found = screen(outer)
+    assert found.eager == (inner, outer)  # the nested call is proven a query first
+    assert set(found.texts) == {"SELECT * FROM {t}", "SELECT * FROM {df} WHERE 1 = 1"}
+    assert found.tables == ("hr.salaries",)
+    request = base_pb2.ExecutePlanRequest.FromString(
+        explain_with_refs_request(outer, session_id=str(uuid.uuid4()), user_id="alice", operation_id=str(uuid.uuid4()))
+    )
+    explained = request.plan.command.sql_command.input.with_relations
+    assert explained.root.sql.query == "EXPLAIN EXTENDED SELECT * FROM {df} WHERE 1 = 1"
+    assert list(explained.references) == list(outer.with_relations.references)
+    assert request.user_context.user_id == "alice"
+
+
+def test_an_empty_listing_is_still_one_empty_batch() -> None:
+    # Spark answers an empty listing with one empty batch; filtered down to nothing, the
+    # listing must read the same (PySpark fails on a stream that holds a schema alone).
+    schema = pa.schema([("name", pa.string()), ("database", pa.string())])
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, schema) as writer:
+        writer.write_table(pa.table({"name": ["salaries"], "database": ["hr"]}, schema=schema))
+    response = base_pb2.ExecutePlanResponse(session_id="s")
+    response.arrow_batch.data = sink.getvalue().to_pybytes()
+    response.arrow_batch.row_count = 1
+    for keep, names in [(lambda row: False, []), (lambda row: True, ["salaries"])]:
+        (out,) = filter_rows([response.SerializeToString()], keep)
+        batch = base_pb2.ExecutePlanResponse.FromString(out).arrow_batch
+        reader = pa.ipc.open_stream(batch.data)
+        batches = list(reader)
+        assert len(batches) == 1 and batches[0].schema == schema
+        assert batches[0].to_pydict()["name"] == names and batch.row_count == len(names)
 
 
 def test_inputs_spark_computes_while_planning_come_deepest_first() -> None:

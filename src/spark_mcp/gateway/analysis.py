@@ -30,11 +30,12 @@ from spark_mcp.spark.wire.requests import (
     explain_request,
     explain_sql_request,
     explain_text,
+    explain_with_refs_request,
     table_relation,
 )
 from spark_mcp.spark.wire.responses import error_info
 from spark_mcp.spark.wire.screen import Screen
-from spark_mcp.statement import TableName
+from spark_mcp.statement import StatementFacts, StatementKind, TableName
 
 
 class Analyst:
@@ -86,6 +87,30 @@ class Analyst:
             responses = [chunk async for chunk in stream]
         except grpc.aio.AioRpcError as exc:
             return unanalysable(text, self._spark_error(exc))
+        builtins = self.call.driver.builtin_functions
+        return from_explain_text(gated.sql, command_text(responses), builtin_functions=builtins)
+
+    async def explain_with_refs(self, relation: relations_pb2.Relation, statement: str) -> Analysis:
+        """``spark.sql(text, df=...)`` explained, never run: Spark would run a command in the
+        text while merely planning the relation, so no analysis of the relation itself may
+        come first. The text passes the lexical gate before it is sent."""
+        text = relation.with_relations.root.sql.query
+        gated = gate(text)
+        if gated.dangers:
+            # Refused unless sql.admin, and never explained: as run_sql treats such text.
+            facts = StatementFacts(StatementKind.ADMIN, "(not analysed)", dangers=gated.dangers)
+            return Analysis(gated.sql, facts, None, None)
+        request = explain_with_refs_request(
+            relation, session_id=self.session_id, user_id=self.call.principal.id, operation_id=str(uuid.uuid4())
+        )
+        upstream = self.call.upstream
+        try:
+            stream = upstream.stream("ExecutePlan")(
+                request, metadata=upstream.metadata, timeout=self.call.timeout(self.timeout_s)
+            )
+            responses = [chunk async for chunk in stream]
+        except grpc.aio.AioRpcError as exc:
+            return unanalysable(statement, self._spark_error(exc))
         builtins = self.call.driver.builtin_functions
         return from_explain_text(gated.sql, command_text(responses), builtin_functions=builtins)
 

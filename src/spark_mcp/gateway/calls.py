@@ -126,11 +126,43 @@ class GatewayCall:
         gate = self.scopes.gate((self.principal.id, session_id))
         return await take_lease(gate, exclusive=exclusive, limit_s=limit_s, what=f"Spark session {session_id}")
 
+    async def hold(self, session_id: str) -> SessionHold:
+        """The session's lease for this call, taken shared (``SessionHold``)."""
+        hold = SessionHold(self, session_id)
+        await hold.take()
+        return hold
+
     @contextmanager
     def governing(self) -> Iterator[None]:
         """Bind the caller and its record, so governance notes its verdicts for the audit."""
         with acting_as(self.principal), recording(self.record):
             yield
+
+
+class SessionHold:
+    """A call's lease on its session's scope gate: shared, until the call turns out to change
+    what names mean in the session (``alone``: released, then taken alone). The caller judges
+    again whatever it judged before holding it alone."""
+
+    def __init__(self, call: GatewayCall, session_id: str) -> None:
+        self._call = call
+        self._session_id = session_id
+        self._lease: Lease | None = None
+        self.is_alone = False
+
+    async def take(self, *, alone: bool = False) -> None:
+        self._lease = await self._call.lease(self._session_id, exclusive=alone)
+        self.is_alone = alone
+
+    async def alone(self) -> None:
+        if not self.is_alone:
+            self.release()
+            await self.take(alone=True)
+
+    def release(self) -> None:
+        if self._lease is not None:
+            self._lease.release()
+            self._lease = None
 
 
 class UpstreamError(Exception):

@@ -61,6 +61,7 @@ _CREATES = (_WV2.MODE_CREATE, _WV2.MODE_REPLACE, _WV2.MODE_CREATE_OR_REPLACE)
 async def govern_command(governor: Governor, command: commands_pb2.Command) -> Verdict | None:
     """The verdict on a command; None for the harmless bookkeeping a client does on its own."""
     kind = command.WhichOneof("command_type")
+    await governor.alone_for(screen(command))  # before anything is judged: spark.sql(text, df=...) inside
     if kind == "sql_command":
         return await governor.sql_command(command.sql_command)  # forgets the session's verdicts unless a query
     governor.changed()

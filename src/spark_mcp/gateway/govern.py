@@ -14,14 +14,23 @@ For a relation (a DataFrame action, ``df.schema``, ``df.explain()``...), in this
    are judged by ``Governance.judge``, the one decision every front door uses.
 
 A ``SqlCommand`` (``spark.sql(...)``, which Spark runs eagerly) is gated first and takes
-the same path without ``plan.run``. A refused request never reaches the driver. When
+the same path without ``plan.run``.
+
+``spark.sql(text, df=...)`` (``with_relations``, in the shape PySpark sends) is planned by
+running its text, over its DataFrames as temp views, so it is never analysed as a relation
+before its text is known to be a query: Spark explains the text over the same views
+(``EXPLAIN EXTENDED``, which runs nothing) and that analysis, of the text and the DataFrames
+together, is judged first. Inside a plan, or as the relation a client analyses or runs, only
+a query is allowed; as a SQL command it is judged like ``run_sql``. It replaces and drops
+temp views as it runs, so the session is held alone for the call and its reusable verdicts
+are forgotten (``changes_session``). A refused request never reaches the driver. When
 Spark could not analyse a plan, its message is shown only if no table the plan names is
 one the caller may not read; then the client gets Spark's own error.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
 
 from pyspark.sql.connect.proto import base_pb2, commands_pb2, relations_pb2
@@ -33,7 +42,7 @@ from spark_mcp.gateway.calls import GatewayCall, UpstreamError
 from spark_mcp.governance import Verdict
 from spark_mcp.spark.analyze import Analysis
 from spark_mcp.spark.sqltext import gate
-from spark_mcp.spark.wire.screen import Screen, bare_sql, describe, input_relations, screen
+from spark_mcp.spark.wire.screen import Screen, bare_sql, describe, input_relations, screen, sql_with_refs
 from spark_mcp.statement import Danger, DangerKind, StatementFacts, StatementKind
 
 _PLANS = {
@@ -87,13 +96,17 @@ def quiet_to_analyse(found: Screen, early: StatementFacts) -> bool:
 class Governor:
     """Governs one call's plans, on the caller's driver, in the caller's session."""
 
-    def __init__(self, call: GatewayCall, session_id: str) -> None:
+    def __init__(
+        self, call: GatewayCall, session_id: str, *, alone: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
         self.call = call
         self.session_id = session_id
         self.principal = call.principal
         self.governance = call.app.governance
         self.analyst = Analyst(call, session_id)
         self.upstream_error: UpstreamError | None = None  # Spark's own error for the last failed analysis
+        self._alone = alone  # holds the session alone for the rest of the call
+        self.changes_session = False  # a plan replaces and drops temp views: forget verdicts after the call
 
     # -- the verdict --------------------------------------------------------------------
 
@@ -124,8 +137,17 @@ class Governor:
         found = found if found is not None else screen(relation)
         tree = await self.tree(relation, describe(relation, found), found, early)
         verdict = tree if isinstance(tree, Verdict) else self.judge(tree)
-        self.call.verdicts.put(key, verdict)
+        if not self.changes_session:
+            self.call.verdicts.put(key, verdict)
         return verdict
+
+    async def alone_for(self, found: Screen) -> None:
+        """With ``spark.sql(text, df=...)`` in ``found``, whose temp views come and go while
+        Spark plans it, hold the session alone: called before anything in the call is judged."""
+        if not self.changes_session and any(map(sql_with_refs, found.eager)):
+            self.changes_session = True
+            if self._alone is not None:
+                await self._alone()
 
     def _key(self, relation: relations_pb2.Relation) -> tuple[str, tuple[str, ...], bool, str, str]:
         return self.call.verdicts.key(self.principal, self.session_id, relation.SerializeToString(deterministic=True))
@@ -140,6 +162,8 @@ class Governor:
         statement: str,
         found: Screen | None = None,
         early: StatementFacts | None = None,
+        *,
+        command: bool = False,
     ) -> Analysis | Verdict:
         """Steps 2-4: the combined analysis of ``relation``, or the verdict that refused part of it."""
         found = found if found is not None else screen(relation)
@@ -148,8 +172,18 @@ class Governor:
             verdict = self.judge(Analysis(statement, early, None, None))
             if not verdict.allowed:
                 return verdict
+        await self.alone_for(found)
         parts = [early]
         for eager in found.eager:
+            if sql_with_refs(eager):
+                if eager == relation:
+                    continue  # the relation itself: analysed last, as a whole
+                analysis = queries_only(await self.analyse(eager, statement, found), "inside a plan")
+                verdict = self.judge(replace(analysis, facts=merged(analysis.facts, parts)))
+                if not verdict.allowed:
+                    return verdict
+                parts.append(analysis.facts)
+                continue
             for child in input_relations(eager):
                 analysis = await self.analyse(child, statement, found)
                 verdict = self.judge(replace(analysis, facts=merged(analysis.facts, parts)))
@@ -157,10 +191,15 @@ class Governor:
                     return verdict
                 parts.append(analysis.facts)
         analysis = await self.analyse(relation, statement, found)
+        if sql_with_refs(relation) and not command:
+            analysis = queries_only(analysis, "as a relation to analyse or run")
         return replace(analysis, facts=merged(analysis.facts, parts))
 
     async def analyse(self, relation: relations_pb2.Relation, statement: str, found: Screen) -> Analysis:
-        analysis, error = await self.analyst.explain(relation, statement)
+        if sql_with_refs(relation):
+            analysis, error = await self.analyst.explain_with_refs(relation, statement), None
+        else:
+            analysis, error = await self.analyst.explain(relation, statement)
         self.upstream_error = error
         if analysis.error is not None and not self.governance.allows(self.principal, "sql.admin"):
             analysis = with_reads(analysis, await self.analyst.failed_reads(found))
@@ -183,7 +222,7 @@ class Governor:
             # Refused unless sql.admin, and never explained: some statements act while analysed.
             facts = StatementFacts(StatementKind.ADMIN, "(not analysed)", dangers=gated.dangers)
             return self.judge(Analysis(gated.sql, facts, None, None))
-        tree = await self.tree(relation, gated.sql)
+        tree = await self.tree(relation, gated.sql, command=True)
         verdict = tree if isinstance(tree, Verdict) else self.judge(tree)
         if verdict.facts.kind is StatementKind.QUERY and kind == "sql":
             # Spark answers a query with this very relation, which the client analyses and runs next.
@@ -214,6 +253,8 @@ class Governor:
         elif kind not in _NO_PLAN:
             raise InvalidInput(f"the gateway does not know the analysis {kind!r}")
         found = [screen(relation) for relation in relations]
+        for each in found:
+            await self.alone_for(each)
         early = [before_analysis(each) for each in found]
         if alongside is not None and found and all(map(quiet_to_analyse, found, early)):
             alongside()
@@ -223,6 +264,16 @@ class Governor:
             if not verdict.allowed:
                 return verdict
         return verdict
+
+
+def queries_only(analysis: Analysis, where: str) -> Analysis:
+    """``analysis`` of ``spark.sql(text, df=...)``, with a danger unless its text is a query:
+    planned anywhere but as a SQL command, Spark would run the command while planning."""
+    if analysis.facts.kind is StatementKind.QUERY:
+        return analysis
+    detail = f"a command in sql() with DataFrame arguments, {where}: Spark would run it while planning"
+    danger = Danger(DangerKind.UNANALYSABLE, detail)
+    return replace(analysis, facts=replace(analysis.facts, dangers=(*analysis.facts.dangers, danger)))
 
 
 def legacy_sql(command: commands_pb2.SqlCommand) -> relations_pb2.Relation:

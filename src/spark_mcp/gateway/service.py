@@ -171,11 +171,11 @@ class SparkConnectGateway:
             listing: RowFilter | None = None
             # Held from the analysis until the answer is complete, so that a USE or SET sent
             # meanwhile in the same session cannot make Spark run what was judged on other names.
-            lease = await call.lease(session_id)
+            hold = await call.hold(session_id)
+            governor = Governor(call, session_id, alone=hold.alone)
             try:
                 with call.governing():
                     note(session_id=session_id)
-                    governor = Governor(call, session_id)
                     opened = self._open(request.plan)
                     if isinstance(opened, relations_pb2.Relation):
                         if opened.WhichOneof("rel_type") == "catalog":
@@ -184,10 +184,9 @@ class SparkConnectGateway:
                             governor.enforce(await governor.relation(opened))
                     else:
                         verdict = await govern_command(governor, opened)
-                        if verdict is not None and changes_scope(verdict.facts):
+                        if verdict is not None and changes_scope(verdict.facts) and not hold.is_alone:
                             # It runs alone in its session, judged again once it is.
-                            lease.release()
-                            lease = await call.lease(session_id, exclusive=True)
+                            await hold.alone()
                             verdict = await govern_command(governor, opened)
                         if verdict is not None:
                             governor.enforce(verdict)
@@ -201,7 +200,9 @@ class SparkConnectGateway:
                 async for chunk in self._listing(call, request, listing):
                     yield chunk
             finally:
-                lease.release()
+                hold.release()
+                if governor.changes_session:
+                    call.verdicts.forget(call.principal.id, session_id)
 
     async def _listing(
         self, call: GatewayCall, request: base_pb2.ExecutePlanRequest, keep: RowFilter
@@ -246,20 +247,22 @@ class SparkConnectGateway:
         async with self._runner.call("AnalyzePlan", context) as call:
             request = self._decode(base_pb2.AnalyzePlanRequest, data)
             session_id = session_id_of(request.session_id)
-            lease = await call.lease(session_id)  # the answer (a schema) must be of what was judged
+            hold = await call.hold(session_id)  # the answer (a schema) must be of what was judged
             identify(request, call.principal.id)  # as sent to the driver: it changes no plan in it
             answer = Withheld(lambda: self._unary(call, "AnalyzePlan", request.SerializeToString()))
+            governor = Governor(call, session_id, alone=hold.alone)
             try:
                 with call.governing():
                     note(session_id=session_id, statement=f"analyze: {request.WhichOneof('analyze')}")
-                    governor = Governor(call, session_id)
                     verdict = await governor.analyze_request(request, self._relation, alongside=answer.ask)
                     if verdict is not None:
                         governor.enforce(verdict)
                 found = await answer.release()
             finally:
                 answer.discard()
-                lease.release()
+                hold.release()
+                if governor.changes_session:
+                    call.verdicts.forget(call.principal.id, session_id)
             return scrub_bytes(base_pb2.AnalyzePlanResponse, found, call.scrub)
         raise AssertionError("unreachable")  # pragma: no cover - the call aborts or returns
 

@@ -118,6 +118,20 @@ def explain_sql_request(text: str, *, session_id: str, user_id: str, operation_i
     return bytes(request.SerializeToString())
 
 
+def explain_with_refs_request(
+    relation: relations_pb2.Relation, *, session_id: str, user_id: str, operation_id: str
+) -> bytes:
+    """``spark.sql(text, df=...)`` (a ``with_relations`` relation) with ``EXPLAIN EXTENDED``
+    before its text: Spark makes its temp views, explains the text over them without running
+    it, and drops them again."""
+    request = base_pb2.ExecutePlanRequest(session_id=session_id, client_type=CLIENT_TYPE, operation_id=operation_id)
+    identify(request, user_id)
+    explained = request.plan.command.sql_command.input.with_relations
+    explained.CopyFrom(relation.with_relations)
+    explained.root.sql.query = f"EXPLAIN EXTENDED {relation.with_relations.root.sql.query}"
+    return bytes(request.SerializeToString())
+
+
 def command_text(responses: list[bytes]) -> str:
     """The one text value a command like EXPLAIN answers with (its rows come back inline)."""
     import pyarrow as pa

@@ -129,7 +129,10 @@ def filter_rows(responses: Sequence[bytes], keep: Callable[[dict[str, Any]], boo
         kept = table.take(pa.array(rows, type=pa.int64()))
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, kept.schema) as writer:
-            writer.write_table(kept)
+            # An empty listing is still one (empty) batch, as Spark sends it: a stream of a
+            # schema alone reads as no result at all (PySpark fails on it).
+            for batch in kept.to_batches() or [pa.RecordBatch.from_pylist([], schema=kept.schema)]:
+                writer.write_batch(batch)
         response.arrow_batch.data = sink.getvalue().to_pybytes()
         response.arrow_batch.row_count = kept.num_rows
         out.append(response.SerializeToString())

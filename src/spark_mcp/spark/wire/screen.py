@@ -9,8 +9,12 @@ for execution. Measured in Spark 4.3's planner (``SparkConnectPlanner``):
 - some relations compute their input while planning (``show_string``, ``approx_quantile``,
   a pivot without values...) or build it as a Dataset that runs any command inside it
   (``drop``, ``describe``, ``fill_na``...): their inputs must be judged before the whole;
-- ``with_relations`` (``spark.sql`` with DataFrame arguments) runs its SQL eagerly, and a
-  ``catalog`` relation performs its catalog call while planning.
+- ``with_relations`` (``spark.sql`` with DataFrame arguments) runs its SQL eagerly, with
+  each DataFrame as a temp view of the alias it is given (created or replaced, then dropped):
+  one in the shape PySpark sends (a SQL text, and DataFrames aliased
+  ``_pyspark_connect_temp_view_<32 hex>``) is eager, to be proven a query before anything
+  plans it (``sql_with_refs``); any other is dangerous. A ``catalog`` relation performs its
+  catalog call while planning.
 
 ``screen`` walks a Relation or Command iteratively (plans nest deeply) and reports what
 must be refused before any analysis (code, and the dangerous relation types), the SQL
@@ -21,6 +25,7 @@ not checked against the planner are dangerous too: a new Spark's plans fail clos
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -97,6 +102,9 @@ CODE_RELATIONS = {
     "common_inline_user_defined_table_function": "a Python table function (UDTF)",
     "common_inline_user_defined_data_source": "a Python data source",
 }
+# The alias PySpark gives each DataFrame in ``spark.sql(text, df=...)``: random, so it
+# replaces (and then drops) no temp view of the session's own.
+PYSPARK_REF_ALIAS = re.compile(r"_pyspark_connect_temp_view_[0-9a-f]{32}")
 # Client code, wherever it appears in a message (expressions, commands, relations).
 CODE_MESSAGES = {
     "spark.connect.PythonUDF": "a Python function",
@@ -111,7 +119,8 @@ _ADMIN_RELATIONS = {
     "ml_relation": "a machine-learning relation",
     "extension": "a relation extension",
     "unknown": "an unknown relation",
-    "with_relations": "sql() with DataFrame arguments (Spark runs its SQL while planning)",
+    "with_relations": "sql() with DataFrame arguments not in the shape PySpark sends (Spark runs its SQL "
+    "while planning)",
     "relation_changes": "a change feed of a table",
 }
 
@@ -243,7 +252,7 @@ def _relation(relation: relations_pb2.Relation, level: int, order: int, found: _
         pivot = relation.aggregate
         if pivot.group_type == relations_pb2.Aggregate.GROUP_TYPE_PIVOT and not pivot.pivot.values:
             found.eager.append((level, order, relation))  # Spark collects the pivot values while planning
-    elif kind in EAGER_RELATIONS:
+    elif kind in EAGER_RELATIONS or (kind == "with_relations" and sql_with_refs(relation)):
         found.eager.append((level, order, relation))
     elif kind in _ADMIN_RELATIONS:
         found.danger(_D.UNKNOWN_NODE, _ADMIN_RELATIONS[kind])
@@ -276,6 +285,24 @@ def _expression(expression: Message, found: _Found) -> None:
         found.danger(_D.UNKNOWN_NODE, "an expression extension")
     elif kind is None:
         found.danger(_D.UNKNOWN_NODE, "an expression of no type")
+
+
+def sql_with_refs(relation: relations_pb2.Relation) -> bool:
+    """Whether ``relation`` is ``spark.sql(text, df=...)`` as PySpark sends it: a SQL text over
+    DataFrames, each aliased by a name PySpark made up."""
+    if relation.WhichOneof("rel_type") != "with_relations":
+        return False
+    refs = relation.with_relations
+    return (
+        refs.root.WhichOneof("rel_type") == "sql"
+        and len(refs.references) > 0
+        and all(
+            ref.WhichOneof("rel_type") == "subquery_alias"
+            and not ref.subquery_alias.qualifier
+            and PYSPARK_REF_ALIAS.fullmatch(ref.subquery_alias.alias) is not None
+            for ref in refs.references
+        )
+    )
 
 
 def bare_sql(relation: relations_pb2.Relation) -> relations_pb2.SQL | None:

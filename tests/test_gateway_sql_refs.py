@@ -1,0 +1,141 @@
+"""``spark.sql(text, df=...)`` through the gateway: Spark plans it by running its text over
+the DataFrames as temp views, so the gateway proves the text a query (or judges the command)
+with an EXPLAIN over the same views before anything plans it. Real PySpark clients, a real
+gateway, the shared driver app."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from pyspark.sql.connect.dataframe import DataFrame as ConnectDataFrame
+from pyspark.sql.connect.plan import SQL, SubqueryAlias
+from pyspark.sql.connect.session import SparkSession
+
+from spark_mcp.app import App
+from spark_mcp.config import GatewayConfig
+from spark_mcp.gateway import running_gateway
+from tests.gateway_support import connect, off_loop, tokens_for
+from tests.test_gateway import denied
+
+pytestmark = [pytest.mark.anyio, pytest.mark.spark]
+
+HR_DENIED = "alice may not read spark_catalog.hr.salaries: denied by role analyst (hr.*)"
+
+
+@pytest.fixture(scope="module")
+async def clients(app: App) -> AsyncIterator[dict[str, SparkSession]]:
+    config = app.config.model_copy(update={"gateway": GatewayConfig(port=0)})
+    async with running_gateway(config, lambda: app) as server:
+        tokens = tokens_for(config, "alice", "erin")
+        sessions = {user: await off_loop(lambda user=user: connect(server.port, tokens[user])) for user in tokens}
+        try:
+            yield sessions
+        finally:
+            for spark in sessions.values():
+                await off_loop(spark.stop)
+
+
+def _with_refs(spark: SparkSession, text: str, **frames: Any) -> ConnectDataFrame:
+    """``spark.sql(text, df=...)`` built by hand, as a crafted client could: ``{name}`` in
+    ``text`` stands for the alias given to ``frames[name]``; aliases not starting with ``_`` are
+    used as they are, the others get PySpark's own kind of name."""
+    names = {k: k if not k.startswith("_") else f"_pyspark_connect_temp_view_{uuid.uuid4().hex}" for k in frames}
+    views = [SubqueryAlias(frame._plan, names[k]) for k, frame in frames.items()]
+    return ConnectDataFrame(SQL(text.format(**names), views=views), spark)  # type: ignore[arg-type]
+
+
+async def test_spark_sql_with_dataframe_arguments_answers_within_the_policy(clients: dict[str, SparkSession]) -> None:
+    alice = clients["alice"]
+    nation, region = alice.table("tpch.nation"), alice.table("tpch.region")
+
+    def answers() -> list[int]:
+        return [
+            alice.sql("SELECT count(*) AS n FROM {df} WHERE n_regionkey = 1", df=nation).collect()[0].n,
+            alice.sql("SELECT count(*) AS n FROM {a} x JOIN {b} y ON x.n_regionkey = y.r_regionkey", a=nation, b=region)
+            .collect()[0]
+            .n,
+            alice.sql(
+                "SELECT count(*) AS n FROM {df}", df=alice.sql("SELECT * FROM {t} WHERE n_regionkey = 0", t=nation)
+            )
+            .collect()[0]
+            .n,
+            alice.sql("SELECT * FROM {df}", df=nation).filter("n_regionkey = 2").count(),
+            len(alice.sql("SELECT n_name FROM {df}", df=nation).toPandas()),
+        ]
+
+    assert await off_loop(answers) == [5, 25, 5, 5, 25]
+    # Spark drops the temp views it made for the DataFrames; the gateway's own EXPLAINs leave none either.
+    names = await off_loop(lambda: [t.name for t in alice.catalog.listTables()])
+    assert not [n for n in names if n.startswith("_pyspark_connect_temp_view_")], names
+
+
+async def test_a_denied_table_is_refused_through_the_dataframe_the_text_or_a_nested_call(
+    clients: dict[str, SparkSession],
+) -> None:
+    alice = clients["alice"]
+    nation, salaries = alice.table("tpch.nation"), alice.table("hr.salaries")
+    for attempt in [
+        lambda: alice.sql("SELECT * FROM {df}", df=salaries).collect(),
+        lambda: alice.sql("SELECT * FROM {df} JOIN hr.salaries", df=nation).collect(),
+        lambda: alice.sql("SELECT * FROM {df}", df=alice.sql("SELECT * FROM {t}", t=salaries)).collect(),
+        lambda: alice.sql("SELECT * FROM {df}", df=salaries.select("name")).schema,
+        # As a relation the client analyses or runs, and inside a bigger plan.
+        lambda: _with_refs(alice, "SELECT * FROM {_df}", _df=salaries).collect(),
+        lambda: _with_refs(alice, "SELECT * FROM {_df}", _df=salaries).limit(1).collect(),
+        lambda: _with_refs(alice, "SELECT * FROM {_df}", _df=salaries).schema,
+    ]:
+        assert HR_DENIED in await off_loop(lambda attempt=attempt: denied(attempt))
+
+
+async def test_a_command_with_dataframe_arguments_follows_the_write_rules_and_never_runs_early(
+    clients: dict[str, SparkSession],
+) -> None:
+    erin, alice = clients["erin"], clients["alice"]
+    await off_loop(lambda: erin.sql("CREATE NAMESPACE IF NOT EXISTS staging"))
+    await off_loop(
+        lambda: erin.sql(
+            "CREATE TABLE staging.gw_refs USING parquet AS SELECT n_nationkey, n_name FROM {df} WHERE n_regionkey = 0",
+            df=erin.table("tpch.nation"),
+        )
+    )
+    await off_loop(
+        lambda: erin.sql(
+            "INSERT INTO staging.gw_refs SELECT n_nationkey, n_name FROM {df}", df=erin.table("tpch.nation")
+        )
+    )
+
+    def count() -> int:
+        return int(erin.table("staging.gw_refs").count())
+
+    assert await off_loop(count) == 30
+    insert = "INSERT INTO staging.gw_refs SELECT n_nationkey, n_name FROM {_df}"
+    for who, attempt, words in [
+        (
+            alice,  # on a driver of her own, where she may read tpch.nation but not write it
+            lambda: alice.sql("INSERT INTO tpch.nation SELECT * FROM {df}", df=alice.table("tpch.nation")),
+            "no role of alice",
+        ),
+        (
+            erin,
+            lambda: erin.sql("INSERT INTO staging.gw_refs SELECT 1, name FROM {df}", df=erin.table("hr.salaries")),
+            "may not read spark_catalog.hr.salaries",
+        ),
+        # Planned anywhere but as a SQL command, Spark would run it while planning: refused, even for erin.
+        (erin, lambda: _with_refs(erin, insert, _df=erin.table("tpch.nation")).collect(), "as a relation to analyse"),
+        (erin, lambda: _with_refs(erin, insert, _df=erin.table("tpch.nation")).limit(1).collect(), "inside a plan"),
+        (erin, lambda: _with_refs(erin, insert, _df=erin.table("tpch.nation")).schema, "as a relation to analyse"),
+        # Aliases PySpark would not make could replace, then drop, a temp view of the session's own.
+        (
+            erin,
+            lambda: _with_refs(erin, "SELECT * FROM {mine}", mine=erin.table("tpch.nation")).collect(),
+            "not in the shape PySpark sends",
+        ),
+    ]:
+        text = await off_loop(lambda attempt=attempt: denied(attempt))
+        assert words in text, (who, text)
+    assert await off_loop(count) == 30  # nothing refused ran, not even while it was analysed
+    assert await off_loop(lambda: alice.table("tpch.nation").count()) == 25
+    await off_loop(lambda: erin.sql("DROP TABLE staging.gw_refs"))
