@@ -79,16 +79,7 @@ class Analyst:
         request = explain_sql_request(
             gated.sql, session_id=self.session_id, user_id=self.call.principal.id, operation_id=str(uuid.uuid4())
         )
-        upstream = self.call.upstream
-        try:
-            stream = upstream.stream("ExecutePlan")(
-                request, metadata=upstream.metadata, timeout=self.call.timeout(self.timeout_s)
-            )
-            responses = [chunk async for chunk in stream]
-        except grpc.aio.AioRpcError as exc:
-            return unanalysable(text, self._spark_error(exc))
-        builtins = self.call.driver.builtin_functions
-        return from_explain_text(gated.sql, command_text(responses), builtin_functions=builtins)
+        return await self._explained(request, gated.sql, failed_as=text)
 
     async def explain_with_refs(self, relation: relations_pb2.Relation, statement: str) -> Analysis:
         """``spark.sql(text, df=...)`` explained, never run: Spark would run a command in the
@@ -103,6 +94,10 @@ class Analyst:
         request = explain_with_refs_request(
             relation, session_id=self.session_id, user_id=self.call.principal.id, operation_id=str(uuid.uuid4())
         )
+        return await self._explained(request, gated.sql, failed_as=statement)
+
+    async def _explained(self, request: bytes, statement: str, *, failed_as: str) -> Analysis:
+        """The analysis an EXPLAIN sent as a SQL command prints; Spark's error as an analysis."""
         upstream = self.call.upstream
         try:
             stream = upstream.stream("ExecutePlan")(
@@ -110,9 +105,9 @@ class Analyst:
             )
             responses = [chunk async for chunk in stream]
         except grpc.aio.AioRpcError as exc:
-            return unanalysable(statement, self._spark_error(exc))
+            return unanalysable(failed_as, self._spark_error(exc))
         builtins = self.call.driver.builtin_functions
-        return from_explain_text(gated.sql, command_text(responses), builtin_functions=builtins)
+        return from_explain_text(statement, command_text(responses), builtin_functions=builtins)
 
     async def failed_reads(self, found: Screen) -> frozenset[TableName]:
         """Every table a plan that failed analysis names, as far as Spark can tell (best effort)."""
