@@ -64,9 +64,14 @@ async def test_spark_sql_with_dataframe_arguments_answers_within_the_policy(clie
             .n,
             alice.sql("SELECT * FROM {df}", df=nation).filter("n_regionkey = 2").count(),
             len(alice.sql("SELECT n_name FROM {df}", df=nation).toPandas()),
+            # Relations Spark computes while planning, over one: the call inside is proven first.
+            len(alice.sql("SELECT n_nationkey FROM {df}", df=nation).describe().collect()),
+            len(alice.sql("SELECT n_name FROM {df}", df=nation)._show_string(n=3).splitlines()),
+            # SQL parameters beside the DataFrames.
+            alice.sql("SELECT count(*) AS n FROM {df} WHERE n_regionkey = :r", {"r": 3}, df=nation).collect()[0].n,
         ]
 
-    assert await off_loop(answers) == [5, 25, 5, 5, 25]
+    assert await off_loop(answers) == [5, 25, 5, 5, 25, 5, 8, 5]
     # Spark drops the temp views it made for the DataFrames; the gateway's own EXPLAINs leave none either.
     names = await off_loop(lambda: [t.name for t in alice.catalog.listTables()])
     assert not [n for n in names if n.startswith("_pyspark_connect_temp_view_")], names
