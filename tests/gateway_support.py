@@ -7,6 +7,7 @@ in the test server's token store, the way ``spark-mcp tokens create`` does.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -67,3 +68,37 @@ def failure(fn: Callable[[], Any]) -> BaseException:
     except Exception as exc:  # the client's own exception types
         return exc
     raise AssertionError(f"expected a refusal, got {result!r}")
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 120) -> None:
+    """Poll ``condition`` (blocking: call it off the loop); the test fails with ``what`` at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def in_thread(ended: list[str], what: str, work: Callable[[], object]) -> threading.Thread:
+    """Start ``work`` on a thread of its own; ``ended`` then says "<what> ran" or "<what> failed: ..."."""
+
+    def run() -> None:
+        try:
+            work()
+            ended.append(f"{what} ran")
+        except Exception as exc:
+            ended.append(f"{what} failed: {str(exc)[:200]}")
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def interrupt_when_running(spark: SparkSession, ended: list[str]) -> list[str]:
+    """Interrupt the session's operations once one runs in Spark; what had ended just before."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        before = list(ended)  # a query holds its gate until it has been interrupted
+        if spark.interruptAll():
+            return before
+        time.sleep(0.2)  # polling for the query to reach Spark, within the deadline
+    raise AssertionError("the query never showed up as running")

@@ -31,7 +31,17 @@ from spark_mcp.config import GatewayConfig
 from spark_mcp.gateway import connection_string, running_gateway
 from spark_mcp.scope_gate import KeyedScopeGates
 from spark_mcp.spark.connect import open_session
-from tests.gateway_support import connect, failure, off_loop, status_of, token_store, tokens_for
+from tests.gateway_support import (
+    connect,
+    failure,
+    in_thread,
+    interrupt_when_running,
+    off_loop,
+    status_of,
+    token_store,
+    tokens_for,
+    wait_until,
+)
 from tests.helpers import LONG_QUERY, make_config
 
 pytestmark = [pytest.mark.anyio, pytest.mark.spark]
@@ -360,41 +370,14 @@ async def test_a_use_sent_while_a_query_runs_waits_for_it_in_that_session(gatewa
     alice = await off_loop(lambda: gateway.client("alice"))
     gate = gateway.scopes.gate(("alice", alice.client._session_id))
     ended: list[str] = []
-
-    def run(what: str, work: Callable[[], object]) -> None:
-        try:
-            work()
-            ended.append(f"{what} ran")
-        except Exception as exc:
-            ended.append(f"{what} failed: {str(exc)[:200]}")
-
     # One ExecutePlan (no SQL command first), running until it is interrupted.
     endless = alice.range(200_000).alias("a").crossJoin(alice.range(200_000).alias("b")).where("a.id + b.id < 0")
-    query = threading.Thread(target=run, args=("query", endless.collect))
-    query.start()
-
-    def wait_for(condition: Callable[[], bool], what: str) -> None:
-        deadline = time.monotonic() + 120
-        while not condition():
-            assert time.monotonic() < deadline, what
-            time.sleep(0.05)  # polling the gate, within the deadline
-
-    await off_loop(lambda: wait_for(lambda: not gate.idle, "the query never held its session's gate"))
-    use = threading.Thread(target=run, args=("use", lambda: alice.sql("USE tpch")))
-    use.start()
-    await off_loop(lambda: wait_for(lambda: gate.waiting_exclusive == 1, "the USE never waited for the gate"))
+    query = in_thread(ended, "query", endless.collect)
+    await off_loop(lambda: wait_until(lambda: not gate.idle, "the query never held its session's gate"))
+    use = in_thread(ended, "use", lambda: alice.sql("USE tpch"))
+    await off_loop(lambda: wait_until(lambda: gate.waiting_exclusive == 1, "the USE never waited for the gate"))
     assert ended == []  # the USE waits while the query is judged and runs
-
-    def interrupt_when_running() -> list[str]:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            before = list(ended)  # the query holds the gate until it has been interrupted
-            if alice.interruptAll():
-                return before
-            time.sleep(0.2)  # polling for the query to reach Spark, within the deadline
-        raise AssertionError("the query never showed up as running")
-
-    assert await off_loop(interrupt_when_running) == []  # it ran in Spark, and the USE still waited
+    assert await off_loop(lambda: interrupt_when_running(alice, ended)) == []  # it ran, and the USE still waited
     await off_loop(lambda: query.join(120))
     await off_loop(lambda: use.join(120))
     assert "use ran" in ended, ended

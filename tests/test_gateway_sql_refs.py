@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -17,7 +18,8 @@ from pyspark.sql.connect.session import SparkSession
 from spark_mcp.app import App
 from spark_mcp.config import GatewayConfig
 from spark_mcp.gateway import running_gateway
-from tests.gateway_support import connect, off_loop, tokens_for
+from spark_mcp.scope_gate import KeyedScopeGates
+from tests.gateway_support import connect, in_thread, interrupt_when_running, off_loop, tokens_for, wait_until
 from tests.test_gateway import denied
 
 pytestmark = [pytest.mark.anyio, pytest.mark.spark]
@@ -25,14 +27,23 @@ pytestmark = [pytest.mark.anyio, pytest.mark.spark]
 HR_DENIED = "alice may not read spark_catalog.hr.salaries: denied by role analyst (hr.*)"
 
 
+@dataclass
+class Clients:
+    sessions: dict[str, SparkSession]
+    scopes: KeyedScopeGates  # each client session's scope gate
+
+    def __getitem__(self, user: str) -> SparkSession:
+        return self.sessions[user]
+
+
 @pytest.fixture(scope="module")
-async def clients(app: App) -> AsyncIterator[dict[str, SparkSession]]:
+async def clients(app: App) -> AsyncIterator[Clients]:
     config = app.config.model_copy(update={"gateway": GatewayConfig(port=0)})
     async with running_gateway(config, lambda: app) as server:
         tokens = tokens_for(config, "alice", "erin")
         sessions = {user: await off_loop(lambda user=user: connect(server.port, tokens[user])) for user in tokens}
         try:
-            yield sessions
+            yield Clients(sessions, server.scopes)
         finally:
             for spark in sessions.values():
                 await off_loop(spark.stop)
@@ -47,7 +58,7 @@ def _with_refs(spark: SparkSession, text: str, **frames: Any) -> ConnectDataFram
     return ConnectDataFrame(SQL(text.format(**names), views=views), spark)  # type: ignore[arg-type]
 
 
-async def test_spark_sql_with_dataframe_arguments_answers_within_the_policy(clients: dict[str, SparkSession]) -> None:
+async def test_spark_sql_with_dataframe_arguments_answers_within_the_policy(clients: Clients) -> None:
     alice = clients["alice"]
     nation, region = alice.table("tpch.nation"), alice.table("tpch.region")
 
@@ -78,7 +89,7 @@ async def test_spark_sql_with_dataframe_arguments_answers_within_the_policy(clie
 
 
 async def test_a_denied_table_is_refused_through_the_dataframe_the_text_or_a_nested_call(
-    clients: dict[str, SparkSession],
+    clients: Clients,
 ) -> None:
     alice = clients["alice"]
     nation, salaries = alice.table("tpch.nation"), alice.table("hr.salaries")
@@ -96,7 +107,7 @@ async def test_a_denied_table_is_refused_through_the_dataframe_the_text_or_a_nes
 
 
 async def test_a_command_with_dataframe_arguments_follows_the_write_rules_and_never_runs_early(
-    clients: dict[str, SparkSession],
+    clients: Clients,
 ) -> None:
     erin, alice = clients["erin"], clients["alice"]
     await off_loop(lambda: erin.sql("CREATE NAMESPACE IF NOT EXISTS staging"))
@@ -144,3 +155,22 @@ async def test_a_command_with_dataframe_arguments_follows_the_write_rules_and_ne
     assert await off_loop(count) == 30  # nothing refused ran, not even while it was analysed
     assert await off_loop(lambda: alice.table("tpch.nation").count()) == 25
     await off_loop(lambda: erin.sql("DROP TABLE staging.gw_refs"))
+
+
+async def test_a_call_holds_its_session_alone_while_its_temp_views_come_and_go(clients: Clients) -> None:
+    # Spark replaces and drops temp views while it plans spark.sql(text, df=...): a query
+    # judged meanwhile in the same session could run on other names than it was judged on.
+    # So the call waits for the session to itself, here behind a query that runs until stopped.
+    alice = clients["alice"]
+    gate = clients.scopes.gate(("alice", alice.client._session_id))
+    ended: list[str] = []
+    endless = alice.range(200_000).alias("a").crossJoin(alice.range(200_000).alias("b")).where("a.id + b.id < 0")
+    query = in_thread(ended, "query", endless.collect)
+    await off_loop(lambda: wait_until(lambda: not gate.idle, "the query never held its session's gate"))
+    nation = alice.table("tpch.nation")
+    refs = in_thread(ended, "refs", lambda: alice.sql("SELECT count(*) FROM {df}", df=nation).collect())
+    await off_loop(lambda: wait_until(lambda: gate.waiting_exclusive == 1, "the call never waited for the gate"))
+    assert await off_loop(lambda: interrupt_when_running(alice, ended)) == []  # it waited all along
+    await off_loop(lambda: query.join(120))
+    await off_loop(lambda: refs.join(120))
+    assert "refs ran" in ended and any(e.startswith("query failed") for e in ended), ended
