@@ -9,6 +9,7 @@ import pytest
 import uvloop
 
 from spark_mcp import event_loop
+from spark_mcp.config.server import EventLoop
 from spark_mcp.errors import ConfigError
 
 
@@ -20,7 +21,7 @@ async def _running_loop() -> asyncio.AbstractEventLoop:
     ("choice", "expected", "is_uvloop"),
     [("auto", "uvloop", True), ("uvloop", "uvloop", True), ("asyncio", "asyncio", False)],
 )
-def test_the_chosen_loop_is_the_loop_that_runs(choice: event_loop.EventLoop, expected: str, is_uvloop: bool) -> None:
+def test_the_chosen_loop_is_the_loop_that_runs(choice: EventLoop, expected: str, is_uvloop: bool) -> None:
     assert event_loop.loop_name(choice) == expected
     assert isinstance(event_loop.run(choice, _running_loop), uvloop.Loop) is is_uvloop
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import anyio
 
+from spark_mcp.config.server import EventLoop
 from spark_mcp.errors import ConfigError
 
-EventLoop = Literal["auto", "uvloop", "asyncio"]
 T = TypeVar("T")
 
 

@@ -11,6 +11,9 @@ from pydantic import Field, field_validator, model_validator
 
 from spark_mcp.config.base import FrozenModel
 
+# The loop serve runs on: uvloop where installed (auto), insisted on, or asyncio's own.
+EventLoop = Literal["auto", "uvloop", "asyncio"]
+
 
 class ServerConfig(FrozenModel):
     """How the server is reached: stdio (one user), or streamable HTTP (a team)."""
@@ -32,7 +35,7 @@ class ServerConfig(FrozenModel):
     )
     max_request_bytes: int = Field(default=1024 * 1024, ge=1024, le=256 * 1024 * 1024)
     cors_origins: tuple[str, ...] = Field(default=(), description="HTTP: origins allowed by CORS (none: no CORS)")
-    event_loop: Literal["auto", "uvloop", "asyncio"] = Field(
+    event_loop: EventLoop = Field(
         default="auto", description="the event loop serve runs on: auto (uvloop when installed), uvloop or asyncio"
     )
 
