@@ -9,11 +9,14 @@ for execution. Measured in Spark 4.3's planner (``SparkConnectPlanner``):
 - some relations compute their input while planning (``show_string``, ``approx_quantile``,
   a pivot without values...) or build it as a Dataset that runs any command inside it
   (``drop``, ``describe``, ``fill_na``...): their inputs must be judged before the whole;
-- ``with_relations`` (``spark.sql`` with DataFrame arguments) runs its SQL eagerly, with
-  each DataFrame as a temp view of the alias it is given (created or replaced, then dropped):
-  one in the shape PySpark sends (a SQL text, and DataFrames aliased
-  ``_pyspark_connect_temp_view_<32 hex>``) is eager, to be proven a query before anything
-  plans it (``sql_with_refs``); any other is dangerous. A ``catalog`` relation performs its
+- ``with_relations`` with a SQL root and only aliased references (``spark.sql`` with
+  DataFrame arguments) runs its SQL eagerly, with each DataFrame as a temp view of the alias
+  it is given (created or replaced, then dropped): one in the shape PySpark sends (a SQL
+  text, and DataFrames aliased ``_pyspark_connect_temp_view_<32 hex>``) is eager, to be
+  proven a query before anything plans it (``sql_with_refs``); any other of that shape is
+  dangerous. Any other ``with_relations`` (``df.scalar()``, ``df.exists()``: a plan whose
+  subquery expressions name the referenced plans by id) is planned lazily, like a join
+  (Spark's ``isValidSQLWithRefs`` draws the same line). A ``catalog`` relation performs its
   catalog call while planning.
 
 ``screen`` walks a Relation or Command iteratively (plans nest deeply) and reports what
@@ -62,7 +65,6 @@ LAZY_RELATIONS = frozenset(
         "subquery_alias",
         "tail",
         "to_df",
-        "transpose",
         "unpivot",
         "unresolved_table_valued_function",
         "with_columns",
@@ -90,6 +92,9 @@ EAGER_RELATIONS = frozenset(
         "show_string",
         "summary",
         "to_schema",
+        # Spark's analyzer (ResolveTranspose) collects the input to name the output's columns:
+        # analysed whole, its data would be in the plan as a local relation, its table gone.
+        "transpose",
         "with_watermark",
     }
 )
@@ -254,6 +259,8 @@ def _relation(relation: relations_pb2.Relation, level: int, order: int, found: _
             found.eager.append((level, order, relation))  # Spark collects the pivot values while planning
     elif kind in EAGER_RELATIONS or (kind == "with_relations" and sql_with_refs(relation)):
         found.eager.append((level, order, relation))
+    elif kind == "with_relations" and not _sql_over_aliases(relation.with_relations):
+        pass  # subqueries over referenced plans (df.scalar(), df.exists()): planned lazily
     elif kind in _ADMIN_RELATIONS:
         found.danger(_D.UNKNOWN_NODE, _ADMIN_RELATIONS[kind])
     elif kind not in LAZY_RELATIONS:
@@ -302,6 +309,16 @@ def sql_with_refs(relation: relations_pb2.Relation) -> bool:
             and PYSPARK_REF_ALIAS.fullmatch(ref.subquery_alias.alias) is not None
             for ref in refs.references
         )
+    )
+
+
+def _sql_over_aliases(refs: relations_pb2.WithRelations) -> bool:
+    """Spark's own test (``isValidSQLWithRefs``) for running ``refs`` as SQL over temp views
+    while planning; any other ``with_relations`` is a plan with subqueries, planned lazily."""
+    return (
+        refs.root.WhichOneof("rel_type") == "sql"
+        and len(refs.references) > 0
+        and all(ref.WhichOneof("rel_type") == "subquery_alias" for ref in refs.references)
     )
 
 
