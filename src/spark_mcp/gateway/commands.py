@@ -24,7 +24,7 @@ from spark_mcp.errors import InvalidInput
 from spark_mcp.gateway.govern import Governor, merged
 from spark_mcp.governance import Verdict
 from spark_mcp.spark.analyze import Analysis
-from spark_mcp.spark.wire.requests import create_table_probe, name_parts
+from spark_mcp.spark.wire.requests import create_table_probe, name_parts, table_relation
 from spark_mcp.spark.wire.screen import describe, input_relations, screen
 from spark_mcp.statement import Danger, DangerKind, StatementFacts, StatementKind, TableName
 
@@ -92,10 +92,18 @@ async def _input(governor: Governor, relation: relations_pb2.Relation, statement
 
 
 async def _target(governor: Governor, name: str) -> tuple[frozenset[TableName], tuple[Danger, ...]]:
-    """The table ``name`` means in the caller's session, as Spark resolves it for a write."""
+    """The table ``name`` means in the caller's session, as Spark resolves it for a write.
+
+    A write resolves a temp view first (``insertInto("v")`` writes into the files of the
+    table under ``v``), which the ``CREATE TABLE`` probe never names: when reading ``name``
+    reaches anything but the probe's table, the target is not the table it seems."""
     analysis, _ = await governor.analyst.explain(create_table_probe(name), name)
     if analysis.error is not None or len(analysis.facts.writes) != 1:
         return frozenset(), (Danger(_D.UNANALYSABLE, f"cannot tell which table {name!r} is"),)
+    read, _ = await governor.analyst.explain(table_relation(name), name)
+    if read.error is None and (read.facts.reads != analysis.facts.writes or read.facts.views):
+        detail = f"{name!r} names a view (or a temp view), not the table {next(iter(analysis.facts.writes))}"
+        return analysis.facts.writes, (Danger(_D.UNANALYSABLE, f"{detail}: write to a table by its full name"),)
     return analysis.facts.writes, ()
 
 
