@@ -83,7 +83,10 @@ async def govern_catalog(governor: Governor, catalog: catalog_pb2.Catalog) -> Ro
             and op == "table_exists"
             and analysis.error.error_class.startswith("TABLE_OR_VIEW_NOT_FOUND")
         ):
-            return None  # Spark answers False; nothing is revealed
+            # Spark answers False. A name the caller could not read if it existed is refused as
+            # if it did: refusing only the ones that exist would tell which ones do.
+            facts = StatementFacts(StatementKind.QUERY, op, reads=_written(name))
+            analysis = Analysis(analysis.statement, facts, None, None)
         governor.upstream_error = None
         governor.enforce(governance.judge(principal, analysis, action="catalog.read"))
         return None
@@ -93,6 +96,17 @@ async def govern_catalog(governor: Governor, catalog: catalog_pb2.Catalog) -> Ro
         return None
     await _change(governor, op, call)
     return None
+
+
+def _written(name: str) -> frozenset[TableName]:
+    """The table a qualified name would be (``ns.t`` in the session catalog, ``cat.ns.t``);
+    nothing for a bare name, which the session resolves (its temp views, its current namespace)."""
+    parts = name_parts(name)
+    if len(parts) == 2:
+        return frozenset({TableName.of(SESSION_CATALOG, parts[0], parts[1])})
+    if len(parts) > 2:
+        return frozenset({TableName.of(parts[0], ".".join(parts[1:-1]), parts[-1])})
+    return frozenset()
 
 
 def _table_name(call: Any) -> str:
