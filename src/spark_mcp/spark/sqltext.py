@@ -247,7 +247,11 @@ def _script_start(tokens: tuple[_Token, ...]) -> str | None:
             return "DECLARE " + sorted(words & _SCRIPT_DECLARES)[0]
     if len(tokens) >= 2 and first.kind in ("word", "ident") and tokens[1].kind == "punct" and tokens[1].text == ":":
         following = tokens[2].text if len(tokens) > 2 and tokens[2].kind == "word" else ""
-        return f"label: {following}" if following in _LABELLED else "label:"
+        if following in _LABELLED:
+            return f"label: {following}"
+        # ``SELECT :x`` is a query with a named parameter: a label only ever precedes the
+        # words in _LABELLED, and a query word cannot start any other script statement.
+        return None if first.kind == "word" and first.text in _QUERY_WORDS else "label:"
     return None
 
 
