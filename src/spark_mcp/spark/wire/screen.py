@@ -13,11 +13,11 @@ for execution. Measured in Spark 4.3's planner (``SparkConnectPlanner``):
   DataFrame arguments) runs its SQL eagerly, with each DataFrame as a temp view of the alias
   it is given (created or replaced, then dropped): one in the shape PySpark sends (a SQL
   text, and DataFrames aliased ``_pyspark_connect_temp_view_<32 hex>``) is eager, to be
-  proven a query before anything plans it (``sql_with_refs``); any other of that shape is
-  dangerous. Any other ``with_relations`` (``df.scalar()``, ``df.exists()``: a plan whose
-  subquery expressions name the referenced plans by id) is planned lazily, like a join
-  (Spark's ``isValidSQLWithRefs`` draws the same line). A ``catalog`` relation performs its
-  catalog call while planning.
+  proven a query before anything plans it (``sql_with_refs``); any other with a SQL root is
+  dangerous. One whose root is not SQL (``df.scalar()``, ``df.exists()``: a plan whose
+  subquery expressions name the referenced plans by id) Spark plans lazily, like a join
+  (``isValidSQLWithRefs`` needs a SQL root), and so is it here. A ``catalog`` relation
+  performs its catalog call while planning.
 
 ``screen`` walks a Relation or Command iteratively (plans nest deeply) and reports what
 must be refused before any analysis (code, and the dangerous relation types), the SQL
@@ -259,7 +259,7 @@ def _relation(relation: relations_pb2.Relation, level: int, order: int, found: _
             found.eager.append((level, order, relation))  # Spark collects the pivot values while planning
     elif kind in EAGER_RELATIONS or (kind == "with_relations" and sql_with_refs(relation)):
         found.eager.append((level, order, relation))
-    elif kind == "with_relations" and not _sql_over_aliases(relation.with_relations):
+    elif kind == "with_relations" and relation.with_relations.root.WhichOneof("rel_type") not in (None, "sql"):
         pass  # subqueries over referenced plans (df.scalar(), df.exists()): planned lazily
     elif kind in _ADMIN_RELATIONS:
         found.danger(_D.UNKNOWN_NODE, _ADMIN_RELATIONS[kind])
@@ -309,16 +309,6 @@ def sql_with_refs(relation: relations_pb2.Relation) -> bool:
             and PYSPARK_REF_ALIAS.fullmatch(ref.subquery_alias.alias) is not None
             for ref in refs.references
         )
-    )
-
-
-def _sql_over_aliases(refs: relations_pb2.WithRelations) -> bool:
-    """Spark's own test (``isValidSQLWithRefs``) for running ``refs`` as SQL over temp views
-    while planning; any other ``with_relations`` is a plan with subqueries, planned lazily."""
-    return (
-        refs.root.WhichOneof("rel_type") == "sql"
-        and len(refs.references) > 0
-        and all(ref.WhichOneof("rel_type") == "subquery_alias" for ref in refs.references)
     )
 
 
