@@ -15,7 +15,7 @@ from spark_mcp.app import App
 from spark_mcp.config import GatewayConfig
 from spark_mcp.gateway import running_gateway
 from tests.gateway_support import connect, off_loop, tokens_for
-from tests.test_gateway import denied
+from tests.test_gateway import denied, failure
 
 pytestmark = [pytest.mark.anyio, pytest.mark.spark]
 
@@ -111,6 +111,27 @@ async def test_table_exists_tells_nothing_about_names_the_caller_may_not_read(cl
     assert "denied by role analyst (*.secret_*)" in text
     assert await off_loop(lambda: alice.catalog.tableExists("tpch.no_such_table")) is False
     assert await off_loop(lambda: alice.catalog.tableExists("tpch.nation")) is True
+
+
+async def test_a_missing_table_where_the_caller_may_not_read_is_refused_like_one_that_exists(
+    clients: Clients,
+) -> None:
+    alice = await off_loop(lambda: clients.client("alice"))
+    # Spark's "not found" for hr.no_such_table, against a denial for hr.salaries, would tell
+    # alice which tables exist in hr: every qualified name a failed analysis writes is judged.
+    for attempt in (
+        lambda: alice.table("hr.no_such_table").collect(),
+        lambda: alice.table("hr.no_such_table").schema,
+        lambda: alice.sql("SELECT * FROM hr.no_such_table").collect(),
+        lambda: alice.table("tpch.nation").join(alice.table("hr.no_such_table"), "n_nationkey").collect(),
+    ):
+        text = await off_loop(lambda attempt=attempt: denied(attempt))
+        assert "alice may not read spark_catalog.hr.no_such_table: denied by role analyst (hr.*)" in text, text
+        assert "TABLE_OR_VIEW_NOT_FOUND" not in text
+    # Where alice may read, Spark's own error tells her what is wrong.
+    for attempt in (lambda: alice.table("tpch.no_such_table").collect(), lambda: alice.sql("SELECT * FROM tpch.nope")):
+        exc = await off_loop(lambda attempt=attempt: failure(attempt))
+        assert "TABLE_OR_VIEW_NOT_FOUND" in str(exc), exc
 
 
 async def test_sql_with_a_named_parameter_first_is_a_query_not_a_script_label(clients: Clients) -> None:

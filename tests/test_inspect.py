@@ -484,6 +484,12 @@ EXPECTED: dict[str, tuple[str, Expect]] = {
     "call_procedure": ("an unknown procedure is unanalysable", Expect(K.UNKNOWN, dangers=(D.UNANALYSABLE,))),
     # --- analysis errors ---------------------------------------------------------------------
     "error_table_not_found": ("a missing table is unanalysable", Expect(K.UNKNOWN, dangers=(D.UNANALYSABLE,))),
+    "error_qualified_table_not_found": (
+        # Found or not: "not found" for hr.nope, against a denial for hr.salaries, would tell
+        # a principal who may not read hr which of its tables exist.
+        "a failed analysis reads every qualified table the statement names, as written",
+        Expect(K.UNKNOWN, ("spark_catalog.hr.nope", "cat.ns.deep.t 1"), dangers=(D.UNANALYSABLE,)),
+    ),
     "error_column": (
         "a missing column is unanalysable, naming the table its message describes",
         Expect(K.UNKNOWN, sc("t1"), dangers=(D.UNANALYSABLE,)),

@@ -91,6 +91,14 @@ async def test_a_missing_table_names_table_or_view_not_found(alice: Client) -> N
     assert "JVM" not in text and "\tat " not in text
 
 
+async def test_a_missing_table_where_the_caller_may_not_read_is_denied_like_one_that_exists(alice: Client) -> None:
+    # "Not found" here, against a denial for hr.salaries, would tell alice which tables hr holds.
+    for sql in ("SELECT * FROM hr.no_such_table", "SELECT n_name FROM tpch.nation JOIN hr.nope ON true"):
+        text = await call_error(alice, "run_sql", sql=sql)
+        assert "policy_denied" in text and "may not read spark_catalog.hr." in text, text
+        assert "TABLE_OR_VIEW_NOT_FOUND" not in text
+
+
 async def test_a_syntax_error_names_the_parse_error_class(alice: Client) -> None:
     text = await call_error(alice, "run_sql", sql="SELEKT 1")
     assert "PARSE_SYNTAX_ERROR" in text

@@ -20,10 +20,11 @@ import grpc
 import grpc.aio
 from pyspark.sql.connect.proto import relations_pb2
 
-from spark_mcp.errors import DriverLost, QueryTimedOut, SparkError
+from spark_mcp.errors import DriverLost, InvalidInput, QueryTimedOut, SparkError
 from spark_mcp.gateway.calls import GatewayCall, UpstreamError
 from spark_mcp.spark.analyze import Analysis, from_explain_text, unanalysable
 from spark_mcp.spark.errors import first_line
+from spark_mcp.spark.inspect.names import written_table
 from spark_mcp.spark.sqltext import gate
 from spark_mcp.spark.wire.requests import (
     command_text,
@@ -31,6 +32,7 @@ from spark_mcp.spark.wire.requests import (
     explain_sql_request,
     explain_text,
     explain_with_refs_request,
+    name_parts,
     table_relation,
 )
 from spark_mcp.spark.wire.responses import error_info
@@ -115,6 +117,10 @@ class Analyst:
         for name in found.tables:
             analysis, _ = await self.explain(table_relation(name), name)
             reads |= analysis.facts.reads
+            if analysis.error is not None:
+                # Found or not, as written: "not found" for hr.nope against a denial for
+                # hr.salaries would tell which tables exist.
+                reads |= _as_written(name)
         for text in found.texts:
             for candidate in (text, f"SELECT {text}"):
                 analysis = await self.explain_sql(candidate)
@@ -122,6 +128,14 @@ class Analyst:
                 if analysis.plan is not None or analysis.facts.reads:
                     break
         return frozenset(reads)
+
+
+def _as_written(name: str) -> set[TableName]:
+    try:
+        table = written_table(name_parts(name))
+    except InvalidInput:
+        return set()  # Spark refuses to parse it: its error names no table
+    return set() if table is None else {table}
 
 
 def with_reads(analysis: Analysis, reads: frozenset[TableName]) -> Analysis:

@@ -26,6 +26,7 @@ from pyspark.sql.connect.proto import catalog_pb2
 from spark_mcp.gateway.govern import Governor
 from spark_mcp.policy import SESSION_CATALOG
 from spark_mcp.spark.analyze import Analysis
+from spark_mcp.spark.inspect.names import written_table
 from spark_mcp.spark.wire.requests import name_parts, quoted, table_relation
 from spark_mcp.statement import Danger, DangerKind, StatementFacts, StatementKind, TableName
 
@@ -99,14 +100,8 @@ async def govern_catalog(governor: Governor, catalog: catalog_pb2.Catalog) -> Ro
 
 
 def _written(name: str) -> frozenset[TableName]:
-    """The table a qualified name would be (``ns.t`` in the session catalog, ``cat.ns.t``);
-    nothing for a bare name, which the session resolves (its temp views, its current namespace)."""
-    parts = name_parts(name)
-    if len(parts) == 2:
-        return frozenset({TableName.of(SESSION_CATALOG, parts[0], parts[1])})
-    if len(parts) > 2:
-        return frozenset({TableName.of(parts[0], ".".join(parts[1:-1]), parts[-1])})
-    return frozenset()
+    table = written_table(name_parts(name))
+    return frozenset() if table is None else frozenset({table})
 
 
 def _table_name(call: Any) -> str:

@@ -20,6 +20,7 @@ from spark_mcp.spark.inspect.names import (
     relation_name,
     table_of,
     unquote_parts,
+    unresolved_tables,
     view_name,
 )
 from spark_mcp.spark.inspect.sections import Sections, analysis_error, split_sections
@@ -64,11 +65,13 @@ def read_plan(text: str, builtins: frozenset[str]) -> StatementFacts:
             return failed
         # Spark's message and the partial plan after it can name columns of tables that did
         # resolve ("Did you mean one of [`a`, `b`]"): report those tables as reads, so the
-        # caller can keep the message from a principal who may not read them.
+        # caller can keep the message from a principal who may not read them. The qualified
+        # names the statement wrote count too, found or not: otherwise "not found" for
+        # hr.nope, against a denial for hr.salaries, would tell which tables exist.
         return StatementFacts(
             kind=failed.kind,
             operation=failed.operation,
-            reads=frozenset(_error_reads(sections.analyzed)),
+            reads=frozenset(_error_reads(sections.analyzed) | unresolved_tables(sections.parsed)),
             dangers=failed.dangers,
             notes=failed.notes,
         )

@@ -29,6 +29,31 @@ _OBJECT_CATALOG = re.compile(r"(?P<object>[A-Za-z_][\w.$]*@[0-9a-f]+)")
 _PARSED_TARGET_LIST = re.compile(
     r"'Unresolved(?P<what>Identifier|Table|TableOrView|View|Namespace|Relation)\b \[(?P<parts>[^\]\n]*)\]"
 )
+_PARSED_RELATION = re.compile(r"'UnresolvedRelation \[(?P<parts>[^\]\n]*)\]")
+
+
+SESSION_CATALOG = "spark_catalog"
+
+
+def written_table(parts: list[str]) -> TableName | None:
+    """The table a qualified name as written would be: ``ns.t`` in the session catalog,
+    ``cat.ns.t`` (or deeper) in ``cat``; None for a bare name, which the session resolves
+    (its temp views, its current namespace), or for an empty part."""
+    if len(parts) == 2 and all(parts):
+        return TableName.of(SESSION_CATALOG, parts[0], parts[1])
+    return table_of(parts)
+
+
+def unresolved_tables(parsed: str) -> set[TableName]:
+    """The qualified tables a parsed plan names (``'UnresolvedRelation [hr, nope]``), whether
+    or not they exist; a part that cannot be read whole names nothing here."""
+    found: set[TableName] = set()
+    for match in _PARSED_RELATION.finditer(parsed):
+        parts = [p.strip() for p in match.group("parts").split(",")]
+        table = written_table(parts)
+        if table is not None:
+            found.add(table)
+    return found
 
 
 def unquote_parts(text: str) -> list[str] | None:
