@@ -129,7 +129,12 @@ async def test_a_missing_table_where_the_caller_may_not_read_is_refused_like_one
         assert "alice may not read spark_catalog.hr.no_such_table: denied by role analyst (hr.*)" in text, text
         assert "TABLE_OR_VIEW_NOT_FOUND" not in text
     # Where alice may read, Spark's own error tells her what is wrong.
-    for attempt in (lambda: alice.table("tpch.no_such_table").collect(), lambda: alice.sql("SELECT * FROM tpch.nope")):
+    for attempt in (
+        lambda: alice.table("tpch.no_such_table").collect(),
+        lambda: alice.sql("SELECT * FROM tpch.nope"),
+        lambda: alice.sql("SELECT * FROM no_such_bare_table").collect(),  # in her current namespace
+        lambda: alice.table("no_such_bare_table").collect(),
+    ):
         exc = await off_loop(lambda attempt=attempt: failure(attempt))
         assert "TABLE_OR_VIEW_NOT_FOUND" in str(exc), exc
 

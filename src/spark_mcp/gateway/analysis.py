@@ -8,7 +8,11 @@ Spark's error exactly as Spark sent it (scrubbed), rich details and all.
 When analysis fails, Spark's message may quote a table's columns ("did you mean `salary`?"),
 so governance needs to know which tables the failing plan names before it shows the
 message: ``failed_reads`` asks Spark for them one by one (each named table, and each SQL
-text through ``EXPLAIN``, which prints the plan it got as far as).
+text through ``EXPLAIN``, which prints the plan it got as far as). Those ``EXPLAIN``s run as
+operations in the caller's own session, which an interrupt or release of that session could
+cut short: each holds the session's check gate (``GatewayCall.check``), which those wait for,
+and when one still ends in anything but a parse error, the tables are unknown and Spark's
+message is withheld, its class too.
 """
 
 from __future__ import annotations
@@ -101,6 +105,7 @@ class Analyst:
     async def _explained(self, request: bytes, statement: str, *, failed_as: str) -> Analysis:
         """The analysis an EXPLAIN sent as a SQL command prints; Spark's error as an analysis."""
         upstream = self.call.upstream
+        lease = await self.call.check(self.session_id)  # no interrupt of the session cuts it short
         try:
             stream = upstream.stream("ExecutePlan")(
                 request, metadata=upstream.metadata, timeout=self.call.timeout(self.timeout_s)
@@ -108,11 +113,14 @@ class Analyst:
             responses = [chunk async for chunk in stream]
         except grpc.aio.AioRpcError as exc:
             return unanalysable(failed_as, self._spark_error(exc))
+        finally:
+            lease.release()
         builtins = self.call.driver.builtin_functions
         return from_explain_text(statement, command_text(responses), builtin_functions=builtins)
 
-    async def failed_reads(self, found: Screen) -> frozenset[TableName]:
-        """Every table a plan that failed analysis names, as far as Spark can tell (best effort)."""
+    async def failed_reads(self, found: Screen) -> frozenset[TableName] | None:
+        """Every table a plan that failed analysis names, as far as Spark can tell; None when
+        Spark could not tell (an ``EXPLAIN`` was interrupted, or failed but to parse the text)."""
         reads: set[TableName] = set()
         for name in found.tables:
             analysis, _ = await self.explain(table_relation(name), name)
@@ -122,11 +130,16 @@ class Analyst:
                 # hr.salaries would tell which tables exist.
                 reads |= _as_written(name)
         for text in found.texts:
+            cut_off = False
             for candidate in (text, f"SELECT {text}"):
                 analysis = await self.explain_sql(candidate)
                 reads |= analysis.facts.reads
                 if analysis.plan is not None or analysis.facts.reads:
                     break
+                cut_off = cut_off or not _unparsable(analysis.error)
+            else:
+                if cut_off:
+                    return None
         return frozenset(reads)
 
 
@@ -138,5 +151,27 @@ def _as_written(name: str) -> set[TableName]:
     return set() if table is None else {table}
 
 
+def _unparsable(error: SparkError | None) -> bool:
+    """Whether an ``EXPLAIN`` failed because its text does not parse (so it names no table)."""
+    if error is None:
+        return False
+    return error.error_class.startswith("PARSE_") or error.sqlstate == "42601"
+
+
 def with_reads(analysis: Analysis, reads: frozenset[TableName]) -> Analysis:
     return replace(analysis, facts=replace(analysis.facts, reads=analysis.facts.reads | reads))
+
+
+WITHHELD = (
+    "Spark could not analyse the plan, and the gateway could not find out which tables its message "
+    "would quote (a step of the check failed), so the message is withheld: run it again"
+)
+
+
+def withheld(analysis: Analysis) -> Analysis:
+    """``analysis`` (which failed) with Spark's message replaced: it may quote a table the caller
+    may not read (``failed_reads`` could not tell)."""
+    assert analysis.error is not None
+    # Not even Spark's error class: TABLE_OR_VIEW_NOT_FOUND would tell whether a table exists.
+    error = SparkError(WITHHELD, error_class="ANALYSIS_WITHHELD")
+    return unanalysable(analysis.statement, error)

@@ -102,6 +102,7 @@ class GatewayCall:
     deadline: float | None  # the client's deadline (time.monotonic()), when it set one
     verdicts: VerdictCache
     scopes: KeyedScopeGates
+    checks: KeyedScopeGates  # the gateway's own operations in a client's session (``check``)
 
     @property
     def secrets(self) -> tuple[bytes, ...]:
@@ -125,6 +126,16 @@ class GatewayCall:
         limit_s = self.app.governance.limits(self.principal).query_timeout_s
         gate = self.scopes.gate((self.principal.id, session_id))
         return await take_lease(gate, exclusive=exclusive, limit_s=limit_s, what=f"Spark session {session_id}")
+
+    async def check(self, session_id: str, *, cutting: bool = False) -> Lease:
+        """A lease on the session's check gate. The gateway runs some of its checks as operations
+        in the caller's own session (``EXPLAIN``), which an interrupt or release of that session
+        would cut short, and a check cut short cannot tell which tables a failing plan names. So
+        each such check holds it shared, and what could cut one (``cutting``: an interrupt, a
+        release) holds it alone: it waits for the checks under way, and new ones wait for it."""
+        limit_s = self.app.governance.limits(self.principal).query_timeout_s
+        gate = self.checks.gate((self.principal.id, session_id))
+        return await take_lease(gate, exclusive=cutting, limit_s=limit_s, what=f"Spark session {session_id}")
 
     async def hold(self, session_id: str) -> SessionHold:
         """The session's lease for this call, taken shared (``SessionHold``)."""
@@ -182,6 +193,7 @@ class CallRunner:
         self._upstreams = upstreams
         self.verdicts = VerdictCache()
         self.scopes = KeyedScopeGates()
+        self.checks = KeyedScopeGates()
 
     @asynccontextmanager
     async def call(
@@ -212,6 +224,7 @@ class CallRunner:
                 deadline=None if remaining is None else started + remaining,
                 verdicts=self.verdicts,
                 scopes=self.scopes,
+                checks=self.checks,
             )
             yield call
             outcome, error_class = "ok", None

@@ -38,8 +38,13 @@ SETTABLE = frozenset(
         "spark.sql.timestampType",
     }
 )
-# Spark's default spark.redaction.regex, plus the words spark-mcp's redaction knows.
-SECRET_KEY = re.compile(r"(?i)secret|password|passwd|token|access[._-]?key|credential|private[._-]?key|api[._-]?key")
+# Spark's default spark.redaction.regex, plus the words spark-mcp's redaction knows, plus the
+# keys of storage secrets whose names say neither (Azure's fs.azure.account.key.<account> and
+# fs.azure.sas.<container>.<account>: the storage account's key and a SAS token).
+SECRET_KEY = re.compile(
+    r"(?i)secret|password|passwd|token|access[._-]?key|credential|private[._-]?key|api[._-]?key"
+    r"|account[._-]?key|[._-]sas[._-]"
+)
 REDACTED_VALUE = "*********(redacted)"
 
 _Op = base_pb2.ConfigRequest.Operation

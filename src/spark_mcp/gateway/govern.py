@@ -37,7 +37,7 @@ from pyspark.sql.connect.proto import base_pb2, commands_pb2, relations_pb2
 
 from spark_mcp.calls import note
 from spark_mcp.errors import InvalidInput, SparkError
-from spark_mcp.gateway.analysis import Analyst, with_reads
+from spark_mcp.gateway.analysis import Analyst, with_reads, withheld
 from spark_mcp.gateway.calls import GatewayCall, UpstreamError
 from spark_mcp.governance import Verdict
 from spark_mcp.spark.analyze import Analysis
@@ -202,7 +202,11 @@ class Governor:
             analysis, error = await self.analyst.explain(relation, statement)
         self.upstream_error = error
         if analysis.error is not None and not self.governance.allows(self.principal, "sql.admin"):
-            analysis = with_reads(analysis, await self.analyst.failed_reads(found))
+            reads = await self.analyst.failed_reads(found)
+            if reads is None:
+                analysis, self.upstream_error = withheld(analysis), None
+            else:
+                analysis = with_reads(analysis, reads)
         return analysis
 
     # -- SQL ----------------------------------------------------------------------------

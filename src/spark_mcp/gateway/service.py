@@ -68,6 +68,9 @@ _SESSION_CALLS: dict[str, tuple[type[Any], type[Any]]] = {
     "CloneSession": (base_pb2.CloneSessionRequest, base_pb2.CloneSessionResponse),
 }
 
+# Those that could cut short an operation the gateway runs in the session for its checks.
+_CUTTING = frozenset({"Interrupt", "ReleaseExecute", "ReleaseSession"})
+
 
 def session_id_of(value: str, what: str = "session_id") -> str:
     """Spark Connect session ids are UUIDs; anything else is refused before it goes anywhere."""
@@ -368,7 +371,13 @@ class SparkConnectGateway:
                 if rpc == "ReleaseSession":
                     call.verdicts.forget(call.principal.id, request.session_id)
                 identify(request, call.principal.id)
-                answer = await self._unary(call, rpc, request.SerializeToString())
+                # One that could cut short the gateway's own checks in the session waits for them.
+                lease = await call.check(request.session_id, cutting=True) if rpc in _CUTTING else None
+                try:
+                    answer = await self._unary(call, rpc, request.SerializeToString())
+                finally:
+                    if lease is not None:
+                        lease.release()
                 return scrub_bytes(answer_type, answer, call.scrub)
             raise AssertionError("unreachable")  # pragma: no cover
 
