@@ -363,3 +363,34 @@ async def test_a_client_gone_mid_stream_or_out_of_time_is_recorded_once_and_the_
     await off_loop(lambda: wait_until(lambda: cancelled() >= before + 2, "the calls were not recorded"))
     assert await off_loop(lambda: alice.range(3).count()) == 3
     assert await off_loop(cancelled) == before + 2  # once each
+
+
+async def test_a_stream_no_one_can_reattach_to_is_interrupted_when_its_client_goes_away(gateway: Gateway) -> None:
+    # Spark itself runs such an operation on after its client cancelled, keeping every answer
+    # nobody will read: 500M rows took a 1 GB driver down. The gateway interrupts it.
+    alice = await off_loop(lambda: gateway.client("alice"))
+    assert await off_loop(lambda: alice.range(1).count()) == 1
+    session = _session(alice)
+    state = base_pb2.GetStatusResponse.OperationStatus.OperationState
+    with gateway.channel() as channel:
+        execute = channel.unary_stream(METHOD + "ExecutePlan")
+        get_status = channel.unary_unary(METHOD + "GetStatus")
+
+        def running() -> int:
+            status = base_pb2.GetStatusRequest(session_id=session)
+            status.operation_status.SetInParent()  # no ids: every operation of the session
+            answer = get_status(status.SerializeToString(), metadata=gateway.bearer("alice"), timeout=30)
+            found = base_pb2.GetStatusResponse.FromString(answer).operation_statuses
+            return sum(s.state in (state.OPERATION_STATE_RUNNING, state.OPERATION_STATE_TERMINATING) for s in found)
+
+        for operation_id in (str(uuid.uuid4()), ""):  # named by the client, or left to the gateway
+            endless = base_pb2.ExecutePlanRequest(session_id=session, operation_id=operation_id)
+            endless.plan.root.range.end, endless.plan.root.range.step = 10**12, 1
+            answers = execute(endless.SerializeToString(), metadata=gateway.bearer("alice"))
+            assert await off_loop(lambda answers=answers: next(answers))
+            assert await off_loop(running) == 1
+            answers.cancel()
+            await off_loop(
+                lambda: wait_until(lambda: running() == 0, "the operation ran on after its client went away", 60)
+            )
+    assert await off_loop(lambda: alice.range(3).count()) == 3

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import re
 
+from pyspark.sql.connect.proto import base_pb2
+
 from spark_mcp.errors import InvalidInput
 
 CODE_PREFIXES = ("jars/", "classes/", "pyfiles/", "archives/", "files/")
@@ -41,3 +43,13 @@ def action_for(name: str) -> str | None:
     if name.startswith(CODE_PREFIXES):
         return "code.run"
     return "sql.admin"
+
+
+def names_in(request: base_pb2.AddArtifactsRequest) -> list[str]:
+    """The artifact names an ``AddArtifacts`` message begins (a later chunk begins none)."""
+    kind = request.WhichOneof("payload")
+    if kind == "batch":
+        return [artifact.name for artifact in request.batch.artifacts]
+    if kind == "begin_chunk":
+        return [request.begin_chunk.name]
+    return []  # a later chunk of the artifact begun (and checked) before it

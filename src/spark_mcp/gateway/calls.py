@@ -18,9 +18,10 @@ an error the driver sent is passed on with its details, every string in it scrub
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, NoReturn
@@ -174,6 +175,34 @@ class SessionHold:
         if self._lease is not None:
             self._lease.release()
             self._lease = None
+
+
+class Withheld:
+    """A driver's answer that may be asked for before the caller may have it: started by
+    ``ask`` (or by ``release`` when nobody asked earlier), handed out only by ``release``
+    once the verdict allows it, and otherwise dropped unread by ``discard``."""
+
+    def __init__(self, fetch: Callable[[], Awaitable[bytes]]) -> None:
+        self._fetch = fetch
+        self._asked: asyncio.Task[bytes] | None = None
+
+    def ask(self) -> None:
+        if self._asked is None:
+            self._asked = asyncio.ensure_future(self._fetch())
+
+    async def release(self) -> bytes:
+        if self._asked is None:
+            return await self._fetch()
+        return await self._asked
+
+    def discard(self) -> None:
+        asked = self._asked
+        if asked is None:
+            return
+        if not asked.done():
+            asked.cancel()
+        # Read what it ended with, so that a dropped answer's error is not logged as unhandled.
+        asked.add_done_callback(lambda task: task.cancelled() or task.exception())
 
 
 class UpstreamError(Exception):

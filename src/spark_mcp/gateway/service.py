@@ -32,30 +32,33 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 import grpc.aio
+import structlog
 from pyspark.sql.connect.proto import base_pb2, relations_pb2
 
 from spark_mcp.calls import note
 from spark_mcp.config import GatewayConfig
 from spark_mcp.errors import InvalidInput
 from spark_mcp.gateway import artifacts, conf
-from spark_mcp.gateway.calls import CallRunner, GatewayCall, UpstreamError
+from spark_mcp.gateway.calls import CallRunner, GatewayCall, UpstreamError, Withheld
 from spark_mcp.gateway.catalog import RowFilter, govern_catalog
 from spark_mcp.gateway.commands import govern_command
 from spark_mcp.gateway.govern import Governor
 from spark_mcp.scope_gate import changes_scope
 from spark_mcp.spark.analyze import Analysis
 from spark_mcp.spark.wire.messages import M, decode, open_plan
-from spark_mcp.spark.wire.requests import identify
+from spark_mcp.spark.wire.requests import identify, interrupt_request
 from spark_mcp.spark.wire.responses import filter_rows, mask, scrub_bytes
 from spark_mcp.statement import Danger, DangerKind, StatementFacts, StatementKind
 
 SERVICE_NAME = "spark.connect.SparkConnectService"
+_INTERRUPT_S = 30.0  # for the interrupt of an operation whose client went away
 Context = Any  # grpc.aio.ServicerContext (untyped)
+log = structlog.get_logger(__name__)
 
 # The RPCs that only act on the caller's own session or operations: request and answer types.
 _SESSION_CALLS: dict[str, tuple[type[Any], type[Any]]] = {
@@ -81,39 +84,12 @@ def session_id_of(value: str, what: str = "session_id") -> str:
     return value
 
 
-class Withheld:
-    """A driver's answer that may be asked for before the caller may have it: started by
-    ``ask`` (or by ``release`` when nobody asked earlier), handed out only by ``release``
-    once the verdict allows it, and otherwise dropped unread by ``discard``."""
-
-    def __init__(self, fetch: Callable[[], Awaitable[bytes]]) -> None:
-        self._fetch = fetch
-        self._asked: asyncio.Task[bytes] | None = None
-
-    def ask(self) -> None:
-        if self._asked is None:
-            self._asked = asyncio.ensure_future(self._fetch())
-
-    async def release(self) -> bytes:
-        if self._asked is None:
-            return await self._fetch()
-        return await self._asked
-
-    def discard(self) -> None:
-        asked = self._asked
-        if asked is None:
-            return
-        if not asked.done():
-            asked.cancel()
-        # Read what it ended with, so that a dropped answer's error is not logged as unhandled.
-        asked.add_done_callback(lambda task: task.cancelled() or task.exception())
-
-
 class SparkConnectGateway:
     def __init__(self, runner: CallRunner, config: GatewayConfig) -> None:
         self._runner = runner
         self._config = config
         self._release_passed_on = self._session_call("ReleaseExecute")
+        self._interrupts: set[asyncio.Task[None]] = set()
 
     def handler(self) -> grpc.GenericRpcHandler:
         unary, stream = grpc.unary_unary_rpc_method_handler, grpc.unary_stream_rpc_method_handler
@@ -197,7 +173,11 @@ class SparkConnectGateway:
                             note(decision="allowed", kind=StatementKind.METADATA.value)
                 identify(request, call.principal.id)
                 if listing is None:
-                    async for chunk in self._stream(call, "ExecutePlan", request.SerializeToString()):
+                    if _reattachable(request):
+                        async for chunk in self._stream(call, "ExecutePlan", request.SerializeToString()):
+                            yield chunk
+                        return
+                    async for chunk in self._unattached(call, request):
                         yield chunk
                     return
                 async for chunk in self._listing(call, request, listing):
@@ -207,13 +187,40 @@ class SparkConnectGateway:
                 if governor.changes_session:
                     call.verdicts.forget(call.principal.id, session_id)
 
+    async def _unattached(self, call: GatewayCall, request: base_pb2.ExecutePlanRequest) -> AsyncIterator[bytes]:
+        """A stream no one can reattach to: when its client goes away before the end, the
+        operation is interrupted. Spark would run it on, keeping every answer nobody reads
+        (a big one took its driver down)."""
+        if not request.operation_id:
+            request.operation_id = str(uuid.uuid4())  # Spark would make one up: ours can be named
+        complete = False
+        try:
+            async for chunk in self._stream(call, "ExecutePlan", request.SerializeToString()):
+                yield chunk
+            complete = True
+        finally:
+            if not complete:
+                stop = interrupt_request(
+                    session_id=request.session_id, operation_id=request.operation_id, user_id=call.principal.id
+                )
+                task = asyncio.ensure_future(self._interrupt(call, stop))  # the handler is being cancelled
+                self._interrupts.add(task)
+                task.add_done_callback(self._interrupts.discard)
+
+    @staticmethod
+    async def _interrupt(call: GatewayCall, request: bytes) -> None:
+        upstream = call.upstream
+        try:
+            await upstream.unary("Interrupt")(request, metadata=upstream.metadata, timeout=_INTERRUPT_S)
+        except grpc.aio.AioRpcError as exc:
+            log.warning("gateway.interrupt_failed", driver_id=call.driver.id, code=exc.code().name)
+
     async def _listing(
         self, call: GatewayCall, request: base_pb2.ExecutePlanRequest, keep: RowFilter
     ) -> AsyncIterator[bytes]:
         """A catalog listing, filtered. It is run without reattachment, so that no one can
         reattach to the operation and read the rows before they were filtered."""
-        options = request.request_options
-        reattachable = any(o.HasField("reattach_options") and o.reattach_options.reattachable for o in options)
+        reattachable = _reattachable(request)
         kept = [o for o in request.request_options if not o.HasField("reattach_options")]
         del request.request_options[:]
         request.request_options.extend(kept)
@@ -316,7 +323,7 @@ class SparkConnectGateway:
                         call.verdicts.forget(call.principal.id, session)
                     elif request.session_id != session:
                         raise InvalidInput("one upload stream belongs to one session")
-                    for name in _artifact_names(request):
+                    for name in artifacts.names_in(request):
                         names.append(name)
                         statement = f"addArtifacts: {', '.join(names)[:2000]}"
                         call.record.fields.update(session_id=session, statement=statement)
@@ -385,13 +392,9 @@ class SparkConnectGateway:
         return handle
 
 
-def _artifact_names(request: base_pb2.AddArtifactsRequest) -> list[str]:
-    kind = request.WhichOneof("payload")
-    if kind == "batch":
-        return [artifact.name for artifact in request.batch.artifacts]
-    if kind == "begin_chunk":
-        return [request.begin_chunk.name]
-    return []  # a later chunk of the artifact begun (and checked) before it
+def _reattachable(request: base_pb2.ExecutePlanRequest) -> bool:
+    options = request.request_options
+    return any(o.HasField("reattach_options") and o.reattach_options.reattachable for o in options)
 
 
 def _about(rpc: str, request: Any) -> str:

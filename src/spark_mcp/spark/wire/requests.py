@@ -33,6 +33,18 @@ def identify(request: Message, user_id: str) -> None:
     context.user_name = user_id
 
 
+def interrupt_request(*, session_id: str, operation_id: str, user_id: str) -> bytes:
+    """An interrupt of one operation of the caller's session."""
+    request = base_pb2.InterruptRequest(
+        session_id=session_id,
+        client_type=CLIENT_TYPE,
+        interrupt_type=base_pb2.InterruptRequest.INTERRUPT_TYPE_OPERATION_ID,
+        operation_id=operation_id,
+    )
+    identify(request, user_id)
+    return bytes(request.SerializeToString())
+
+
 def explain_request(relation: relations_pb2.Relation, *, session_id: str, user_id: str) -> bytes:
     request = base_pb2.AnalyzePlanRequest(session_id=session_id, client_type=CLIENT_TYPE)
     identify(request, user_id)
