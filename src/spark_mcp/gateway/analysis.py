@@ -11,8 +11,8 @@ message: ``failed_reads`` asks Spark for them one by one (each named table, and 
 text through ``EXPLAIN``, which prints the plan it got as far as). Those ``EXPLAIN``s run as
 operations in the caller's own session, which an interrupt or release of that session could
 cut short: each holds the session's check gate (``GatewayCall.check``), which those wait for,
-and when one still ends in anything but a parse error, the tables are unknown and Spark's
-message is withheld, its class too.
+and when one is interrupted all the same, the tables are unknown and Spark's message is
+withheld, its class too.
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ class Analyst:
 
     async def failed_reads(self, found: Screen) -> frozenset[TableName] | None:
         """Every table a plan that failed analysis names, as far as Spark can tell; None when
-        Spark could not tell (an ``EXPLAIN`` was interrupted, or failed but to parse the text)."""
+        Spark could not tell because an ``EXPLAIN`` was interrupted."""
         reads: set[TableName] = set()
         for name in found.tables:
             analysis, _ = await self.explain(table_relation(name), name)
@@ -136,7 +136,7 @@ class Analyst:
                 reads |= analysis.facts.reads
                 if analysis.plan is not None or analysis.facts.reads:
                     break
-                cut_off = cut_off or not _unparsable(analysis.error)
+                cut_off = cut_off or _cut_short(analysis.error)
             else:
                 if cut_off:
                     return None
@@ -151,11 +151,13 @@ def _as_written(name: str) -> set[TableName]:
     return set() if table is None else {table}
 
 
-def _unparsable(error: SparkError | None) -> bool:
-    """Whether an ``EXPLAIN`` failed because its text does not parse (so it names no table)."""
-    if error is None:
-        return False
-    return error.error_class.startswith("PARSE_") or error.sqlstate == "42601"
+def _cut_short(error: SparkError | None) -> bool:
+    """Whether an ``EXPLAIN`` was interrupted, so it could not tell which tables a plan names.
+
+    Other failures are Spark's answer about the text itself: one that does not parse names no
+    table, and one that fails past analysis (``SELECT 1 / 0`` under ANSI mode fails in the
+    optimizer) fails the same way for the client, whose message Spark's is."""
+    return error is not None and "CANCEL" in error.error_class.upper()
 
 
 def with_reads(analysis: Analysis, reads: frozenset[TableName]) -> Analysis:
