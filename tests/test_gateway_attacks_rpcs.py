@@ -394,3 +394,15 @@ async def test_a_stream_no_one_can_reattach_to_is_interrupted_when_its_client_go
                 lambda: wait_until(lambda: running() == 0, "the operation ran on after its client went away", 60)
             )
     assert await off_loop(lambda: alice.range(3).count()) == 3
+
+
+async def test_error_details_come_through_without_the_drivers_jvm_stack(gateway: Gateway) -> None:
+    # The driver's stack trace names its classes, files and line numbers, and spark-mcp never
+    # shows one (an agent's errors are the class and the first line); the rest comes through.
+    alice = await off_loop(lambda: gateway.client("alice"))
+    await off_loop(lambda: alice.conf.set("spark.sql.ansi.enabled", "true"))
+    exc = await off_loop(lambda: failure(lambda: alice.sql("SELECT 1 / 0 AS boom").collect()))
+    assert "DIVIDE_BY_ZERO" in str(exc), exc
+    stack = getattr(exc, "getStackTrace", lambda: None)() or ""
+    assert "\tat " not in stack and ".java:" not in stack, stack  # PySpark keeps the error's class name
+    assert "\tat " not in str(exc) and ".java:" not in str(exc)

@@ -24,7 +24,8 @@ GetStatus,
 CloneSession
 =================  ==========================================================================
 
-Any other method of this service, or any other service, is answered ``UNIMPLEMENTED`` by
+``FetchErrorDetails`` answers lose the driver's JVM stack traces, as every error spark-mcp
+shows does. Any other method of this service, or any other service, is answered ``UNIMPLEMENTED`` by
 gRPC itself: nothing is forwarded that is not listed here.
 """
 
@@ -52,7 +53,7 @@ from spark_mcp.scope_gate import changes_scope
 from spark_mcp.spark.analyze import Analysis
 from spark_mcp.spark.wire.messages import M, decode, open_plan
 from spark_mcp.spark.wire.requests import identify, interrupt_request
-from spark_mcp.spark.wire.responses import filter_rows, mask, scrub_bytes
+from spark_mcp.spark.wire.responses import error_details, filter_rows, mask, scrub_bytes
 from spark_mcp.statement import Danger, DangerKind, StatementFacts, StatementKind
 
 SERVICE_NAME = "spark.connect.SparkConnectService"
@@ -385,6 +386,8 @@ class SparkConnectGateway:
                 finally:
                     if lease is not None:
                         lease.release()
+                if rpc == "FetchErrorDetails":
+                    return error_details(answer, call.scrub)
                 return scrub_bytes(answer_type, answer, call.scrub)
             raise AssertionError("unreachable")  # pragma: no cover
 

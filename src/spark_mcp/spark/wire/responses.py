@@ -116,6 +116,17 @@ def scrub_bytes(cls: type[Message], data: bytes, scrub: Scrub) -> bytes:
     return bytes(message.SerializeToString())
 
 
+def error_details(data: bytes, scrub: Scrub) -> bytes:
+    """A ``FetchErrorDetails`` answer scrubbed, without the driver's JVM stack traces: they name
+    its classes, files and lines, and spark-mcp shows no stack (an error is its class and
+    message, its causes' too)."""
+    message = base_pb2.FetchErrorDetailsResponse.FromString(data)
+    for error in message.errors:
+        error.ClearField("stack_trace")
+    scrub_message(message, scrub)
+    return bytes(message.SerializeToString())
+
+
 def filter_rows(responses: Sequence[bytes], keep: Callable[[dict[str, Any]], bool]) -> list[bytes]:
     """A listing's responses with only the rows ``keep`` accepts (Arrow batches re-encoded)."""
     out: list[bytes] = []
