@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import anyio
@@ -17,8 +19,11 @@ import grpc
 from pyspark.sql.connect.client.retries import DefaultPolicy
 from pyspark.sql.connect.session import SparkSession
 
+from spark_mcp.app import App
 from spark_mcp.auth.settings import resource_url
-from spark_mcp.config import Config
+from spark_mcp.config import Config, GatewayConfig
+from spark_mcp.gateway import running_gateway
+from spark_mcp.scope_gate import KeyedScopeGates
 from spark_mcp.state.db import StateDB, state_path
 from spark_mcp.state.tokens import TokenStore
 
@@ -54,6 +59,49 @@ def connect(port: int, token: str | None, *, extra: str = "", host: str = "local
     spark = SparkSession.builder.remote(url).create()
     spark.client.set_retry_policies([DefaultPolicy(**RETRIES)])  # type: ignore[arg-type]
     return spark
+
+
+@dataclass
+class Gateway:
+    """A real gateway on a free port beside the shared ``App``, and API tokens of its users."""
+
+    port: int
+    tokens: dict[str, str]
+    app: App
+    sessions: list[SparkSession]
+    scopes: KeyedScopeGates
+
+    def client(self, user: str, *, extra: str = "") -> SparkSession:
+        """A new PySpark session of ``user``'s (blocking: call it off the loop), stopped at the end."""
+        spark = connect(self.port, self.tokens[user], extra=extra)
+        self.sessions.append(spark)
+        return spark
+
+    def bearer(self, user: str) -> tuple[tuple[str, str], ...]:
+        """``user``'s credential as gRPC metadata, for requests built by hand."""
+        return (("authorization", f"Bearer {self.tokens[user]}"),)
+
+    @contextmanager
+    def channel(self) -> Iterator[grpc.Channel]:
+        """A raw gRPC channel to the gateway, for what PySpark cannot send."""
+        channel = grpc.insecure_channel(f"localhost:{self.port}")
+        try:
+            yield channel
+        finally:
+            channel.close()
+
+
+@asynccontextmanager
+async def serving_gateway(app: App, *users: str) -> AsyncIterator[Gateway]:
+    """The gateway served from ``app`` (for a module-scoped fixture); its sessions stop at the end."""
+    config = app.config.model_copy(update={"gateway": GatewayConfig(port=0)})
+    async with running_gateway(config, lambda: app) as server:
+        found = Gateway(server.port, tokens_for(config, *users), app, [], server.scopes)
+        try:
+            yield found
+        finally:
+            for spark in found.sessions:
+                await off_loop(spark.stop)
 
 
 def status_of(exc: BaseException) -> grpc.StatusCode | None:

@@ -12,7 +12,6 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -22,21 +21,21 @@ from pyspark.sql.connect.dataframe import DataFrame as ConnectDataFrame
 from pyspark.sql.connect.functions import udf
 from pyspark.sql.connect.plan import SQL
 from pyspark.sql.connect.proto import base_pb2, relations_pb2
-from pyspark.sql.connect.session import SparkSession
 from pyspark.sql.types import LongType
 
 from spark_mcp.app import App
 from spark_mcp.audit import tail
 from spark_mcp.config import GatewayConfig
 from spark_mcp.gateway import connection_string, running_gateway
-from spark_mcp.scope_gate import KeyedScopeGates
 from spark_mcp.spark.connect import open_session
 from tests.gateway_support import (
+    Gateway,
     connect,
     failure,
     in_thread,
     interrupt_when_running,
     off_loop,
+    serving_gateway,
     status_of,
     token_store,
     tokens_for,
@@ -50,30 +49,10 @@ USERS = ("alice", "bob", "erin", "root", "cody", "carol")
 PERMISSION_DENIED = grpc.StatusCode.PERMISSION_DENIED
 
 
-@dataclass
-class Gateway:
-    port: int
-    tokens: dict[str, str]
-    app: App
-    sessions: list[SparkSession]
-    scopes: KeyedScopeGates
-
-    def client(self, user: str, *, extra: str = "") -> SparkSession:
-        spark = connect(self.port, self.tokens[user], extra=extra)
-        self.sessions.append(spark)
-        return spark
-
-
 @pytest.fixture(scope="module")
 async def gateway(app: App) -> AsyncIterator[Gateway]:
-    config = app.config.model_copy(update={"gateway": GatewayConfig(port=0)})
-    async with running_gateway(config, lambda: app) as server:
-        found = Gateway(server.port, tokens_for(config, *USERS), app, [], server.scopes)
-        try:
-            yield found
-        finally:
-            for spark in found.sessions:
-                await off_loop(spark.stop)
+    async with serving_gateway(app, *USERS) as found:
+        yield found
 
 
 def denied(fn: Callable[[], Any]) -> str:

@@ -5,16 +5,12 @@ refused), tried with PySpark's own client through a real gateway to the shared d
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import pytest
 from pyspark.sql.connect import functions as F
-from pyspark.sql.connect.session import SparkSession
 
 from spark_mcp.app import App
-from spark_mcp.config import GatewayConfig
-from spark_mcp.gateway import running_gateway
-from tests.gateway_support import connect, off_loop, tokens_for
+from tests.gateway_support import Gateway, off_loop, serving_gateway
 from tests.test_gateway import denied, failure
 
 pytestmark = [pytest.mark.anyio, pytest.mark.spark]
@@ -25,32 +21,13 @@ HR_DENIED = (
 )
 
 
-@dataclass
-class Clients:
-    port: int
-    tokens: dict[str, str]
-    sessions: list[SparkSession]
-
-    def client(self, user: str) -> SparkSession:
-        """A new session of ``user``'s (blocking: call it off the loop)."""
-        spark = connect(self.port, self.tokens[user])
-        self.sessions.append(spark)
-        return spark
-
-
 @pytest.fixture(scope="module")
-async def clients(app: App) -> AsyncIterator[Clients]:
-    config = app.config.model_copy(update={"gateway": GatewayConfig(port=0)})
-    async with running_gateway(config, lambda: app) as server:
-        found = Clients(server.port, tokens_for(config, "alice", "erin"), [])
-        try:
-            yield found
-        finally:
-            for spark in found.sessions:
-                await off_loop(spark.stop)
+async def clients(app: App) -> AsyncIterator[Gateway]:
+    async with serving_gateway(app, "alice", "erin") as found:
+        yield found
 
 
-async def test_a_transpose_is_judged_on_its_input_which_spark_collects_while_planning(clients: Clients) -> None:
+async def test_a_transpose_is_judged_on_its_input_which_spark_collects_while_planning(clients: Gateway) -> None:
     alice = await off_loop(lambda: clients.client("alice"))
     # Spark's analyzer runs the input of a transpose to name its columns: the plan it prints has
     # the rows as a local relation and no table left to judge. Its input is judged first.
@@ -64,7 +41,7 @@ async def test_a_transpose_is_judged_on_its_input_which_spark_collects_while_pla
     assert rows[0].key == "r_regionkey" and rows[0].EUROPE == 3
 
 
-async def test_subqueries_over_dataframes_run_within_the_policy(clients: Clients) -> None:
+async def test_subqueries_over_dataframes_run_within_the_policy(clients: Gateway) -> None:
     alice = await off_loop(lambda: clients.client("alice"))
     region, nation = alice.table("tpch.region"), alice.table("tpch.nation")
     # df.scalar() and df.exists() send a plan with the subqueries' plans beside it by id
@@ -82,7 +59,7 @@ async def test_subqueries_over_dataframes_run_within_the_policy(clients: Clients
         assert HR_DENIED in await off_loop(lambda attempt=attempt: denied(attempt))
 
 
-async def test_a_write_into_a_temp_view_name_cannot_reach_the_table_under_it(clients: Clients) -> None:
+async def test_a_write_into_a_temp_view_name_cannot_reach_the_table_under_it(clients: Gateway) -> None:
     erin = await off_loop(lambda: clients.client("erin"))
     await off_loop(lambda: erin.sql("CREATE NAMESPACE IF NOT EXISTS staging"))
     await off_loop(lambda: erin.catalog.setCurrentDatabase("staging"))
@@ -100,7 +77,7 @@ async def test_a_write_into_a_temp_view_name_cannot_reach_the_table_under_it(cli
     await off_loop(lambda: erin.sql("DROP TABLE staging.rt1_written"))
 
 
-async def test_table_exists_tells_nothing_about_names_the_caller_may_not_read(clients: Clients) -> None:
+async def test_table_exists_tells_nothing_about_names_the_caller_may_not_read(clients: Gateway) -> None:
     alice = await off_loop(lambda: clients.client("alice"))
     # A denied name that does not exist is refused like one that does: the difference would
     # tell which tables exist where alice may not look.
@@ -114,7 +91,7 @@ async def test_table_exists_tells_nothing_about_names_the_caller_may_not_read(cl
 
 
 async def test_a_missing_table_where_the_caller_may_not_read_is_refused_like_one_that_exists(
-    clients: Clients,
+    clients: Gateway,
 ) -> None:
     alice = await off_loop(lambda: clients.client("alice"))
     # Spark's "not found" for hr.no_such_table, against a denial for hr.salaries, would tell
@@ -139,7 +116,7 @@ async def test_a_missing_table_where_the_caller_may_not_read_is_refused_like_one
         assert "TABLE_OR_VIEW_NOT_FOUND" in str(exc), exc
 
 
-async def test_sql_with_a_named_parameter_first_is_a_query_not_a_script_label(clients: Clients) -> None:
+async def test_sql_with_a_named_parameter_first_is_a_query_not_a_script_label(clients: Gateway) -> None:
     alice = await off_loop(lambda: clients.client("alice"))
     rows = await off_loop(lambda: alice.sql("SELECT :x AS x", args={"x": 41}).collect())
     assert rows[0].x == 41

@@ -12,9 +12,8 @@ from __future__ import annotations
 import threading
 import uuid
 import zlib
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from contextlib import suppress
 from typing import Any
 
 import grpc
@@ -24,11 +23,17 @@ from pyspark.sql.connect.session import SparkSession
 
 from spark_mcp.app import App
 from spark_mcp.audit import tail
-from spark_mcp.config import GatewayConfig
-from spark_mcp.gateway import running_gateway
 from spark_mcp.gateway.conf import REDACTED_VALUE
-from spark_mcp.scope_gate import KeyedScopeGates, take_lease
-from tests.gateway_support import connect, failure, off_loop, status_of, tokens_for, wait_until
+from spark_mcp.scope_gate import take_lease
+from tests.gateway_support import (
+    Gateway,
+    connect,
+    failure,
+    off_loop,
+    serving_gateway,
+    status_of,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.anyio, pytest.mark.spark]
 
@@ -37,41 +42,10 @@ METHOD = "/spark.connect.SparkConnectService/"
 DENIED_REASON = "policy_denied: alice may not read spark_catalog.hr.salaries"
 
 
-@dataclass
-class Gateway:
-    port: int
-    tokens: dict[str, str]
-    app: App
-    sessions: list[SparkSession]
-    scopes: KeyedScopeGates
-
-    def client(self, user: str) -> SparkSession:
-        spark = connect(self.port, self.tokens[user])
-        self.sessions.append(spark)
-        return spark
-
-    def bearer(self, user: str) -> tuple[tuple[str, str], ...]:
-        return (("authorization", f"Bearer {self.tokens[user]}"),)
-
-    @contextmanager
-    def channel(self) -> Iterator[grpc.Channel]:
-        channel = grpc.insecure_channel(f"localhost:{self.port}")
-        try:
-            yield channel
-        finally:
-            channel.close()
-
-
 @pytest.fixture(scope="module")
 async def gateway(app: App) -> AsyncIterator[Gateway]:
-    config = app.config.model_copy(update={"gateway": GatewayConfig(port=0)})
-    async with running_gateway(config, lambda: app) as server:
-        found = Gateway(server.port, tokens_for(config, *USERS), app, [], server.scopes)
-        try:
-            yield found
-        finally:
-            for spark in found.sessions:
-                await off_loop(spark.stop)
+    async with serving_gateway(app, *USERS) as found:
+        yield found
 
 
 def _rpc_error(fn: Any) -> grpc.RpcError:
