@@ -83,13 +83,7 @@ async def test_a_missing_table_in_a_denied_namespace_is_refused_like_one_that_ex
         "DESCRIBE TABLE EXTENDED hr.{t} salary",
     ]
     for table, reason in (("salaries", HR_DENIED), ("nope", NOPE_DENIED)):
-        attempts: list[Callable[[], Any]] = [lambda text=text: alice.sql(text.format(t=table)).collect() for text in sql]
-        attempts += [
-            lambda: alice.sql("SELECT * FROM IDENTIFIER(:t)", {"t": f"hr.{table}"}).limit(1).collect(),
-            lambda: alice.range(1).filter(f"EXISTS (SELECT 1 FROM IDENTIFIER('hr.' || '{table}'))").collect(),
-            lambda: alice.range(1).select(F.expr(f"(SELECT count(*) FROM IDENTIFIER('hr.' || '{table}'))")).collect(),
-        ]
-        for attempt in attempts:
+        for attempt in _naming(alice, table, sql):
             assert reason in await off_loop(lambda attempt=attempt: denied(attempt))
     # Where the caller may read, Spark's own "not found" still comes through.
     message = await off_loop(lambda: spark_error(lambda: alice.sql("SHOW CREATE TABLE tpch.nope").collect()))
@@ -104,6 +98,17 @@ async def test_show_columns_from_a_table_in_a_namespace_answers_within_the_polic
     names = await off_loop(lambda: [r.col_name for r in alice.sql("SHOW COLUMNS FROM nation IN tpch").collect()])
     assert names == ["n_nationkey", "n_name", "n_regionkey", "n_comment"]
     assert HR_DENIED in await off_loop(lambda: denied(lambda: alice.sql("SHOW COLUMNS FROM salaries IN hr").collect()))
+
+
+def _naming(alice: SparkSession, table: str, sql: list[str]) -> list[Callable[[], Any]]:
+    """Calls that name ``hr.<table>``: each text, a parameter, and SQL strings in DataFrames."""
+    attempts: list[Callable[[], Any]] = [lambda text=text: alice.sql(text.format(t=table)).collect() for text in sql]
+    return [
+        *attempts,
+        lambda: alice.sql("SELECT * FROM IDENTIFIER(:t)", {"t": f"hr.{table}"}).limit(1).collect(),
+        lambda: alice.range(1).filter(f"EXISTS (SELECT 1 FROM IDENTIFIER('hr.' || '{table}'))").collect(),
+        lambda: alice.range(1).select(F.expr(f"(SELECT count(*) FROM IDENTIFIER('hr.' || '{table}'))")).collect(),
+    ]
 
 
 # -- the plan reading behind the fixes, on Spark 4's own output (pure) ---------------------
