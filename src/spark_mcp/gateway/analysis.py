@@ -77,13 +77,17 @@ class Analyst:
         message = first_line(self.call.scrub(exc.details() or "")) or error_class
         return SparkError(message, error_class=error_class, sqlstate=sqlstate)
 
-    async def explain_sql(self, text: str) -> Analysis:
+    async def explain_sql(self, text: str, parameters: relations_pb2.SQL | None = None) -> Analysis:
         """``EXPLAIN EXTENDED <text>``: the plan Spark got as far as, even when analysis fails."""
         gated = gate(text)
         if gated.dangers:
             return unanalysable(text, SparkError("the text did not pass the lexical gate", error_class="GATED"))
         request = explain_sql_request(
-            gated.sql, session_id=self.session_id, user_id=self.call.principal.id, operation_id=str(uuid.uuid4())
+            gated.sql,
+            session_id=self.session_id,
+            user_id=self.call.principal.id,
+            operation_id=str(uuid.uuid4()),
+            parameters=parameters,
         )
         return await self._explained(request, gated.sql, failed_as=text)
 
@@ -140,6 +144,13 @@ class Analyst:
             else:
                 if cut_off:
                     return None
+        for sql in found.parameterized:
+            # Without its parameters the text names no table Spark could bind: IDENTIFIER(:t)
+            # with t = 'hr.salaries' would show Spark's "did you mean `salary`" to anyone.
+            analysis = await self.explain_sql(sql.query, sql)
+            reads |= analysis.facts.reads
+            if analysis.plan is None and not analysis.facts.reads and _cut_short(analysis.error):
+                return None
         return frozenset(reads)
 
 

@@ -67,11 +67,14 @@ def read_plan(text: str, builtins: frozenset[str]) -> StatementFacts:
         # resolve ("Did you mean one of [`a`, `b`]"): report those tables as reads, so the
         # caller can keep the message from a principal who may not read them. The qualified
         # names the statement wrote count too, found or not: otherwise "not found" for
-        # hr.nope, against a denial for hr.salaries, would tell which tables exist.
+        # hr.nope, against a denial for hr.salaries, would tell which tables exist. A name
+        # built by an expression (IDENTIFIER('hr.' || 'nope')) is written only in the partial
+        # plan Spark's message prints, after the identifier was bound.
+        written = unresolved_tables(sections.parsed) | unresolved_tables(sections.analyzed)
         return StatementFacts(
             kind=failed.kind,
             operation=failed.operation,
-            reads=frozenset(_error_reads(sections.analyzed) | unresolved_tables(sections.parsed)),
+            reads=frozenset(_error_reads(sections.analyzed) | written),
             dangers=failed.dangers,
             notes=failed.notes,
         )

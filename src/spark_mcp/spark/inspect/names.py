@@ -29,7 +29,9 @@ _OBJECT_CATALOG = re.compile(r"(?P<object>[A-Za-z_][\w.$]*@[0-9a-f]+)")
 _PARSED_TARGET_LIST = re.compile(
     r"'Unresolved(?P<what>Identifier|Table|TableOrView|View|Namespace|Relation)\b \[(?P<parts>[^\]\n]*)\]"
 )
-_PARSED_RELATION = re.compile(r"'UnresolvedRelation \[(?P<parts>[^\]\n]*)\]")
+# What a failing statement names as a table: a relation to read, or the table of a command
+# (SHOW CREATE TABLE, DESCRIBE, ALTER TABLE ... print 'UnresolvedTable(OrView) [parts]).
+_PARSED_RELATION = re.compile(r"'Unresolved(?:Relation|Table|TableOrView|View) \[(?P<parts>[^\]\n]*)\]")
 
 
 SESSION_CATALOG = "spark_catalog"

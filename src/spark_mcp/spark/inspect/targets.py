@@ -7,6 +7,7 @@ every place a target could be printed counts, so planted text only adds targets.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 from spark_mcp.spark.inspect.facts import Facts
 from spark_mcp.spark.inspect.names import (
@@ -28,13 +29,25 @@ from spark_mcp.statement import DangerKind, TableName
 _D = DangerKind
 
 
+# SHOW COLUMNS FROM t IN ns prints the namespace as written (no quotes) before the table;
+# Spark refuses the statement unless it is the table's own namespace.
+_SHOW_COLUMNS_IN = re.compile(r"ShowColumnsCommand [A-Za-z0-9_]+, (?=`)")
+
+
+def _show_columns_in(root: Node) -> list[str] | None:
+    match = _SHOW_COLUMNS_IN.match(root.head)
+    if match is None:
+        return None
+    return first_identifier(replace(root, text="ShowColumnsCommand " + root.head[match.end() :]))
+
+
 def targets(
     rule: Rule, root: Node, nodes: list[Node], analyzed: str, facts: Facts, catalogs: Catalogs
 ) -> set[TableName]:
     """The tables the root command acts on; unreadable names become UNANALYSABLE dangers."""
     found: set[TableName] = set()
     if rule.target is Target.FIRST:
-        parts = first_identifier(root)
+        parts = first_identifier(root) or _show_columns_in(root)
         table = table_of(parts) if parts else None
         if parts and len(parts) == 1 and rule.role is Role.READ:
             facts.views.add(parts[0].lower())  # DESCRIBE (and the like) of a temporary view

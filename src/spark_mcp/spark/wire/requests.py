@@ -121,12 +121,19 @@ def create_table_probe(name: str) -> relations_pb2.Relation:
     return sql_relation(f"CREATE TABLE {quoted(name_parts(name))} (c INT)")
 
 
-def explain_sql_request(text: str, *, session_id: str, user_id: str, operation_id: str) -> bytes:
+def explain_sql_request(
+    text: str, *, session_id: str, user_id: str, operation_id: str, parameters: relations_pb2.SQL | None = None
+) -> bytes:
     """``EXPLAIN EXTENDED <text>`` as a SQL command: unlike the AnalyzePlan RPC, it prints the
-    plan Spark got as far as when analysis fails (the tables a failing statement names)."""
+    plan Spark got as far as when analysis fails (the tables a failing statement names).
+    ``parameters`` (a ``spark.sql`` relation) gives the values of the text's parameter markers,
+    which Spark binds inside the EXPLAIN too."""
     request = base_pb2.ExecutePlanRequest(session_id=session_id, client_type=CLIENT_TYPE, operation_id=operation_id)
     identify(request, user_id)
-    request.plan.command.sql_command.input.sql.query = f"EXPLAIN EXTENDED {text}"
+    sql = request.plan.command.sql_command.input.sql
+    if parameters is not None:
+        sql.CopyFrom(parameters)
+    sql.query = f"EXPLAIN EXTENDED {text}"
     return bytes(request.SerializeToString())
 
 

@@ -139,6 +139,8 @@ class Screen:
     texts: tuple[str, ...] = ()  # SQL text and expression strings, for the lexical gate
     eager: tuple[relations_pb2.Relation, ...] = ()  # inputs Spark builds while planning, deepest first
     tables: tuple[str, ...] = ()  # named tables as written, for the audit record
+    # SQL texts with parameters, whose markers (IDENTIFIER(:t)) can name tables the text does not
+    parameterized: tuple[relations_pb2.SQL, ...] = ()
 
 
 @dataclass
@@ -148,6 +150,7 @@ class _Found:
     texts: list[str] = field(default_factory=list)
     eager: list[tuple[int, int, relations_pb2.Relation]] = field(default_factory=list)
     tables: list[str] = field(default_factory=list)
+    parameterized: list[relations_pb2.SQL] = field(default_factory=list)
 
     def danger(self, kind: DangerKind, detail: str) -> None:
         if all(d.detail != detail for d in self.dangers):
@@ -199,7 +202,10 @@ def screen(message: Message) -> Screen:
             described = False
             _expression(current, found)
         elif name == "spark.connect.SQL":
+            assert isinstance(current, relations_pb2.SQL)
             found.texts.append(current.query)
+            if current.args or current.named_arguments or current.pos_args or current.pos_arguments:
+                found.parameterized.append(current)
         elif name in _INLINE:
             found.code.append(_inline(current))
             described = True
@@ -215,6 +221,7 @@ def screen(message: Message) -> Screen:
         texts=tuple(dict.fromkeys(found.texts)),
         eager=tuple(relation for _, _, relation in found.eager),
         tables=tuple(dict.fromkeys(found.tables)),
+        parameterized=tuple(found.parameterized),
     )
 
 
