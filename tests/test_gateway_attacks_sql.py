@@ -14,11 +14,9 @@ from pyspark.sql.connect import functions as F
 from pyspark.sql.connect.session import SparkSession
 
 from spark_mcp.app import App
-from spark_mcp.config import GatewayConfig
-from spark_mcp.gateway import running_gateway
 from spark_mcp.spark.inspect import inspect_explain
 from spark_mcp.statement import TableName
-from tests.gateway_support import connect, failure, off_loop, tokens_for
+from tests.gateway_support import failure, off_loop, serving_gateway
 from tests.test_gateway import denied
 
 HR_DENIED = "alice may not read spark_catalog.hr.salaries: denied by role analyst (hr.*)"
@@ -27,14 +25,8 @@ NOPE_DENIED = "alice may not read spark_catalog.hr.nope: denied by role analyst 
 
 @pytest.fixture(scope="module")
 async def alice(app: App) -> AsyncIterator[SparkSession]:
-    config = app.config.model_copy(update={"gateway": GatewayConfig(port=0)})
-    async with running_gateway(config, lambda: app) as server:
-        token = tokens_for(config, "alice")["alice"]
-        spark = await off_loop(lambda: connect(server.port, token))
-        try:
-            yield spark
-        finally:
-            await off_loop(spark.stop)
+    async with serving_gateway(app, "alice") as gateway:
+        yield await off_loop(lambda: gateway.client("alice"))
 
 
 def spark_error(fn: Callable[[], Any]) -> str:
