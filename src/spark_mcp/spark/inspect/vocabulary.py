@@ -286,7 +286,10 @@ def _rules() -> dict[str, Rule]:
         Rule(
             _K.UNKNOWN,
             danger=_D.UNKNOWN_NODE,
-            detail="the inner statement is not analysed in this plan; use the explain tool instead",
+            detail=(
+                "the inner statement is not analysed in this plan; use the explain tool instead (through the "
+                "Spark Connect gateway: df.explain())"
+            ),
         ),
     )
     add(
