@@ -49,6 +49,10 @@ REDACTED_VALUE = "*********(redacted)"
 
 _Op = base_pb2.ConfigRequest.Operation
 
+# ``SET TIME ZONE ...`` and ``SET key`` / ``SET key = value`` with a plain key: the forms whose
+# key can be read from the text alone (a backquoted key may hold anything, even a comma).
+_SQL_SET = re.compile(r"(?is)\s*SET\s+(?:(?P<zone>TIME\s+ZONE)\b|(?P<key>[A-Za-z0-9_.]+)\s*(?:=|$))")
+
 
 def keys_set(operation: _Op) -> list[str]:
     """The keys an operation changes (empty for a read)."""
@@ -69,6 +73,19 @@ def describe(operation: _Op) -> str:
 def not_settable(keys: list[str]) -> list[str]:
     """The keys a client may not change without ``sql.admin`` (empty: the change may go ahead)."""
     return [key for key in keys if key not in SETTABLE]
+
+
+def harmless_sql_set(text: str, plan: str | None) -> bool:
+    """Whether ``text`` (one gated statement) reads or sets one key of ``SETTABLE`` in SQL.
+
+    ``SET spark.sql.shuffle.partitions = 8`` is what ``spark.conf.set`` does. The key is read
+    from the text and must also be the key of the ``SetCommand`` Spark planned: listing every
+    setting (``SET``, ``SET -v``) or any other key stays ``sql.admin``."""
+    found = _SQL_SET.match(text)
+    if found is None or plan is None:
+        return False
+    key = "spark.sql.session.timeZone" if found.group("zone") else found.group("key")
+    return key in SETTABLE and plan.strip().startswith(f"SetCommand ({key},")
 
 
 def redact_response(data: bytes, scrub: Callable[[str], str]) -> bytes:

@@ -39,6 +39,7 @@ from spark_mcp.calls import note
 from spark_mcp.errors import InvalidInput, SparkError
 from spark_mcp.gateway.analysis import Analyst, with_reads, withheld
 from spark_mcp.gateway.calls import GatewayCall, UpstreamError
+from spark_mcp.gateway.conf import harmless_sql_set
 from spark_mcp.governance import Verdict
 from spark_mcp.spark.analyze import Analysis
 from spark_mcp.spark.sqltext import gate
@@ -227,6 +228,9 @@ class Governor:
             facts = StatementFacts(StatementKind.ADMIN, "(not analysed)", dangers=gated.dangers)
             return self.judge(Analysis(gated.sql, facts, None, None))
         tree = await self.tree(relation, gated.sql, command=True)
+        if isinstance(tree, Analysis) and tree.error is None and harmless_sql_set(gated.sql, tree.plan):
+            # A harmless setting in SQL, as spark.conf.set may change it: a change to the caller's own session.
+            tree = replace(tree, facts=replace(tree.facts, kind=StatementKind.TEMP_VIEW, dangers=()))
         verdict = tree if isinstance(tree, Verdict) else self.judge(tree)
         if verdict.facts.kind is StatementKind.QUERY and kind == "sql":
             # Spark answers a query with this very relation, which the client analyses and runs next.

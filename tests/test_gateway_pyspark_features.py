@@ -1,0 +1,162 @@
+"""A notebook user's PySpark, through the gateway: what works directly must work here too, within policy.
+
+Each test runs the DataFrame and session API a person in a notebook relies on, through a
+real gateway with PySpark's own client, as a user whose policy allows the tables used
+(alice reads ``tpch.*``; erin writes ``staging.*``). Every feature here was first checked
+to work when connected to the same driver directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from pyspark.sql.connect import functions as F
+from pyspark.sql.connect.session import SparkSession
+from pyspark.sql.connect.window import Window
+
+from spark_mcp.app import App
+from spark_mcp.config import GatewayConfig
+from spark_mcp.gateway import running_gateway
+from tests.gateway_support import connect, failure, off_loop, status_of, tokens_for
+
+pytestmark = [pytest.mark.anyio, pytest.mark.spark]
+
+
+@pytest.fixture(scope="module")
+async def clients(app: App) -> AsyncIterator[dict[str, SparkSession]]:
+    config = app.config.model_copy(update={"gateway": GatewayConfig(port=0)})
+    async with running_gateway(config, lambda: app) as server:
+        tokens = tokens_for(config, "alice", "erin")
+        found = {user: await off_loop(lambda user=user: connect(server.port, tokens[user])) for user in tokens}
+        try:
+            yield found
+        finally:
+            for spark in found.values():
+                await off_loop(spark.stop)
+
+
+def _dataframe_api(spark: SparkSession) -> dict[str, Any]:
+    nation = spark.table("tpch.nation")
+    region = spark.table("tpch.region")
+    by_region = Window.partitionBy("n_regionkey").orderBy("n_name")
+    out: dict[str, Any] = {
+        "toPandas": len(nation.toPandas()),
+        "toArrow": nation.toArrow().num_rows,
+        "wide collect": len(spark.table("tpch.lineitem").limit(20000).collect()),
+        "describe": len(nation.describe().collect()),
+        "summary": len(nation.summary().collect()),
+        "na": (nation.na.fill(0).count(), nation.na.drop().count(), nation.na.replace("PERU", "X").count()),
+        "corr": round(nation.stat.corr("n_nationkey", "n_regionkey"), 6),
+        "cov": round(nation.stat.cov("n_nationkey", "n_regionkey"), 6),
+        "crosstab": len(nation.stat.crosstab("n_regionkey", "n_nationkey").collect()),
+        "freqItems": len(nation.stat.freqItems(["n_regionkey"]).collect()),
+        "approxQuantile": nation.stat.approxQuantile("n_nationkey", [0.5], 0.0),
+        "sampleBy": nation.stat.sampleBy("n_regionkey", {0: 1.0}, 1).count(),
+        "window": len(nation.withColumn("r", F.row_number().over(by_region)).collect()),
+        "pivot": len(nation.groupBy("n_regionkey").pivot("n_name").count().columns),
+        "pivot values": nation.groupBy("n_regionkey").pivot("n_name", ["PERU", "CHINA"]).count().columns,
+        "cube": nation.cube("n_regionkey").count().count(),
+        "rollup": nation.rollup("n_regionkey").count().count(),
+        "groupingSets": nation.groupingSets([["n_regionkey"], []], "n_regionkey").count().count(),
+        "unionByName": nation.select("n_name")
+        .unionByName(nation.select("n_regionkey"), allowMissingColumns=True)
+        .count(),
+        "dropDuplicates": nation.dropDuplicates(["n_regionkey"]).count(),
+        "withColumnsRenamed": nation.withColumnsRenamed({"n_name": "name"}).columns[1],
+        "colRegex": len(nation.select(nation.colRegex("`n_.*key`")).columns),
+        "self-join": nation.alias("a")
+        .join(nation.alias("b"), F.col("a.n_nationkey") == F.col("b.n_regionkey"))
+        .count(),
+        "broadcast": nation.join(region.hint("broadcast"), F.col("n_regionkey") == F.col("r_regionkey")).count(),
+        "toJSON": nation.toJSON().count(),
+        "isEmpty": nation.isEmpty(),
+        "first/head/take/tail": (
+            nation.first() is not None,
+            len(nation.head(2)),
+            len(nation.take(3)),
+            len(nation.tail(2)),
+        ),
+        "limit/offset": nation.limit(5).offset(2).count(),
+        "partitions": (
+            nation.sortWithinPartitions("n_name").count(),
+            nation.repartition(3).count(),
+            nation.coalesce(1).count(),
+            nation.repartitionByRange(2, "n_name").count(),
+        ),
+        "dtypes": nation.dtypes[0],
+        "scalar subquery": nation.select(region.select(F.max("r_regionkey")).scalar()).distinct().count(),
+        "sql args": (
+            spark.sql("SELECT n_name FROM tpch.nation WHERE n_nationkey = :k", args={"k": 3}).count(),
+            spark.sql("SELECT n_name FROM tpch.nation WHERE n_nationkey = ?", args=[3]).count(),
+            spark.sql("SELECT count(*) AS n FROM {df}", df=nation).first().n,  # type: ignore[union-attr]
+        ),
+        "range": spark.range(100_000_000).count(),
+    }
+    for mode in ("simple", "extended", "codegen", "cost", "formatted"):
+        nation.explain(mode=mode)
+    nation.printSchema()
+    nation.show(3)
+    cached = nation.filter("n_regionkey > 1").cache()
+    level = str(cached.storageLevel)
+    out["cache"] = (cached.count(), cached.is_cached, level != "", cached.unpersist(True) is not None)
+    return out
+
+
+async def test_the_dataframe_api_works_through_the_gateway(clients: dict[str, SparkSession]) -> None:
+    out = await off_loop(lambda: _dataframe_api(clients["alice"]))
+    assert out["toPandas"] == out["toArrow"] == 25
+    assert out["wide collect"] == 20000
+    assert out["pivot"] == 26 and out["pivot values"] == ["n_regionkey", "PERU", "CHINA"]
+    assert out["unionByName"] == 50 and out["dropDuplicates"] == 5 and out["withColumnsRenamed"] == "name"
+    assert out["first/head/take/tail"] == (True, 2, 3, 2) and out["limit/offset"] == 3
+    assert out["partitions"] == (25, 25, 25, 25) and out["scalar subquery"] == 1
+    assert out["sql args"] == (1, 1, 25) and out["range"] == 100_000_000
+    assert out["cache"] == (15, True, True, True)
+
+
+def _writes(spark: SparkSession) -> list[int]:
+    nation = spark.table("tpch.nation")
+    spark.sql("CREATE NAMESPACE IF NOT EXISTS staging")
+    nation.write.mode("overwrite").saveAsTable("staging.feat_n")
+    nation.write.insertInto("staging.feat_n")
+    nation.write.insertInto("staging.feat_n", overwrite=True)
+    nation.write.mode("append").format("parquet").saveAsTable("staging.feat_n")
+    nation.write.mode("overwrite").partitionBy("n_regionkey").saveAsTable("staging.feat_parts")
+    nation.write.mode("overwrite").bucketBy(2, "n_nationkey").sortBy("n_nationkey").saveAsTable("staging.feat_bk")
+    spark.sql("DROP TABLE IF EXISTS staging.feat_v2")
+    nation.writeTo("staging.feat_v2").using("parquet").create()
+    spark.sql("INSERT OVERWRITE staging.feat_v2 SELECT * FROM tpch.nation WHERE n_regionkey = 1")
+    counts = [spark.table(f"staging.{t}").count() for t in ("feat_n", "feat_parts", "feat_bk", "feat_v2")]
+    for table in ("feat_n", "feat_parts", "feat_bk", "feat_v2"):
+        spark.sql(f"DROP TABLE staging.{table}")
+    return counts
+
+
+async def test_writes_into_an_allowed_namespace_work_through_the_gateway(clients: dict[str, SparkSession]) -> None:
+    assert await off_loop(lambda: _writes(clients["erin"])) == [50, 25, 25, 5]
+
+
+async def test_sql_set_of_a_harmless_setting_works_like_spark_conf_set(clients: dict[str, SparkSession]) -> None:
+    alice = clients["alice"]
+    # A notebook's %sql cell sets the time zone or the shuffle width in SQL, as spark.conf.set may.
+    await off_loop(lambda: alice.sql("SET TIME ZONE 'America/Lima'"))
+    assert await off_loop(lambda: alice.conf.get("spark.sql.session.timeZone")) == "America/Lima"
+    await off_loop(lambda: alice.sql("SET spark.sql.shuffle.partitions = 7"))
+    assert await off_loop(lambda: alice.sql("SET spark.sql.shuffle.partitions").first()[1]) == "7"  # type: ignore[index]
+    await off_loop(lambda: alice.sql("SET TIME ZONE 'UTC'"))
+    # Every other key, listing them all (the driver's token among them), and RESET stay sql.admin.
+    for text in (
+        "SET",
+        "SET -v",
+        "SET spark.sql.warehouse.dir",
+        "SET spark.sql.legacy.timeParserPolicy = LEGACY",
+        "SET `spark.sql.shuffle.partitions,Some(` = 8",
+        "SET spark.sql.shuffle.partitions=8; SET spark.sql.parser.quotedRegexColumnNames=true",
+        "RESET",
+        "RESET spark.sql.shuffle.partitions",
+    ):
+        exc = await off_loop(lambda text=text: failure(lambda: alice.sql(text).collect()))
+        assert status_of(exc) is not None and status_of(exc).name == "PERMISSION_DENIED", (text, exc)  # type: ignore[union-attr]
+        assert "sql.admin" in str(exc), (text, exc)
