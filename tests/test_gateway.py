@@ -212,7 +212,7 @@ async def test_the_dangerous_surface_is_refused(gateway: Gateway, data_dir: Any)
     path = str(data_dir / "secret_codes.parquet")
     for attempt, words in [
         (lambda: alice.read.parquet(path).collect(), "path-based access"),
-        (lambda: alice.sql("SET spark.sql.ansi.enabled = false"), "configuration"),
+        (lambda: alice.sql("SET spark.sql.caseSensitive = true"), "configuration"),
         (lambda: alice.sql("SELECT java_method('java.lang.System', 'getenv', 'HOME')"), "reflection"),
         (lambda: alice.sql("EXECUTE IMMEDIATE 'SELECT 1'"), "EXECUTE IMMEDIATE"),
         (lambda: alice.sql("SELECT 1; SELECT 2"), "needs sql.admin"),

@@ -17,24 +17,15 @@ from pyspark.sql.connect.session import SparkSession
 from pyspark.sql.connect.window import Window
 
 from spark_mcp.app import App
-from spark_mcp.config import GatewayConfig
-from spark_mcp.gateway import running_gateway
-from tests.gateway_support import connect, failure, off_loop, status_of, tokens_for
+from tests.gateway_support import failure, off_loop, serving_gateway, status_of
 
 pytestmark = [pytest.mark.anyio, pytest.mark.spark]
 
 
 @pytest.fixture(scope="module")
 async def clients(app: App) -> AsyncIterator[dict[str, SparkSession]]:
-    config = app.config.model_copy(update={"gateway": GatewayConfig(port=0)})
-    async with running_gateway(config, lambda: app) as server:
-        tokens = tokens_for(config, "alice", "erin")
-        found = {user: await off_loop(lambda user=user: connect(server.port, tokens[user])) for user in tokens}
-        try:
-            yield found
-        finally:
-            for spark in found.values():
-                await off_loop(spark.stop)
+    async with serving_gateway(app, "alice", "erin") as gateway:
+        yield {user: await off_loop(lambda user=user: gateway.client(user)) for user in ("alice", "erin")}
 
 
 def _dataframe_api(spark: SparkSession) -> dict[str, Any]:
