@@ -215,6 +215,8 @@ class SparkConnectGateway:
             await upstream.unary("Interrupt")(request, metadata=upstream.metadata, timeout=_INTERRUPT_S)
         except grpc.aio.AioRpcError as exc:
             log.warning("gateway.interrupt_failed", driver_id=call.driver.id, code=exc.code().name)
+        except Exception as exc:  # best effort: the channel may be closing with the server
+            log.warning("gateway.interrupt_failed", driver_id=call.driver.id, error=type(exc).__name__)
 
     async def _listing(
         self, call: GatewayCall, request: base_pb2.ExecutePlanRequest, keep: RowFilter
