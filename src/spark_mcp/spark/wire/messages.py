@@ -100,7 +100,7 @@ def decode(cls: type[M], data: bytes, *, max_depth: int) -> M:
     if found > max_depth:
         raise InvalidInput(
             f"the {cls.DESCRIPTOR.name} nests more than {max_depth} levels deep ([gateway] max_plan_depth): "
-            "build the DataFrame in steps (for example through a temp view or checkpoint)"
+            "build the DataFrame in steps (for example: save a step as a temp view, then read it with spark.table)"
         )
     try:
         parsed: M = cls.FromString(data)
