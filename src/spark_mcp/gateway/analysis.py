@@ -132,7 +132,7 @@ class Analyst:
             if analysis.error is not None:
                 # Found or not, as written: "not found" for hr.nope against a denial for
                 # hr.salaries would tell which tables exist.
-                reads |= _as_written(name)
+                reads |= as_written(name)
         for text in found.texts:
             cut_off = False
             for candidate in (text, f"SELECT {text}"):
@@ -154,12 +154,14 @@ class Analyst:
         return frozenset(reads)
 
 
-def _as_written(name: str) -> set[TableName]:
+def as_written(name: str) -> frozenset[TableName]:
+    """The table a name means as written (``written_table``), found or not; nothing for a bare
+    name, or for one Spark refuses to parse (its error names no table)."""
     try:
         table = written_table(name_parts(name))
     except InvalidInput:
-        return set()  # Spark refuses to parse it: its error names no table
-    return set() if table is None else {table}
+        return frozenset()
+    return frozenset() if table is None else frozenset({table})
 
 
 def _cut_short(error: SparkError | None) -> bool:

@@ -23,10 +23,10 @@ from typing import Any
 
 from pyspark.sql.connect.proto import catalog_pb2
 
+from spark_mcp.gateway.analysis import as_written
 from spark_mcp.gateway.govern import Governor
 from spark_mcp.policy import SESSION_CATALOG
 from spark_mcp.spark.analyze import Analysis
-from spark_mcp.spark.inspect.names import written_table
 from spark_mcp.spark.wire.requests import name_parts, quoted, table_relation
 from spark_mcp.statement import Danger, DangerKind, StatementFacts, StatementKind, TableName
 
@@ -86,7 +86,7 @@ async def govern_catalog(governor: Governor, catalog: catalog_pb2.Catalog) -> Ro
         ):
             # Spark answers False. A name the caller could not read if it existed is refused as
             # if it did: refusing only the ones that exist would tell which ones do.
-            facts = StatementFacts(StatementKind.QUERY, op, reads=_written(name))
+            facts = StatementFacts(StatementKind.QUERY, op, reads=as_written(name))
             analysis = Analysis(analysis.statement, facts, None, None)
         governor.upstream_error = None
         governor.enforce(governance.judge(principal, analysis, action="catalog.read"))
@@ -97,11 +97,6 @@ async def govern_catalog(governor: Governor, catalog: catalog_pb2.Catalog) -> Ro
         return None
     await _change(governor, op, call)
     return None
-
-
-def _written(name: str) -> frozenset[TableName]:
-    table = written_table(name_parts(name))
-    return frozenset() if table is None else frozenset({table})
 
 
 def _table_name(call: Any) -> str:
