@@ -151,3 +151,18 @@ async def test_sql_set_of_a_harmless_setting_works_like_spark_conf_set(clients: 
         exc = await off_loop(lambda text=text: failure(lambda: alice.sql(text).collect()))
         assert status_of(exc) is not None and status_of(exc).name == "PERMISSION_DENIED", (text, exc)  # type: ignore[union-attr]
         assert "sql.admin" in str(exc), (text, exc)
+
+
+async def test_results_come_in_chunks_of_up_to_100000_rows(clients: dict[str, SparkSession]) -> None:
+    # spark-mcp's drivers send a result in fewer, larger Arrow batches than Spark's default
+    # of 10,000 rows: each batch is a message every hop pays for (drivers.profiles.SPARK_DEFAULTS).
+    alice = clients["alice"]
+
+    def chunks() -> tuple[str, list[int]]:
+        table = alice.range(250_000).toArrow()
+        return alice.conf.get("spark.sql.execution.arrow.maxRecordsPerBatch"), [b.num_rows for b in table.to_batches()]
+
+    setting, sizes = await off_loop(chunks)
+    assert setting == "100000"
+    assert sum(sizes) == 250_000
+    assert max(sizes) == 100_000, sizes

@@ -13,6 +13,7 @@ from spark_mcp.app import preflight
 from spark_mcp.config import Config, load_config
 from spark_mcp.drivers.credentials import secret_values, stage
 from spark_mcp.drivers.profiles import (
+    SPARK_DEFAULTS,
     check_credential_files,
     driver_memory_budget,
     machine_memory_bytes,
@@ -108,9 +109,29 @@ def test_profiles_inherit_from_driver_and_default_is_the_driver_section(tmp_path
     assert list(profiles) == ["default", "large"]
     assert (profiles["default"].cores, profiles["default"].memory) == (1, "768m")
     assert (profiles["large"].cores, profiles["large"].memory) == (1, "4g")
-    assert profiles["large"].spark_conf == {"spark.sql.shuffle.partitions": "64"}
+    assert profiles["large"].spark_conf == {**SPARK_DEFAULTS, "spark.sql.shuffle.partitions": "64"}
     assert profiles["large"].memory_bytes == 4 * 1024**3 + int(4 * 1024**3 * 0.1)
     assert profiles["default"].memory_bytes == 768 * 1024**2 + 384 * 1024**2
+
+
+@pytest.mark.parametrize(
+    ("driver_conf", "profile_conf", "expected"),
+    [
+        ({}, {}, "100000"),  # spark-mcp's default: fewer, larger result chunks
+        ({"spark.sql.execution.arrow.maxRecordsPerBatch": "10000"}, {}, "10000"),  # [driver] wins
+        ({}, {"spark.sql.execution.arrow.maxRecordsPerBatch": "5000"}, "5000"),  # the profile wins
+        (
+            {"spark.sql.execution.arrow.maxRecordsPerBatch": "10000"},
+            {"spark.sql.execution.arrow.maxRecordsPerBatch": "5000"},
+            "5000",
+        ),
+    ],
+)
+def test_spark_defaults_give_way_to_config(
+    tmp_path: Path, driver_conf: dict[str, str], profile_conf: dict[str, str], expected: str
+) -> None:
+    config = config_with(tmp_path, driver={"spark_conf": driver_conf}, profiles={"p": {"spark_conf": profile_conf}})
+    assert resolve_profiles(config)["p"].spark_conf["spark.sql.execution.arrow.maxRecordsPerBatch"] == expected
 
 
 @pytest.mark.parametrize(

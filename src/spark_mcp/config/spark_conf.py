@@ -85,6 +85,7 @@ ALLOWED_KEYS = frozenset(
         "spark.sql.inMemoryColumnarStorage.compressed",
         "spark.sql.inMemoryColumnarStorage.batchSize",
         "spark.sql.execution.arrow.maxRecordsPerBatch",
+        "spark.sql.execution.arrow.maxBytesPerBatch",
         "spark.sql.execution.arrow.compression.codec",  # results to clients: none, zstd or lz4
         "spark.sql.execution.arrow.compression.zstd.level",
         "spark.sql.session.timeZone",

@@ -33,6 +33,7 @@ from enum import StrEnum
 from typing import Any
 
 from spark_mcp.config import Config, KubernetesConfig
+from spark_mcp.drivers.profiles import SPARK_DEFAULTS
 
 Manifest = dict[str, Any]
 
@@ -157,7 +158,7 @@ def spark_conf(ref: DriverRef, settings: KubernetesConfig, config: Config) -> li
             f"spark.executor.memory={settings.executor_memory}",
             *(f"spark.kubernetes.executor.label.{k}={v}" for k, v in labels(ref, "executor").items()),
         ]
-    conf += [f"{k}={v}" for k, v in sorted(config.driver.spark_conf.items())]
+    conf += [f"{k}={v}" for k, v in sorted({**SPARK_DEFAULTS, **config.driver.spark_conf}.items())]
     return conf
 
 
