@@ -1,18 +1,19 @@
 """The Spark Connect gateway against the same driver reached directly, with PySpark's own client.
 
 Run by hand:  uv run python benchmarks/gateway.py [--repeat 15] [--tiny-repeat 30] [--spark-conf K=V ...]
-              [--event-loop auto|uvloop|asyncio]
+              [--event-loop auto|uvloop|asyncio] [--malloc tuned|system]
 
 The server process starts the app (one driver for the benchmark user) and serves the gateway
 on a free loopback port, on the event loop ``serve`` would use (``--event-loop``, as
-``[server] event_loop``; default ``auto``: uvloop). The clients run in a second process, as a notebook would (in one
-process they would contend for the GIL with the gateway and bill it for the client's time):
-both are plain PySpark Spark Connect sessions, one through the gateway (with an API token),
-one straight to the driver (with the driver's own token, handed to the client process on its
-stdin). The two take turns on every repetition, after warm-up runs, each going first every
-other turn. Reported: median and p95 of each side, and the median over the turns of each
-turn's ratio and difference (the two ran back to back, so drift in the machine's load and
-the JIT's warming cancels out):
+``[server] event_loop``; default ``auto``: uvloop), with its malloc tuned as ``serve`` tunes
+it (``[server] tune_malloc``; ``--malloc system`` keeps glibc's defaults). The clients run in
+a second process, as a notebook would (in one process they would contend for the GIL with the
+gateway and bill it for the client's time): both are plain PySpark Spark Connect sessions,
+one through the gateway (with an API token), one straight to the driver (with the driver's own
+token, handed to the client process on its stdin). The two take turns on every repetition,
+after warm-up runs, each going first every other turn. Reported: median and p95 of each side,
+and the median over the turns of each turn's ratio and difference (the two ran back to back,
+so drift in the machine's load and the JIT's warming cancels out):
 
 - a 1,000,000-row ``toArrow()`` (three columns, one a string): the result flows through the
   gateway as bytes (target: at most 1.15 times the direct time), and the CPU the gateway's
@@ -49,6 +50,7 @@ from pyspark.sql.connect.client.retries import DefaultPolicy
 from pyspark.sql.connect.session import SparkSession
 
 from spark_mcp import event_loop
+from spark_mcp.allocator import tune_malloc
 from spark_mcp.app import App
 from spark_mcp.auth.settings import resource_url
 from spark_mcp.config import load_config
@@ -254,11 +256,17 @@ if __name__ == "__main__":
     parser.add_argument(
         "--event-loop", choices=["auto", "uvloop", "asyncio"], default="auto", help="the server's loop, as serve's"
     )
+    parser.add_argument(
+        "--malloc", choices=["tuned", "system"], default="tuned", help="the server's malloc, as serve's tune_malloc"
+    )
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)  # the measuring process
     options = parser.parse_args()
     if options.client:
         client()
     else:
         choice = options.event_loop
+        if options.malloc == "tuned" and not tune_malloc():
+            raise SystemExit("cannot tune this process's malloc (glibc only): run with --malloc system")
         name = event_loop.loop_name(choice)
-        event_loop.run(choice, run, options.repeat, options.tiny_repeat, options.spark_conf, name)
+        label = f"{name}, malloc {options.malloc}"
+        event_loop.run(choice, run, options.repeat, options.tiny_repeat, options.spark_conf, label)

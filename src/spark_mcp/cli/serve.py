@@ -14,6 +14,7 @@ import anyio
 import structlog
 
 from spark_mcp import event_loop
+from spark_mcp.allocator import tune_malloc
 from spark_mcp.cli.common import config_from
 from spark_mcp.config import Config
 from spark_mcp.errors import ConfigError
@@ -78,7 +79,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         check_gateway(config)  # a gateway reachable from the network needs TLS and authentication
     loop = event_loop.loop_name(config.server.event_loop)  # a missing uvloop is refused here
-    log.info("serve.starting", transport=config.server.transport, event_loop=loop)
+    tuned = config.server.tune_malloc and tune_malloc()
+    log.info("serve.starting", transport=config.server.transport, event_loop=loop, malloc_tuned=tuned)
     if config.server.transport == "http":
         from spark_mcp.http.app import check_exposure
         from spark_mcp.http.serve import serve_http

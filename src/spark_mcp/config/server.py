@@ -38,6 +38,9 @@ class ServerConfig(FrozenModel):
     event_loop: EventLoop = Field(
         default="auto", description="the event loop serve runs on: auto (uvloop when installed), uvloop or asyncio"
     )
+    tune_malloc: bool = Field(
+        default=True, description="keep large freed buffers (result chunks) for reuse instead of returning them (glibc)"
+    )
 
     @field_validator("public_url")
     @classmethod
