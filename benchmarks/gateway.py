@@ -28,7 +28,8 @@ so drift in the machine's load and the JIT's warming cancels out):
   each governed.
 
 ``--spark-conf`` sets a driver setting for both sides alike (from the allowlist of
-``driver.spark_conf``), e.g. ``spark.sql.execution.arrow.maxRecordsPerBatch=100000``.
+``driver.spark_conf``), e.g. ``spark.sql.execution.arrow.maxRecordsPerBatch=10000``, Spark's
+own default (spark-mcp's drivers start with 100,000: ``drivers.profiles.SPARK_DEFAULTS``).
 """
 
 from __future__ import annotations
