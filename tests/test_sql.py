@@ -99,6 +99,16 @@ async def test_a_missing_table_where_the_caller_may_not_read_is_denied_like_one_
         assert "TABLE_OR_VIEW_NOT_FOUND" not in text
 
 
+async def test_a_command_alice_may_not_run_is_refused_alike_whether_its_table_exists(alice: Client) -> None:
+    # Analysed, REFRESH is refused for its action; failing analysis (no such table) it was
+    # refused as a read of hr.nope, which told alice that hr.salaries exists.
+    for sql in ("REFRESH TABLE hr.{t}", "INSERT INTO hr.{t} VALUES ('x', 1)", "ALTER TABLE hr.{t} ADD COLUMN z INT"):
+        found = await call_error(alice, "run_sql", sql=sql.format(t="salaries"))
+        missing = await call_error(alice, "run_sql", sql=sql.format(t="nope"))
+        assert "policy_denied" in found and "may not read" not in found, found
+        assert found.replace("salaries", "X") == missing.replace("nope", "X"), (found, missing)
+
+
 async def test_a_syntax_error_names_the_parse_error_class(alice: Client) -> None:
     text = await call_error(alice, "run_sql", sql="SELEKT 1")
     assert "PARSE_SYNTAX_ERROR" in text

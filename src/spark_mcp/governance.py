@@ -144,6 +144,14 @@ class Governance:
         shown = analysis.error
         if analysis.error is not None and not self.allows(principal, "sql.admin"):
             hidden = tables_refusal(self.policy, principal, reads=facts.reads, writes=facts.writes)
+            if hidden is not None and facts.attempted is not None:
+                # Analysed, a command is refused for its action before its tables, and for
+                # writing its target rather than reading it: so it must be here too, or "needs
+                # sql.write" against "may not read hr.nope" would tell which tables exist.
+                command = facts.attempted
+                command = replace(command, reads=(facts.reads - command.writes) | command.reads)
+                asked = decide_statement(self.policy, principal, command, action=action)
+                hidden = hidden if asked.allowed else asked
             if hidden is not None:
                 decision, shown = hidden, None
                 refusal = PolicyDenied(hidden.reason, rule=hidden.rule)

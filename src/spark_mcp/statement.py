@@ -88,3 +88,6 @@ class StatementFacts:
     views: frozenset[str] = frozenset()  # views expanded on the way to base tables
     temp_view: str | None = None  # the temp view this statement creates, if any
     notes: tuple[str, ...] = field(default=())  # e.g. the analysis error that made it unanalysable
+    # When analysis failed: the command as written (its kind and dangers, from the parsed plan's
+    # root, without tables), so a refusal for its action can be the same as when it succeeds.
+    attempted: StatementFacts | None = None

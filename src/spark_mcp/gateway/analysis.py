@@ -18,7 +18,7 @@ withheld, its class too.
 from __future__ import annotations
 
 import uuid
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import grpc
 import grpc.aio
@@ -122,10 +122,12 @@ class Analyst:
         builtins = self.call.driver.builtin_functions
         return from_explain_text(statement, command_text(responses), builtin_functions=builtins)
 
-    async def failed_reads(self, found: Screen) -> frozenset[TableName] | None:
-        """Every table a plan that failed analysis names, as far as Spark can tell; None when
-        Spark could not tell because an ``EXPLAIN`` was interrupted."""
+    async def failed_reads(self, found: Screen) -> Failed | None:
+        """Every table a plan that failed analysis names, as far as Spark can tell, and the
+        command its SQL text was (``attempted``); None when Spark could not tell because an
+        ``EXPLAIN`` was interrupted."""
         reads: set[TableName] = set()
+        commands: set[StatementFacts] = set()
         for name in found.tables:
             analysis, _ = await self.explain(table_relation(name), name)
             reads |= analysis.facts.reads
@@ -138,6 +140,8 @@ class Analyst:
             for candidate in (text, f"SELECT {text}"):
                 analysis = await self.explain_sql(candidate)
                 reads |= analysis.facts.reads
+                if analysis.facts.attempted is not None:
+                    commands.add(analysis.facts.attempted)
                 if analysis.plan is not None or analysis.facts.reads:
                     break
                 cut_off = cut_off or _cut_short(analysis.error)
@@ -151,7 +155,16 @@ class Analyst:
             reads |= analysis.facts.reads
             if analysis.plan is None and not analysis.facts.reads and _cut_short(analysis.error):
                 return None
-        return frozenset(reads)
+        # Several texts that were different commands: none is "the" command (the tables decide).
+        return Failed(frozenset(reads), commands.pop() if len(commands) == 1 else None)
+
+
+@dataclass(frozen=True)
+class Failed:
+    """What the gateway found out about a plan Spark could not analyse."""
+
+    reads: frozenset[TableName]
+    attempted: StatementFacts | None  # the command its SQL text was, as written
 
 
 def as_written(name: str) -> frozenset[TableName]:
@@ -173,8 +186,11 @@ def _cut_short(error: SparkError | None) -> bool:
     return error is not None and "CANCEL" in error.error_class.upper()
 
 
-def with_reads(analysis: Analysis, reads: frozenset[TableName]) -> Analysis:
-    return replace(analysis, facts=replace(analysis.facts, reads=analysis.facts.reads | reads))
+def with_reads(analysis: Analysis, failed: Failed) -> Analysis:
+    attempted = analysis.facts.attempted or failed.attempted
+    return replace(
+        analysis, facts=replace(analysis.facts, reads=analysis.facts.reads | failed.reads, attempted=attempted)
+    )
 
 
 WITHHELD = (

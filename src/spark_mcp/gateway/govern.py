@@ -203,11 +203,11 @@ class Governor:
             analysis, error = await self.analyst.explain(relation, statement)
         self.upstream_error = error
         if analysis.error is not None and not self.governance.allows(self.principal, "sql.admin"):
-            reads = await self.analyst.failed_reads(found)
-            if reads is None:
+            failed = await self.analyst.failed_reads(found)
+            if failed is None:
                 analysis, self.upstream_error = withheld(analysis), None
             else:
-                analysis = with_reads(analysis, reads)
+                analysis = with_reads(analysis, failed)
         return analysis
 
     # -- SQL ----------------------------------------------------------------------------

@@ -22,24 +22,29 @@ from spark_mcp.spark.inspect.names import (
     unquote_parts,
     unresolved_tables,
     view_name,
+    written_table,
 )
 from spark_mcp.spark.inspect.sections import Sections, analysis_error, split_sections
 from spark_mcp.spark.inspect.targets import targets
 from spark_mcp.spark.inspect.tree import PREFIX, Node, node_name, read_tree, root_index
 from spark_mcp.spark.inspect.vocabulary import (
+    KIND_FROM_ARGUMENTS,
     KNOWN,
     NODE_DANGERS,
+    PARSED_RULES,
     QUERY_NODES,
     RELATION_NODES,
     RESOLVED_NODES,
     RULES,
     Target,
 )
-from spark_mcp.statement import DangerKind, StatementFacts, StatementKind, TableName
+from spark_mcp.statement import Danger, DangerKind, StatementFacts, StatementKind, TableName
 
 _K = StatementKind
 _D = DangerKind
 _TWO_HUMPS = re.compile(r"[A-Z][a-z0-9]+[A-Z][A-Za-z0-9]*$")
+_CHILD = re.compile(r"[:+]- '")  # a root's direct child in a parsed plan
+_RENAMED_TO = re.compile(r"'RenameTable \[(?P<parts>[^\]]*)\]")
 
 
 def inspect_explain(explain_text: str, *, builtin_functions: frozenset[str] = frozenset()) -> StatementFacts:
@@ -77,6 +82,7 @@ def read_plan(text: str, builtins: frozenset[str]) -> StatementFacts:
             reads=frozenset(_error_reads(sections.analyzed) | written),
             dangers=failed.dangers,
             notes=failed.notes,
+            attempted=attempted(sections.parsed),
         )
 
     facts = Facts()
@@ -117,6 +123,36 @@ def read_plan(text: str, builtins: frozenset[str]) -> StatementFacts:
             facts.danger(_D.UNKNOWN_NODE, f"unknown plan node {name}")
 
     return facts.freeze(kind, root.name, temp_view)
+
+
+def attempted(parsed: str) -> StatementFacts | None:
+    """The command a failed statement was, from its parsed plan's root (``'RefreshTable``):
+    its kind, its rule's danger, and (for a command that writes) the tables it acts on, named
+    on its root line or right under it (``+- 'UnresolvedTable [hr, nope]``); None for a
+    query, a command whose kind depends on its arguments, or a root the reader does not know.
+
+    A literal cannot precede the root line, and this only ever chooses which refusal a caller
+    gets for a statement refused anyway (``Governance.judge``)."""
+    lines = parsed.split("\n")
+    name = node_name(lines[0].lstrip("'"))
+    rule = PARSED_RULES.get(name or "")
+    if name is None or rule is None or name in KIND_FROM_ARGUMENTS or rule.kind in (_K.QUERY, _K.UNKNOWN):
+        return None
+    dangers = (Danger(rule.danger, rule.detail or name),) if rule.danger is not None else ()
+    writes: set[TableName] = set()
+    if rule.kind in (_K.WRITE, _K.DDL) and rule.role.writes:
+        for line in lines:
+            if line is lines[0] or _CHILD.match(line):
+                writes |= unresolved_tables(line)
+        renamed = _RENAMED_TO.match(lines[0])
+        if renamed:  # the new name: written too
+            table = written_table([p.strip() for p in renamed.group("parts").split(",")])
+            writes |= {table} if table is not None else set()
+    # DELETE, UPDATE and MERGE also read their target (analysed, it is a relation under them).
+    reads = writes if rule.target in (Target.CHILDREN, Target.MERGE) else set()
+    return StatementFacts(
+        kind=rule.kind, operation=name, reads=frozenset(reads), writes=frozenset(writes), dangers=dangers
+    )
 
 
 def _error_reads(analyzed: str) -> set[TableName]:

@@ -305,4 +305,26 @@ def _rules() -> dict[str, Rule]:
 
 RULES = _rules()
 KNOWN = QUERY_NODES | RESOLVED_NODES | frozenset(RULES)
+
+# A failed analysis leaves only the parsed plan, whose root names the command as written. Its
+# kind is what the command would have been (``classify.attempted``), so that a caller without
+# the command's action is refused for the action whether its table exists or not. Most parsed
+# names are also analyzed names (v2 commands); these three are parsed only. Commands whose kind
+# depends on their arguments (a temporary or a persistent view) are not read this way.
+PARSED_RULES = {
+    **RULES,
+    "InsertIntoStatement": Rule(_K.WRITE),
+    "CreateView": Rule(_K.DDL),
+    "CreateTableLike": Rule(_K.DDL),
+}
+KIND_FROM_ARGUMENTS = frozenset(
+    {
+        "CreateViewCommand",
+        "AlterViewAs",
+        "AlterViewAsCommand",
+        "AlterViewSchemaBinding",
+        "AlterViewSchemaBindingCommand",
+        "DropTempViewCommand",
+    }
+)
 RELATION_NODES = frozenset({"Relation", "RelationV2", "HiveTableRelation"})
