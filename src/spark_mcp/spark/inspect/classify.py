@@ -141,8 +141,8 @@ def attempted(parsed: str) -> StatementFacts | None:
     dangers = (Danger(rule.danger, rule.detail or name),) if rule.danger is not None else ()
     writes: set[TableName] = set()
     if rule.kind in (_K.WRITE, _K.DDL) and rule.role.writes:
-        for line in lines:
-            if line is lines[0] or _CHILD.match(line):
+        for index, line in enumerate(lines):
+            if index == 0 or _CHILD.match(line):
                 writes |= unresolved_tables(line)
         renamed = _RENAMED_TO.match(lines[0])
         if renamed:  # the new name: written too
