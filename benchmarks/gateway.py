@@ -267,7 +267,10 @@ if __name__ == "__main__":
     else:
         choice = options.event_loop
         if options.malloc == "tuned" and not tune_malloc():
-            raise SystemExit("cannot tune this process's malloc (glibc only): run with --malloc system")
+            raise SystemExit(
+                "cannot tune this process's malloc (glibc only, and a MALLOC_* variable set in the environment "
+                "leaves it alone): run with --malloc system"
+            )
         name = event_loop.loop_name(choice)
         label = f"{name}, malloc {options.malloc}"
         event_loop.run(choice, run, options.repeat, options.tiny_repeat, options.spark_conf, label)
