@@ -27,6 +27,7 @@ from spark_mcp.app import App
 from spark_mcp.audit import tail
 from spark_mcp.config import GatewayConfig
 from spark_mcp.gateway import connection_string, running_gateway
+from spark_mcp.gateway.analysis import Analyst
 from spark_mcp.spark.connect import open_session
 from tests.gateway_support import (
     Gateway,
@@ -362,6 +363,44 @@ async def test_a_use_sent_while_a_query_runs_waits_for_it_in_that_session(gatewa
     assert "use ran" in ended, ended
     assert any(e.startswith("query failed") and "cancel" in e.lower() for e in ended), ended
     assert await off_loop(lambda: alice.catalog.currentDatabase()) == "tpch"
+
+
+async def test_pyspark_asking_twice_about_a_query_costs_one_analysis(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # PySpark asks about most queries twice: a DataFrame's schema, then its rows; and
+    # spark.sql's command, then the relation Spark answers it with, which PySpark renumbers.
+    # The second question reuses the first verdict, unless the session changed in between.
+    explained: list[str] = []
+    analyse = Analyst.explain
+
+    async def counted(self: Analyst, relation: relations_pb2.Relation, statement: str) -> Any:
+        explained.append(statement)  # a spy: the real analysis runs
+        return await analyse(self, relation, statement)
+
+    monkeypatch.setattr(Analyst, "explain", counted)
+    alice = await off_loop(lambda: gateway.client("alice"))
+    await off_loop(lambda: alice.sql("USE tpch"))
+    query = "SELECT n_name FROM nation WHERE n_nationkey = 1"
+    explained.clear()
+    frame = await off_loop(lambda: alice.sql(query))
+    assert (await off_loop(frame.toArrow)).to_pylist() == [{"n_name": "ARGENTINA"}]
+    assert explained == [query]
+    region = alice.table("tpch.region").limit(1)
+    assert (await off_loop(region.toArrow)).num_rows == 1
+    assert len(explained) == 2
+    # A command forgets the session's verdicts: the same relation is judged again, on what
+    # its names now mean (a temp view shadows the table).
+    shadow = await off_loop(lambda: alice.createDataFrame([(1, "SHADOW")], "n_nationkey int, n_name string"))
+    await off_loop(lambda: shadow.createOrReplaceTempView("nation"))
+    explained.clear()
+    assert (await off_loop(frame.toArrow)).to_pylist() == [{"n_name": "SHADOW"}]
+    assert explained == [query]
+    # A relation is matched without its plan id only when it is nothing but SQL text.
+    explained.clear()
+    await off_loop(lambda: alice.table("tpch.region").limit(1).toArrow())
+    await off_loop(lambda: alice.table("tpch.region").limit(1).toArrow())
+    assert len(explained) == 2
 
 
 # -- the protocol itself -----------------------------------------------------------------

@@ -576,3 +576,36 @@ def test_a_verdict_is_reused_only_for_the_same_plan_session_and_roles_for_a_mome
     assert cache.get(key) is None
     cache.put(key, _verdict(False))  # type: ignore[arg-type]
     assert cache.get(key) is None  # a denial is always decided afresh
+
+
+def test_a_bare_sql_relation_is_reused_whatever_its_plan_id_and_nothing_else_is() -> None:
+    from pyspark.sql.connect.proto import relations_pb2
+
+    from spark_mcp.gateway.govern import reusable_form
+
+    def sql(text: str, plan_id: int | None) -> relations_pb2.Relation:
+        relation = relations_pb2.Relation()
+        relation.sql.query = text
+        if plan_id is not None:
+            relation.common.plan_id = plan_id
+        return relation
+
+    def limited(plan_id: int) -> relations_pb2.Relation:
+        relation = relations_pb2.Relation()
+        relation.common.plan_id = plan_id
+        relation.limit.limit = 1
+        relation.limit.input.CopyFrom(sql("SELECT 1", 1))
+        return relation
+
+    answered = sql("SELECT 1", 44)
+    answered.common.origin.python_origin.call_site = "notebook cell 3"
+    assert reusable_form(sql("SELECT 1", 43)) == reusable_form(answered) == reusable_form(sql("SELECT 1", None))
+    assert answered.common.plan_id == 44  # the relation the client sent is left as it was
+    assert reusable_form(sql("SELECT 1", 43)) != reusable_form(sql("SELECT 2", 43))
+    named = sql("SELECT :x", 1)
+    named.sql.named_arguments["x"].literal.integer = 1
+    other = sql("SELECT :x", 2)
+    other.sql.named_arguments["x"].literal.integer = 2
+    assert reusable_form(named) != reusable_form(other)
+    # A plan id inside a bigger plan is what its parent's column references point at.
+    assert reusable_form(limited(7)) != reusable_form(limited(8))

@@ -151,7 +151,7 @@ class Governor:
                 await self._alone()
 
     def _key(self, relation: relations_pb2.Relation) -> tuple[str, tuple[str, ...], bool, str, str]:
-        return self.call.verdicts.key(self.principal, self.session_id, relation.SerializeToString(deterministic=True))
+        return self.call.verdicts.key(self.principal, self.session_id, reusable_form(relation))
 
     def changed(self) -> None:
         """The session is about to change (a command ran): its verdicts may no longer be reused."""
@@ -272,6 +272,24 @@ class Governor:
             if not verdict.allowed:
                 return verdict
         return verdict
+
+
+def reusable_form(relation: relations_pb2.Relation) -> bytes:
+    """The bytes a verdict on ``relation`` is reused for: the relation as sent, except that one
+    which is nothing but ``spark.sql(...)`` is the same statement whatever its plan id.
+
+    Spark answers a ``SqlCommand`` that is a query with the query's relation, which PySpark
+    numbers afresh (``CachedRelation``) before it analyses and runs it: byte for byte it is
+    never the relation the command was judged with. A plan id (and the call site in
+    ``origin``) names the relation for a parent's column references; a bare SQL relation has
+    no parent, so neither changes what Spark makes of its text."""
+    if bare_sql(relation) is not None and relation.HasField("common"):
+        bare = relations_pb2.Relation()
+        bare.CopyFrom(relation)
+        bare.ClearField("common")
+        relation = bare
+    form: bytes = relation.SerializeToString(deterministic=True)
+    return form
 
 
 def queries_only(analysis: Analysis, where: str) -> Analysis:

@@ -8,7 +8,8 @@ the gateway would have Spark analyse each of those byte-identical plans again.
 A verdict is reused only when all of these hold, and never for a denial:
 
 - the same principal (with the same roles and credential scope), the same session, and a
-  byte-identical relation;
+  byte-identical relation (``govern.reusable_form``: but for the plan id of one that is
+  nothing but ``spark.sql(...)``, which PySpark renumbers);
 - within ``TTL_S`` seconds;
 - nothing changed the session through the gateway since (a command, a config change, an
   artifact, the session's release): each of those forgets the session's verdicts.
