@@ -92,9 +92,10 @@ class Gateway:
 
 
 @asynccontextmanager
-async def serving_gateway(app: App, *users: str) -> AsyncIterator[Gateway]:
-    """The gateway served from ``app`` (for a module-scoped fixture); its sessions stop at the end."""
-    config = app.config.model_copy(update={"gateway": GatewayConfig(port=0)})
+async def serving_gateway(app: App, *users: str, **settings: Any) -> AsyncIterator[Gateway]:
+    """The gateway served from ``app`` (for a module-scoped fixture), with ``settings`` of
+    ``[gateway]``; its sessions stop at the end."""
+    config = app.config.model_copy(update={"gateway": GatewayConfig(port=0, **settings)})
     async with running_gateway(config, lambda: app) as server:
         found = Gateway(server.port, tokens_for(config, *users), app, [], server.scopes)
         try:

@@ -380,3 +380,46 @@ async def test_error_details_come_through_without_the_drivers_jvm_stack(gateway:
     stack = getattr(exc, "getStackTrace", lambda: None)() or ""
     assert "\tat " not in stack and ".java:" not in stack, stack  # PySpark keeps the error's class name
     assert "\tat " not in str(exc) and ".java:" not in str(exc)
+
+
+async def test_a_caller_cannot_open_sessions_without_end(app: App) -> None:
+    # Any new session id makes the driver create a session, which holds driver memory until it
+    # is released or idle for an hour: a loop could fill a driver another user shares.
+    async with serving_gateway(app, "alice", "bob", max_sessions_per_user=3) as gateway:
+        opened = [await off_loop(lambda: gateway.client("alice")) for _ in range(3)]
+        for spark in opened:
+            assert await off_loop(lambda spark=spark: spark.range(2).count()) == 2
+        fourth = await off_loop(lambda: gateway.client("alice"))
+        exc = await off_loop(lambda: failure(lambda: fourth.range(1).count()))
+        assert status_of(exc) is grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert (
+            "gateway.max_sessions_per_user: you have 3 Spark Connect sessions open through the gateway, the most "
+            "allowed: stop one you no longer use (spark.stop()), or wait until one has been idle for 60 min"
+        ) in str(exc)
+        # Made-up session ids on every kind of call count the same; a clone is a new session too.
+        version = base_pb2.AnalyzePlanRequest(session_id=str(uuid.uuid4()))
+        version.spark_version.SetInParent()
+        clone = base_pb2.CloneSessionRequest(session_id=opened[0].client._session_id)
+        with gateway.channel() as channel:
+            for method, request in (
+                ("AnalyzePlan", version),
+                ("Config", base_pb2.ConfigRequest(session_id=str(uuid.uuid4()))),
+                ("GetStatus", base_pb2.GetStatusRequest(session_id=str(uuid.uuid4()))),
+                ("CloneSession", clone),
+            ):
+                call = channel.unary_unary(METHOD + method)
+                refused = await off_loop(
+                    lambda call=call, request=request: _rpc_error(
+                        lambda: call(request.SerializeToString(), metadata=gateway.bearer("alice"))
+                    )
+                )
+                assert refused.code() is grpc.StatusCode.RESOURCE_EXHAUSTED, (method, refused.details())
+        # Another user has sessions of their own; the open ones work on; a stopped one makes room.
+        assert await off_loop(lambda: gateway.client("bob").range(1).count()) == 1
+        assert await off_loop(lambda: opened[0].range(3).count()) == 3
+        await off_loop(opened[1].stop)
+        assert await off_loop(lambda: fourth.range(1).count()) == 1
+        exc = await off_loop(lambda: failure(lambda: gateway.client("alice").range(1).count()))
+        assert status_of(exc) is grpc.StatusCode.RESOURCE_EXHAUSTED
+        records = tail(app.config.audit_path, 40)
+        assert any(r.principal == "alice" and r.error_class == "limit_exceeded" for r in records)

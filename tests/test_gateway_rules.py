@@ -22,7 +22,7 @@ from spark_mcp.gateway.artifacts import action_for
 from spark_mcp.gateway.calls import status_of
 from spark_mcp.gateway.conf import REDACTED_VALUE, not_settable, redact_response
 from spark_mcp.gateway.govern import before_analysis, quiet_to_analyse
-from spark_mcp.gateway.service import session_id_of
+from spark_mcp.gateway.sessions import session_id_of
 from spark_mcp.identity import Principal
 from spark_mcp.policy import decide_statement, policy_from_toml
 from spark_mcp.redaction import Redactor
@@ -609,3 +609,44 @@ def test_a_bare_sql_relation_is_reused_whatever_its_plan_id_and_nothing_else_is(
     assert reusable_form(named) != reusable_form(other)
     # A plan id inside a bigger plan is what its parent's column references point at.
     assert reusable_form(limited(7)) != reusable_form(limited(8))
+
+
+def test_open_sessions_are_counted_per_caller_until_released_or_idle() -> None:
+    from spark_mcp.errors import LimitExceeded
+    from spark_mcp.gateway.sessions import OpenSessions
+
+    now = [0.0]
+    sessions = OpenSessions(limit=2, idle_s=60, clock=lambda: now[0])
+    steps: list[tuple[float, str, str, str, str | None]] = [
+        # (time, action, caller, session, what admit says)
+        (0, "admit", "alice", "s1", "ok"),
+        (1, "admit", "alice", "s2", "ok"),
+        (2, "admit", "alice", "s1", "ok"),  # a session already open: always admitted
+        (3, "admit", "alice", "s3", "refused"),  # a third
+        (3, "admit", "bob", "s3", "ok"),  # callers are counted apart
+        (4, "forget", "alice", "s2", None),  # released
+        (5, "admit", "alice", "s3", "ok"),
+        (6, "admit", "alice", "s4", "refused"),
+        (62, "admit", "alice", "s4", "refused"),  # s1 (last used at t=2) has been idle 60 s: still counts
+        (62.5, "admit", "alice", "s4", "ok"),  # past 60 s: no longer counts
+        (65.5, "admit", "alice", "s5", "ok"),  # s3 (t=5) is past 60 s too
+        (66, "admit", "alice", "s6", "refused"),  # s4 (t=62.5) and s5 (t=65.5) are open
+    ]
+    messages: list[str] = []
+
+    def outcome(caller: str, session: str) -> str:
+        try:
+            sessions.admit(caller, session)
+        except LimitExceeded as exc:
+            messages.append(exc.message)
+            return "refused"
+        return "ok"
+
+    for at, action, caller, session, expected in steps:
+        now[0] = at
+        if action == "forget":
+            sessions.forget(caller, session)
+        else:
+            assert outcome(caller, session) == expected, (at, caller, session)
+    assert all("you have 2 Spark Connect sessions open" in m and "idle for 1 min" in m for m in messages)
+    assert len(messages) == 4

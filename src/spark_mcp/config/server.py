@@ -93,6 +93,12 @@ class GatewayConfig(FrozenModel):
     max_plan_depth: int = Field(
         default=1024, ge=32, le=4096, description="the deepest nesting of a plan's messages the gateway reads"
     )
+    max_sessions_per_user: int = Field(
+        default=32,
+        ge=1,
+        le=10000,
+        description="Spark Connect sessions one user may have open through the gateway (each holds driver memory)",
+    )
 
     @field_validator("host")
     @classmethod

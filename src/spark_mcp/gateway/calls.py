@@ -49,6 +49,7 @@ from spark_mcp.errors import (
 )
 from spark_mcp.gateway.identity import Forbidden, GatewayAuth, Metadata, Unauthenticated
 from spark_mcp.gateway.routing import Upstream, Upstreams, driver_for
+from spark_mcp.gateway.sessions import OpenSessions, session_id_of
 from spark_mcp.gateway.verdicts import VerdictCache
 from spark_mcp.identity import Principal, acting_as
 from spark_mcp.scope_gate import KeyedScopeGates, Lease, take_lease
@@ -104,6 +105,7 @@ class GatewayCall:
     verdicts: VerdictCache
     scopes: KeyedScopeGates
     checks: KeyedScopeGates  # the gateway's own operations in a client's session (``check``)
+    sessions: OpenSessions  # how many sessions each caller has open
 
     @property
     def secrets(self) -> tuple[bytes, ...]:
@@ -120,6 +122,13 @@ class GatewayCall:
         if cap is None:
             return left
         return cap if left is None else min(left, cap)
+
+    def own_session(self, value: str, what: str = "session_id") -> str:
+        """A session the caller may use: a UUID, and one of its sessions within its limit
+        (``sessions.OpenSessions``; a driver creates a session for any new id)."""
+        session_id = session_id_of(value, what)
+        self.sessions.admit(self.principal.id, session_id)
+        return session_id
 
     async def lease(self, session_id: str, *, exclusive: bool = False) -> Lease:
         """The session's scope gate (``scope_gate.py``): a plan holds it shared from its analysis
@@ -216,10 +225,13 @@ class UpstreamError(Exception):
 class CallRunner:
     """Authenticates, routes, audits and translates errors for every RPC."""
 
-    def __init__(self, app: Callable[[], App | None], auth: GatewayAuth, upstreams: Upstreams) -> None:
+    def __init__(
+        self, app: Callable[[], App | None], auth: GatewayAuth, upstreams: Upstreams, sessions: OpenSessions
+    ) -> None:
         self._app = app
         self._auth = auth
         self._upstreams = upstreams
+        self.sessions = sessions
         self.verdicts = VerdictCache()
         self.scopes = KeyedScopeGates()
         self.checks = KeyedScopeGates()
@@ -254,6 +266,7 @@ class CallRunner:
                 verdicts=self.verdicts,
                 scopes=self.scopes,
                 checks=self.checks,
+                sessions=self.sessions,
             )
             yield call
             outcome, error_class = "ok", None

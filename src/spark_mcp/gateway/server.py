@@ -28,6 +28,7 @@ from spark_mcp.gateway.calls import CallRunner
 from spark_mcp.gateway.identity import GatewayAuth
 from spark_mcp.gateway.routing import Upstreams
 from spark_mcp.gateway.service import SparkConnectGateway
+from spark_mcp.gateway.sessions import OpenSessions
 from spark_mcp.scope_gate import KeyedScopeGates
 from spark_mcp.spark.wire.messages import allow_deep_messages
 
@@ -85,7 +86,8 @@ async def running_gateway(config: Config, app: Callable[[], App | None]) -> Asyn
         log.warning("gateway.shallow_protobuf", hint="plans nested deeper than 100 levels will be refused")
     auth = GatewayAuth(config)
     upstreams = Upstreams(max_message_bytes=gateway.max_message_bytes)
-    runner = CallRunner(app, auth, upstreams)
+    sessions = OpenSessions(limit=gateway.max_sessions_per_user, idle_s=config.limits.session_idle_timeout_s)
+    runner = CallRunner(app, auth, upstreams, sessions)
     service = SparkConnectGateway(runner, gateway)
     server = grpc.aio.server(
         options=[

@@ -49,6 +49,7 @@ from spark_mcp.gateway.calls import CallRunner, GatewayCall, UpstreamError, With
 from spark_mcp.gateway.catalog import RowFilter, govern_catalog
 from spark_mcp.gateway.commands import govern_command
 from spark_mcp.gateway.govern import Governor
+from spark_mcp.gateway.sessions import session_id_of
 from spark_mcp.scope_gate import changes_scope
 from spark_mcp.spark.analyze import Analysis
 from spark_mcp.spark.wire.messages import M, decode, open_plan
@@ -74,15 +75,6 @@ _SESSION_CALLS: dict[str, tuple[type[Any], type[Any]]] = {
 
 # Those that could cut short an operation the gateway runs in the session for its checks.
 _CUTTING = frozenset({"Interrupt", "ReleaseExecute", "ReleaseSession"})
-
-
-def session_id_of(value: str, what: str = "session_id") -> str:
-    """Spark Connect session ids are UUIDs; anything else is refused before it goes anywhere."""
-    try:
-        uuid.UUID(value)
-    except (ValueError, TypeError):
-        raise InvalidInput(f"{what} must be a UUID, e.g. {uuid.uuid4()}") from None
-    return value
 
 
 class SparkConnectGateway:
@@ -147,7 +139,7 @@ class SparkConnectGateway:
     async def execute_plan(self, data: bytes, context: Context) -> AsyncIterator[bytes]:
         async with self._runner.call("ExecutePlan", context) as call:
             request = self._decode(base_pb2.ExecutePlanRequest, data)
-            session_id = session_id_of(request.session_id)
+            session_id = call.own_session(request.session_id)
             listing: RowFilter | None = None
             # Held from the analysis until the answer is complete, so that a USE or SET sent
             # meanwhile in the same session cannot make Spark run what was judged on other names.
@@ -246,7 +238,7 @@ class SparkConnectGateway:
     async def reattach_execute(self, data: bytes, context: Context) -> AsyncIterator[bytes]:
         async with self._runner.call("ReattachExecute", context) as call:
             request = self._decode(base_pb2.ReattachExecuteRequest, data)
-            session_id_of(request.session_id)
+            call.own_session(request.session_id)
             call.record.fields.update(
                 session_id=request.session_id, statement=f"reattach to operation {request.operation_id}"
             )
@@ -259,7 +251,7 @@ class SparkConnectGateway:
     async def analyze_plan(self, data: bytes, context: Context) -> bytes:
         async with self._runner.call("AnalyzePlan", context) as call:
             request = self._decode(base_pb2.AnalyzePlanRequest, data)
-            session_id = session_id_of(request.session_id)
+            session_id = call.own_session(request.session_id)
             hold = await call.hold(session_id)  # the answer (a schema) must be of what was judged
             identify(request, call.principal.id)  # as sent to the driver: it changes no plan in it
             answer = Withheld(lambda: self._unary(call, "AnalyzePlan", request.SerializeToString()))
@@ -284,7 +276,7 @@ class SparkConnectGateway:
     async def config(self, data: bytes, context: Context) -> bytes:
         async with self._runner.call("Config", context) as call:
             request = self._decode(base_pb2.ConfigRequest, data)
-            session_id = session_id_of(request.session_id)
+            session_id = call.own_session(request.session_id)
             keys = conf.keys_set(request.operation)
             statement = conf.describe(request.operation)
             with call.governing():
@@ -322,7 +314,7 @@ class SparkConnectGateway:
                 async for data in requests:
                     request = self._decode(base_pb2.AddArtifactsRequest, data)
                     if session is None:
-                        session = session_id_of(request.session_id)
+                        session = call.own_session(request.session_id)
                         call.verdicts.forget(call.principal.id, session)
                     elif request.session_id != session:
                         raise InvalidInput("one upload stream belongs to one session")
@@ -374,12 +366,19 @@ class SparkConnectGateway:
         async def handle(data: bytes, context: Context) -> bytes:
             async with self._runner.call(rpc, context, audited=rpc != "ReleaseExecute") as call:
                 request = self._decode(request_type, data)
-                session_id_of(request.session_id)
-                if rpc == "CloneSession" and request.HasField("new_session_id"):
-                    session_id_of(request.new_session_id, "new_session_id")
+                if rpc == "ReleaseSession":
+                    session_id_of(request.session_id)  # never refused for the number of sessions
+                else:
+                    call.own_session(request.session_id)
+                if rpc == "CloneSession":
+                    # A new session: named by the client, or made up here (Spark would make one up unseen).
+                    if not request.HasField("new_session_id"):
+                        request.new_session_id = str(uuid.uuid4())
+                    call.own_session(request.new_session_id, "new_session_id")
                 call.record.fields.update(session_id=request.session_id, statement=_about(rpc, request))
                 if rpc == "ReleaseSession":
                     call.verdicts.forget(call.principal.id, request.session_id)
+                    call.sessions.forget(call.principal.id, request.session_id)
                 identify(request, call.principal.id)
                 # One that could cut short the gateway's own checks in the session waits for them.
                 lease = await call.check(request.session_id, cutting=True) if rpc in _CUTTING else None
