@@ -166,3 +166,18 @@ async def test_results_come_in_chunks_of_up_to_100000_rows(clients: dict[str, Sp
     assert setting == "100000"
     assert sum(sizes) == 250_000
     assert max(sizes) == 100_000, sizes
+
+
+async def test_what_spark_analyses_but_cannot_optimize_behaves_as_it_does_directly(
+    clients: dict[str, SparkSession],
+) -> None:
+    # The gateway's own analysis stops where Spark's analysis does (it explains the plan under
+    # a limit of nothing, which the optimizer empties first), so a plan whose constant folding
+    # fails (ANSI division by zero) has a schema, as it has directly, and fails when it runs.
+    alice = clients["alice"]
+    broken = alice.table("tpch.nation").select((F.lit(1) / F.lit(0)).alias("boom"), "n_name")
+    assert await off_loop(lambda: broken.columns) == ["boom", "n_name"]
+    assert "DIVIDE_BY_ZERO" in str(await off_loop(lambda: failure(broken.collect)))
+    # What analysis rejects is still Spark's own word about the client's plan.
+    exc = await off_loop(lambda: failure(lambda: alice.table("tpch.nation").select("n_nme").columns))
+    assert "UNRESOLVED_COLUMN" in str(exc) and "n_nme" in str(exc) and "GlobalLimit 0" not in str(exc)

@@ -650,3 +650,21 @@ def test_open_sessions_are_counted_per_caller_until_released_or_idle() -> None:
             assert outcome(caller, session) == expected, (at, caller, session)
     assert all("you have 2 Spark Connect sessions open" in m and "idle for 1 min" in m for m in messages)
     assert len(messages) == 4
+
+
+def test_the_gateway_explains_a_dataframe_under_a_limit_of_nothing_and_sql_text_as_it_is() -> None:
+    from pyspark.sql.connect.proto import relations_pb2
+
+    from spark_mcp.spark.wire.requests import nothing_of, sql_relation, table_relation
+
+    read = table_relation("tpch.nation")
+    read.common.plan_id = 7
+    wrapped = nothing_of(read)
+    assert wrapped is not None
+    assert wrapped.WhichOneof("rel_type") == "limit" and wrapped.limit.limit == 0
+    assert wrapped.limit.input == read  # the client's plan, plan ids and all
+    # A command in SQL text prints as the root, which governance reads: never wrapped.
+    assert nothing_of(sql_relation("DROP TABLE tpch.nation")) is None
+    with_refs = relations_pb2.Relation()
+    with_refs.with_relations.root.CopyFrom(sql_relation("SELECT * FROM {df}"))
+    assert nothing_of(with_refs) is None

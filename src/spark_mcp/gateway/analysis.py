@@ -37,11 +37,16 @@ from spark_mcp.spark.wire.requests import (
     explain_text,
     explain_with_refs_request,
     name_parts,
+    nothing_of,
     table_relation,
 )
 from spark_mcp.spark.wire.responses import error_info
 from spark_mcp.spark.wire.screen import Screen
 from spark_mcp.statement import StatementFacts, StatementKind, TableName
+
+# Failures no second try would mend in time: out of time, or the driver is gone.
+_S = grpc.StatusCode
+_OUT_OF_REACH = frozenset({_S.DEADLINE_EXCEEDED, _S.UNAVAILABLE, _S.UNAUTHENTICATED})
 
 
 class Analyst:
@@ -51,31 +56,51 @@ class Analyst:
         self.timeout_s = call.app.governance.limits(call.principal).query_timeout_s
 
     async def explain(self, relation: relations_pb2.Relation, statement: str) -> tuple[Analysis, UpstreamError | None]:
-        """Spark's analysis of ``relation``, and the driver's own error when it failed."""
-        request = explain_request(relation, session_id=self.session_id, user_id=self.call.principal.id)
-        upstream = self.call.upstream
+        """Spark's analysis of ``relation``, and the driver's own error when it failed.
+
+        Explained as ``relation.limit(0)`` (``nothing_of``: analysed alike, not optimized or
+        planned) where it can be; when that fails, the relation itself is explained, so that the
+        error is Spark's own about the client's plan, not about ours."""
+        empty = nothing_of(relation)
+        if empty is not None:
+            try:
+                text = explain_text(await self._explain(empty))
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() in _OUT_OF_REACH:
+                    raise self._not_spark(exc) from None
+                # Spark's error: asked again of the client's own plan, below, to be about it.
+            else:
+                return from_explain_text(statement, text, builtin_functions=self.call.driver.builtin_functions), None
         try:
-            response = await upstream.unary("AnalyzePlan")(
-                request, metadata=upstream.metadata, timeout=self.call.timeout(self.timeout_s)
-            )
+            text = explain_text(await self._explain(relation))
         except grpc.aio.AioRpcError as exc:
             error = self._spark_error(exc)
             return unanalysable(statement, error), UpstreamError(exc)
-        text = explain_text(response)
         return from_explain_text(statement, text, builtin_functions=self.call.driver.builtin_functions), None
+
+    async def _explain(self, relation: relations_pb2.Relation) -> bytes:
+        request = explain_request(relation, session_id=self.session_id, user_id=self.call.principal.id)
+        upstream = self.call.upstream
+        response: bytes = await upstream.unary("AnalyzePlan")(
+            request, metadata=upstream.metadata, timeout=self.call.timeout(self.timeout_s)
+        )
+        return response
 
     def _spark_error(self, exc: grpc.aio.AioRpcError) -> SparkError:
         error_class, sqlstate = error_info(exc.trailing_metadata() or ())
         if error_class is None:
-            if exc.code() is grpc.StatusCode.DEADLINE_EXCEEDED:
-                raise QueryTimedOut(f"Spark did not finish analysing within {self.timeout_s:g} s") from None
-            if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNAUTHENTICATED):
-                raise DriverLost(
-                    f"driver {self.call.driver.id} is unreachable ({exc.code().name}): retry to get a new one"
-                ) from None
-            raise UpstreamError(exc)
+            raise self._not_spark(exc) from None
         message = first_line(self.call.scrub(exc.details() or "")) or error_class
         return SparkError(message, error_class=error_class, sqlstate=sqlstate)
+
+    def _not_spark(self, exc: grpc.aio.AioRpcError) -> Exception:
+        """What an upstream failure without a Spark error class is: a timeout, a lost driver."""
+        if exc.code() is grpc.StatusCode.DEADLINE_EXCEEDED:
+            return QueryTimedOut(f"Spark did not finish analysing within {self.timeout_s:g} s")
+        if exc.code() in (_S.UNAVAILABLE, _S.UNAUTHENTICATED):
+            driver = self.call.driver.id
+            return DriverLost(f"driver {driver} is unreachable ({exc.code().name}): retry to get a new one")
+        return UpstreamError(exc)
 
     async def explain_sql(self, text: str, parameters: relations_pb2.SQL | None = None) -> Analysis:
         """``EXPLAIN EXTENDED <text>``: the plan Spark got as far as, even when analysis fails."""
