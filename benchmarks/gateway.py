@@ -24,8 +24,11 @@ so drift in the machine's load and the JIT's warming cancels out):
   alongside the client's own), next to the price of that one analysis asked of the driver
   directly, and next to what the MCP path adds for governance to the same query (its
   analysis and verdict, measured in the server once the clients are done);
+- a join of a small table to itself, grouped and sorted (``toArrow()``): a plan with more for
+  Spark to optimize and plan than a read, which the gateway's own analysis skips (it explains
+  the plan under a limit of nothing);
 - ``spark.sql("SELECT 1").toArrow()``, which is two calls (the SQL command, then its relation),
-  each governed.
+  each governed (the relation reuses the command's verdict).
 
 ``--spark-conf`` sets a driver setting for both sides alike (from the allowlist of
 ``driver.spark_conf``), e.g. ``spark.sql.execution.arrow.maxRecordsPerBatch=10000``, Spark's
@@ -47,6 +50,7 @@ import anyio
 import pyarrow as pa
 import pyarrow.parquet as pq
 from anyio.streams.text import TextReceiveStream
+from pyspark.sql import DataFrame
 from pyspark.sql.connect.client.retries import DefaultPolicy
 from pyspark.sql.connect.session import SparkSession
 
@@ -134,6 +138,13 @@ def measure(url: str, direct: SparkSession, repeat: int, tiny_repeat: int) -> li
             tiny_repeat,
         ),
         compare(
+            "join + aggregate + sort, toArrow()",
+            lambda: _grouped(through).toArrow(),
+            lambda: _grouped(direct).toArrow(),
+            tiny_repeat,
+            warmup=3,
+        ),
+        compare(
             'spark.sql("SELECT 1").toArrow() (two calls)',
             lambda: through.sql("SELECT 1").toArrow(),
             lambda: direct.sql("SELECT 1").toArrow(),
@@ -143,6 +154,12 @@ def measure(url: str, direct: SparkSession, repeat: int, tiny_repeat: int) -> li
     ]
     through.stop()
     return rows
+
+
+def _grouped(spark: SparkSession) -> DataFrame:
+    """A small table joined to itself, grouped and sorted: a plan with more to optimize than a read."""
+    t = spark.table("bench.t")
+    return t.join(t.withColumnRenamed("v", "w"), "k").groupBy("v").count().orderBy("v").limit(5)
 
 
 def _mark(what: str) -> None:
