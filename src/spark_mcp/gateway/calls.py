@@ -48,7 +48,7 @@ from spark_mcp.errors import (
     SparkMcpError,
 )
 from spark_mcp.gateway.identity import Forbidden, GatewayAuth, Metadata, Unauthenticated
-from spark_mcp.gateway.routing import Upstream, Upstreams, driver_for
+from spark_mcp.gateway.routing import Upstream, Upstreams, driver_for, running_driver_for
 from spark_mcp.gateway.sessions import OpenSessions, session_id_of
 from spark_mcp.gateway.verdicts import VerdictCache
 from spark_mcp.identity import Principal, acting_as
@@ -92,6 +92,14 @@ def _audit_failure(what: str) -> tuple[grpc.StatusCode, str, tuple[tuple[str, st
     return code, text, status_trailers(code.value[0], text, f"spark_mcp.{AuditError.code}")
 
 
+@dataclass(frozen=True)
+class Link:
+    """The principal's driver and the channel to it."""
+
+    driver: Driver
+    upstream: Upstream
+
+
 @dataclass
 class GatewayCall:
     """What a handler works with: the app, the verified caller, and the way to its driver."""
@@ -99,13 +107,31 @@ class GatewayCall:
     app: App
     principal: Principal
     record: CallRecord
-    driver: Driver
-    upstream: Upstream
+    link: Link | None  # None only in a call that starts no driver, when none is running
     deadline: float | None  # the client's deadline (time.monotonic()), when it set one
     verdicts: VerdictCache
     scopes: KeyedScopeGates
     checks: KeyedScopeGates  # the gateway's own operations in a client's session (``check``)
     sessions: OpenSessions  # how many sessions each caller has open
+
+    @property
+    def has_driver(self) -> bool:
+        return self.link is not None
+
+    @property
+    def driver(self) -> Driver:
+        return self._link().driver
+
+    @property
+    def upstream(self) -> Upstream:
+        return self._link().upstream
+
+    def _link(self) -> Link:
+        if self.link is None:
+            # Only a handler that asked for no driver (``start_driver=False``) can get here, and
+            # it checks ``has_driver`` first: this is the safe failure if one does not.
+            raise DriverError("your Spark driver is not running; run a query to start it")
+        return self.link
 
     @property
     def secrets(self) -> tuple[bytes, ...]:
@@ -238,8 +264,15 @@ class CallRunner:
 
     @asynccontextmanager
     async def call(
-        self, rpc: str, context: grpc.aio.ServicerContext[Any, Any], *, audited: bool = True
+        self,
+        rpc: str,
+        context: grpc.aio.ServicerContext[Any, Any],
+        *,
+        audited: bool = True,
+        start_driver: bool = True,
     ) -> AsyncIterator[GatewayCall]:
+        """The call, routed to the principal's driver, which is started when it is not running;
+        with ``start_driver=False`` it is not, and the call has no driver (``has_driver``)."""
         app, principal = await self.authenticate(rpc, context)
         record = CallRecord(tool=f"spark_connect.{rpc}", request_id=uuid.uuid4().hex[:16], principal=principal.id)
         record.fields.update(auth=principal.auth, token_id=principal.token_id, via="gateway")
@@ -254,14 +287,13 @@ class CallRunner:
         try:
             with acting_as(principal), recording(record):
                 app.governance.require(principal, "session.create")
-                driver = await driver_for(app, principal)
-            upstream = await self._upstreams.to(driver)
+                driver = await driver_for(app, principal) if start_driver else running_driver_for(app, principal)
+            link = None if driver is None else Link(driver, await self._upstreams.to(driver))
             call = GatewayCall(
                 app=app,
                 principal=principal,
                 record=record,
-                driver=driver,
-                upstream=upstream,
+                link=link,
                 deadline=None if remaining is None else started + remaining,
                 verdicts=self.verdicts,
                 scopes=self.scopes,

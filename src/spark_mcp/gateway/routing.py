@@ -59,6 +59,14 @@ async def driver_for(app: App, principal: Principal) -> Driver:
     )
 
 
+def running_driver_for(app: App, principal: Principal) -> Driver | None:
+    """The driver that serves ``principal`` if it is running now, or None: starts nothing. For
+    the calls that only end or ask about what runs on it (a driver that is not running has no
+    session and no operation to release, interrupt or explain)."""
+    route = route_for(app, principal)
+    return app.drivers.assigned(route.owner, route.profile, "spark")
+
+
 class Upstream:
     """Calls to one driver, as raw bytes both ways (nothing is decoded on the way back)."""
 

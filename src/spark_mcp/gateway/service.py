@@ -76,6 +76,15 @@ _SESSION_CALLS: dict[str, tuple[type[Any], type[Any]]] = {
 # Those that could cut short an operation the gateway runs in the session for its checks.
 _CUTTING = frozenset({"Interrupt", "ReleaseExecute", "ReleaseSession"})
 
+# Those that only end or ask about what runs on the driver. When the caller's driver is not
+# running (stopped when idle, or by an admin), nothing is there to end or ask about: they are
+# answered here, as the driver would answer for nothing, and start no driver. PySpark sends a
+# ReleaseSession at every ``spark.stop()``; starting a whole driver to release a session it
+# cannot have would cost a quota slot and the seconds of a start.
+_ANSWERED_WITHOUT_DRIVER = frozenset(
+    {"Interrupt", "ReleaseExecute", "ReleaseSession", "FetchErrorDetails", "GetStatus"}
+)
+
 
 class SparkConnectGateway:
     def __init__(self, runner: CallRunner, config: GatewayConfig) -> None:
@@ -363,8 +372,11 @@ class SparkConnectGateway:
     def _session_call(self, rpc: str) -> Any:
         request_type, answer_type = _SESSION_CALLS[rpc]
 
+        audited = rpc != "ReleaseExecute"
+        start_driver = rpc not in _ANSWERED_WITHOUT_DRIVER
+
         async def handle(data: bytes, context: Context) -> bytes:
-            async with self._runner.call(rpc, context, audited=rpc != "ReleaseExecute") as call:
+            async with self._runner.call(rpc, context, audited=audited, start_driver=start_driver) as call:
                 request = self._decode(request_type, data)
                 if rpc == "ReleaseSession":
                     session_id_of(request.session_id)  # never refused for the number of sessions
@@ -379,6 +391,9 @@ class SparkConnectGateway:
                 if rpc == "ReleaseSession":
                     call.verdicts.forget(call.principal.id, request.session_id)
                     call.sessions.forget(call.principal.id, request.session_id)
+                if not call.has_driver:
+                    call.record.fields.update(statement=f"{_about(rpc, request)} (no driver running: nothing to do)")
+                    return _answer_for_nothing(answer_type, request)
                 identify(request, call.principal.id)
                 # One that could cut short the gateway's own checks in the session waits for them.
                 lease = await call.check(request.session_id, cutting=True) if rpc in _CUTTING else None
@@ -399,6 +414,15 @@ class SparkConnectGateway:
 def _reattachable(request: base_pb2.ExecutePlanRequest) -> bool:
     options = request.request_options
     return any(o.HasField("reattach_options") and o.reattach_options.reattachable for o in options)
+
+
+def _answer_for_nothing(answer_type: type[Any], request: Any) -> bytes:
+    """The answer to a call about a session on a driver that is not running: nothing was
+    interrupted, released or found. It names the caller's session, as PySpark checks."""
+    answer = answer_type(session_id=request.session_id)
+    if answer_type is base_pb2.ReleaseExecuteResponse:
+        answer.operation_id = request.operation_id
+    return answer.SerializeToString()  # type: ignore[no-any-return]
 
 
 def _about(rpc: str, request: Any) -> str:
