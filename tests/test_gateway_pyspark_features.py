@@ -84,6 +84,10 @@ def _dataframe_api(spark: SparkSession) -> dict[str, Any]:
             spark.sql("SELECT count(*) AS n FROM {df}", df=nation).first().n,  # type: ignore[union-attr]
         ),
         "range": spark.range(100_000_000).count(),
+        "localCheckpoint": (
+            nation.localCheckpoint().filter("n_regionkey = 1").count(),
+            nation.select("n_name").localCheckpoint(eager=False).join(region, F.lit(True)).count(),
+        ),
     }
     for mode in ("simple", "extended", "codegen", "cost", "formatted"):
         nation.explain(mode=mode)
@@ -105,6 +109,7 @@ async def test_the_dataframe_api_works_through_the_gateway(clients: dict[str, Sp
     assert out["partitions"] == (25, 25, 25, 25) and out["scalar subquery"] == 1
     assert out["sql args"] == (1, 1, 25) and out["range"] == 100_000_000
     assert out["cache"] == (15, True, True, True)
+    assert out["localCheckpoint"] == (5, 125)
 
 
 def _writes(spark: SparkSession) -> list[int]:
@@ -181,3 +186,7 @@ async def test_what_spark_analyses_but_cannot_optimize_behaves_as_it_does_direct
     # What analysis rejects is still Spark's own word about the client's plan.
     exc = await off_loop(lambda: failure(lambda: alice.table("tpch.nation").select("n_nme").columns))
     assert "UNRESOLVED_COLUMN" in str(exc) and "n_nme" in str(exc) and "GlobalLimit 0" not in str(exc)
+    # An operator only a stream can run: Spark's own word, not an unknown plan node for sql.admin.
+    watermarked = alice.table("tpch.nation").withColumn("ts", F.current_timestamp()).withWatermark("ts", "1 minute")
+    exc = await off_loop(lambda: failure(watermarked.dropDuplicatesWithinWatermark(["n_regionkey"]).count))
+    assert "dropDuplicatesWithinWatermark is not supported with batch DataFrames" in str(exc), exc

@@ -8,8 +8,11 @@
   ``sql.admin``.
 - ``CreateDataFrameViewCommand`` (``createOrReplaceTempView``) is a temp view of the
   caller's own session (``sql.read``), a global one DDL on ``global_temp``.
+- ``df.localCheckpoint()`` keeps a plan's rows in the caller's own session, as ``df.cache()``
+  does: governed like the plan. A reliable ``df.checkpoint()`` writes them to the checkpoint
+  directory, a path: ``sql.admin``.
 - Registering a UDF, UDTF or data source ships code: ``code.run``.
-- Anything else (streaming, checkpoints, ML, MERGE through the DataFrame API, resource
+- Anything else (streaming, reliable checkpoints, ML, MERGE through the DataFrame API, resource
   profiles, pipelines, extensions) is ``sql.admin`` until deliberately allowed; the tables
   its plans read still follow the table rules.
 """
@@ -42,7 +45,8 @@ _ADMIN_COMMANDS = {
     "streaming_query_listener_bus_command": "a streaming query listener",
     "get_resources_command": "the driver's resources",
     "create_resource_profile_command": "a resource profile",
-    "checkpoint_command": "a checkpoint",
+    "checkpoint_command": "a reliable checkpoint (it writes the rows to the checkpoint directory; "
+    "df.localCheckpoint() keeps them in the session)",
     "merge_into_table_command": "MERGE INTO through the DataFrame API",
     "ml_command": "a machine-learning command",
     "execute_external_command": "a command run by an external data source",
@@ -76,6 +80,8 @@ async def govern_command(governor: Governor, command: commands_pb2.Command) -> V
         code = tuple(Danger(_D.CODE, what) for what in found.code) or (Danger(_D.CODE, _REGISTRATIONS[kind]),)
         facts = StatementFacts(_K.TEMP_VIEW, kind, dangers=(*code, *found.dangers))
         return governor.judge(Analysis(f"{_REGISTRATIONS[kind]}: {', '.join(found.code)}", facts, None, None))
+    if kind == "checkpoint_command" and command.checkpoint_command.local:
+        return await _local_checkpoint(governor, command.checkpoint_command)
     if kind == "remove_cached_remote_relation_command":
         return None  # a client forgetting a DataFrame it cached in its own session
     return await _admin(governor, command, kind or "(none)")
@@ -179,6 +185,17 @@ async def _view(governor: Governor, op: commands_pb2.CreateDataFrameViewCommand)
         return governor.judge(_as(tree, statement, _K.DDL, "CreateDataFrameViewCommand", global_view, []))
     facts = replace(tree.facts, kind=_K.TEMP_VIEW, operation="CreateDataFrameViewCommand", temp_view=parts[0].lower())
     return governor.judge(replace(tree, statement=statement, facts=facts))
+
+
+async def _local_checkpoint(governor: Governor, op: commands_pb2.CheckpointCommand) -> Verdict:
+    """The rows of a plan kept on the executors for the caller's own session, under an id that
+    later plans name (``cached_remote_relation``, whose plan Spark then prints as a
+    ``LogicalRDD``, naming no table): so the plan is judged here, as a query of its tables."""
+    statement = "localCheckpoint: " + describe(op.relation, screen(op.relation))
+    tree = await _input(governor, op.relation, statement)
+    if isinstance(tree, Verdict):
+        return tree
+    return governor.judge(replace(tree, statement=statement, facts=replace(tree.facts, operation="CheckpointCommand")))
 
 
 def _as(

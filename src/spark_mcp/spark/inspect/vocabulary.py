@@ -49,6 +49,7 @@ QUERY_NODES = frozenset(
         "CTERelationDef",
         "CTERelationRef",
         "Deduplicate",
+        "DeduplicateWithinWatermark",  # a batch DataFrame's dropDuplicatesWithinWatermark: a Deduplicate
         "Distinct",
         "EmptyRelation",
         "Except",
