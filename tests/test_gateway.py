@@ -209,6 +209,9 @@ async def test_listings_show_only_what_the_caller_may_read(gateway: Gateway) -> 
     assert "alice may not read anything in spark_catalog.hr" in text
     await off_loop(lambda: alice.range(1).createOrReplaceTempView("gw_listed"))
     assert "gw_listed" in await off_loop(lambda: {t.name for t in alice.catalog.listTables()})
+    # SQL's listing shows every name in the namespace: refused, with the way that filters.
+    text = await off_loop(lambda: denied(lambda: alice.sql("SHOW TABLES IN tpch").collect()))
+    assert "spark.catalog.listTables()" in text, text
 
 
 async def test_the_dangerous_surface_is_refused(gateway: Gateway, data_dir: Any) -> None:

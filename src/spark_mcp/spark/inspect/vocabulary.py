@@ -225,7 +225,10 @@ def _rules() -> dict[str, Rule]:
         Rule(_K.METADATA),
     )
     # Listings: they reveal names of tables the caller may not read (use list_tables).
-    listing = "it lists table names the caller may not be allowed to see; use the list_tables tool"
+    listing = (
+        "it lists table names the caller may not be allowed to see; use the list_tables tool "
+        "(through the Spark Connect gateway: spark.catalog.listTables(), which shows what the caller may read)"
+    )
     add("ShowTables", Rule(_K.METADATA, Target.RESOLVED, role=Role.READ, danger=_D.LISTING, detail=listing))
     add(
         "ShowTablesCommand ShowViewsCommand ShowTablesExtended ShowTablesJsonCommand ShowTablePartition",
