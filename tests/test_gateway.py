@@ -291,8 +291,25 @@ async def test_writes_follow_the_write_rules(gateway: Gateway) -> None:
         lambda: denied(lambda: erin.range(1).write.option("path", "/tmp/gw-elsewhere").saveAsTable("staging.gw_ext"))
     )
     assert "points at a path" in text
+    # The catalog's createTable is a CREATE TABLE: the same rights, the same refusals.
+    schema = await off_loop(lambda: erin.table("tpch.region").schema)
+    await off_loop(lambda: erin.catalog.createTable("staging.gw_created", schema=schema))
+    await off_loop(lambda: erin.table("tpch.region").write.insertInto("staging.gw_created"))
+    assert await off_loop(lambda: erin.table("staging.gw_created").count()) == 5
+    for attempt, words in [
+        (lambda: erin.catalog.createTable("tpch.gw_created", schema=schema), "no role of erin may write"),
+        (lambda: alice.catalog.createTable("staging.gw_alice", schema=schema), "no role of alice grants sql.ddl"),
+        (lambda: erin.catalog.createTable("staging.gw_ext", path="/tmp/gw-elsewhere"), "a table over the files"),
+        (lambda: erin.catalog.createTable("staging.gw_ext", schema=schema, path="/tmp/gw-x"), "a table over the files"),
+        (lambda: erin.catalog.createTable("staging.gw_ext", source="jdbc", schema=schema), "the jdbc data source"),
+        (lambda: erin.catalog.createTable("staging.gw_ext", schema=schema, location="/tmp/x"), "points at a path"),
+    ]:
+        text = await off_loop(lambda attempt=attempt: denied(attempt))
+        assert words in text, text
+    assert await off_loop(lambda: erin.catalog.tableExists("staging.gw_ext")) is False
     await off_loop(lambda: erin.sql("DROP TABLE staging.gw_nations"))
     await off_loop(lambda: erin.sql("DROP TABLE staging.gw_v2"))
+    await off_loop(lambda: erin.sql("DROP TABLE staging.gw_created"))
 
 
 # -- code --------------------------------------------------------------------------------

@@ -12,8 +12,11 @@ decided here from its arguments and never analysed first:
   like ``describe_table``: a view over a table the caller may not read is refused too;
 - calls about a namespace or catalog need it to be visible; ``currentDatabase`` and the
   function calls need ``catalog.read``; dropping one's own temp view is ``sql.read``;
-- everything that changes the catalog or the cache is ``sql.admin``, with the table rules
-  on the table it names.
+- ``createTable`` is judged like ``CREATE TABLE`` (``sql.ddl``, write rights on the table as
+  Spark resolves the name); a path, a ``path`` option or a source that is not a file format
+  is ``sql.admin``, as for ``df.write``;
+- everything else that changes the catalog or the cache is ``sql.admin``, with the table
+  rules on the table it names.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 from pyspark.sql.connect.proto import catalog_pb2
 
 from spark_mcp.gateway.analysis import as_written
+from spark_mcp.gateway.commands import format_dangers, path_dangers, write_target
 from spark_mcp.gateway.govern import Governor
 from spark_mcp.policy import SESSION_CATALOG
 from spark_mcp.spark.analyze import Analysis
@@ -95,6 +99,9 @@ async def govern_catalog(governor: Governor, catalog: catalog_pb2.Catalog) -> Ro
         facts = StatementFacts(StatementKind.TEMP_VIEW, "DropTempView", temp_view=call.view_name.lower())
         governor.enforce(governor.judge(Analysis(f"spark.catalog.dropTempView({call.view_name})", facts, None, None)))
         return None
+    if op in ("create_table", "create_external_table"):
+        await _create(governor, op, call)
+        return None
     await _change(governor, op, call)
     return None
 
@@ -119,6 +126,22 @@ def _table_row_visible(governor: Governor, row: dict[str, Any]) -> bool:
         return False
     table = TableName.of(str(row.get("catalog") or SESSION_CATALOG), ".".join(namespace), str(row.get("name")))
     return governor.governance.readable(governor.principal, table)
+
+
+async def _create(governor: Governor, op: str, call: Any) -> None:
+    """``spark.catalog.createTable`` (or its older name): a new table, like ``CREATE TABLE``."""
+    writes, unresolved = await write_target(governor, call.table_name)
+    dangers = [
+        *unresolved,
+        *format_dangers(call.source if call.HasField("source") else None),
+        *path_dangers(dict(call.options), "a table option"),
+    ]
+    if call.HasField("path"):
+        dangers.append(Danger(DangerKind.PATH_ACCESS, f"a table over the files at {call.path[:200]!r}"))
+    governor.changed()  # what its name means in the session changes
+    facts = StatementFacts(StatementKind.DDL, "CreateTable", writes=writes, dangers=tuple(dangers))
+    governor.upstream_error = None
+    governor.enforce(governor.judge(Analysis(f"spark.catalog.{op}({call.table_name})", facts, None, None)))
 
 
 async def _change(governor: Governor, op: str, call: Any) -> None:

@@ -97,7 +97,7 @@ async def _input(governor: Governor, relation: relations_pb2.Relation, statement
     return tree
 
 
-async def _target(governor: Governor, name: str) -> tuple[frozenset[TableName], tuple[Danger, ...]]:
+async def write_target(governor: Governor, name: str) -> tuple[frozenset[TableName], tuple[Danger, ...]]:
     """The table ``name`` means in the caller's session, as Spark resolves it for a write.
 
     A write resolves a temp view first (``insertInto("v")`` writes into the files of the
@@ -113,13 +113,13 @@ async def _target(governor: Governor, name: str) -> tuple[frozenset[TableName], 
     return analysis.facts.writes, ()
 
 
-def _paths(options: dict[str, str], what: str) -> tuple[Danger, ...]:
+def path_dangers(options: dict[str, str], what: str) -> tuple[Danger, ...]:
     if any(key.lower() in _PATH_KEYS for key in options):
         return (Danger(_D.PATH_ACCESS, f"{what} points at a path"),)
     return ()
 
 
-def _format(source: str | None) -> tuple[Danger, ...]:
+def format_dangers(source: str | None) -> tuple[Danger, ...]:
     if source and source.lower() not in FILE_FORMATS:
         return (Danger(_D.PATH_ACCESS, f"writes through the {source} data source, not a warehouse table"),)
     return ()
@@ -131,13 +131,16 @@ async def _write(governor: Governor, op: commands_pb2.WriteOperation) -> Verdict
     tree = await _input(governor, op.input, statement)
     if isinstance(tree, Verdict):
         return tree
-    dangers = [*_format(op.source if op.HasField("source") else None), *_paths(dict(op.options), "a write option")]
+    dangers = [
+        *format_dangers(op.source if op.HasField("source") else None),
+        *path_dangers(dict(op.options), "a write option"),
+    ]
     writes: frozenset[TableName] = frozenset()
     kind = _K.WRITE
     if table is None:
         dangers.append(Danger(_D.PATH_ACCESS, f"writes files at {op.path[:200]!r}, not a table"))
     else:
-        writes, unresolved = await _target(governor, table)
+        writes, unresolved = await write_target(governor, table)
         dangers += unresolved
         creates = op.table.save_method != commands_pb2.WriteOperation.SaveTable.TABLE_SAVE_METHOD_INSERT_INTO
         if creates and op.mode != commands_pb2.WriteOperation.SAVE_MODE_APPEND:
@@ -151,11 +154,11 @@ async def _write_v2(governor: Governor, op: commands_pb2.WriteOperationV2) -> Ve
     if isinstance(tree, Verdict):
         return tree
     dangers = [
-        *_format(op.provider if op.HasField("provider") else None),
-        *_paths(dict(op.options), "a write option"),
-        *_paths(dict(op.table_properties), "a table property"),
+        *format_dangers(op.provider if op.HasField("provider") else None),
+        *path_dangers(dict(op.options), "a write option"),
+        *path_dangers(dict(op.table_properties), "a table property"),
     ]
-    writes, unresolved = await _target(governor, op.table_name)
+    writes, unresolved = await write_target(governor, op.table_name)
     dangers += unresolved
     facts = [tree.facts]
     if op.HasField("overwrite_condition"):
