@@ -10,15 +10,19 @@ the next query starts the driver as it always did.
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from collections.abc import AsyncIterator
 
+import anyio
 import grpc
 import pytest
 from pyspark.sql.connect.proto import base_pb2
 
 from spark_mcp.app import App
 from spark_mcp.audit import tail
+from spark_mcp.gateway.routing import route_for
 from tests.gateway_support import Gateway, off_loop, serving_gateway
 
 pytestmark = [pytest.mark.anyio, pytest.mark.spark]
@@ -92,3 +96,46 @@ async def test_calls_that_end_or_ask_about_work_on_a_stopped_driver_start_none(g
     assert await off_loop(lambda: again.range(2).count()) == 2
     restarted = app.drivers.current("stella")
     assert restarted is not None and restarted.id != driver.id
+
+
+async def test_an_interrupt_sent_while_the_driver_starts_waits_for_it(gateway: Gateway) -> None:
+    # A query waits for its driver to start (seconds); an interrupt sent meanwhile is meant for
+    # it, so it waits too, instead of being told that nothing runs.
+    app = gateway.app
+    running = app.drivers.current("stella")
+    if running is not None:
+        await app.drivers.stop(running.id, reason="idle")
+    route = route_for(app, app.principal("stella"))
+    stella = await off_loop(lambda: gateway.client("stella"))
+    session_id = str(stella.client._session_id)
+    outcome: list[object] = []
+
+    def query() -> None:
+        try:
+            outcome.append(stella.range(5).count())
+        except Exception as exc:  # the interrupt may reach the query: either way is right here
+            outcome.append(exc)
+
+    worker = threading.Thread(target=query)
+    worker.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not app.drivers.acquiring(route.owner, route.profile, "spark") and time.monotonic() < deadline:
+            await anyio.sleep(0.01)
+        assert app.drivers.acquiring(route.owner, route.profile, "spark"), "the driver never started"
+        interrupt = base_pb2.InterruptRequest(
+            session_id=session_id, interrupt_type=base_pb2.InterruptRequest.INTERRUPT_TYPE_ALL
+        )
+        with gateway.channel() as channel:
+            call = channel.unary_unary(METHOD + "Interrupt")
+            await off_loop(lambda: call(interrupt.SerializeToString(), metadata=gateway.bearer("stella")))
+        assert app.drivers.current("stella") is not None, "answered before the driver was ready"
+    finally:
+        await off_loop(worker.join)
+    assert len(outcome) == 1
+    records = [
+        r
+        for r in tail(app.config.audit_path, 50, principal="stella")
+        if r.tool == "spark_connect.Interrupt" and r.session_id == session_id
+    ]
+    assert [r.statement for r in records] == ["interrupt INTERRUPT_TYPE_ALL"]

@@ -29,6 +29,9 @@ async def clients(app: App) -> AsyncIterator[dict[str, SparkSession]]:
 
 
 def _dataframe_api(spark: SparkSession) -> dict[str, Any]:
+    # PySpark binds a checkpointed DataFrame to the thread's active session, which a notebook
+    # has (its one session); this worker thread may hold another test's, or none.
+    SparkSession._active_session.session = spark
     nation = spark.table("tpch.nation")
     region = spark.table("tpch.region")
     by_region = Window.partitionBy("n_regionkey").orderBy("n_name")

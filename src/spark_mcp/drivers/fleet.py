@@ -116,6 +116,11 @@ class Fleet:
             ]
         return found[0] if found else None
 
+    def acquiring(self, owner: str, profile: str, engine: str) -> bool:
+        """Whether ``acquire`` is finding or starting the owner's driver right now."""
+        lock = self._owner_locks.get((owner, f"{profile}/{engine}"))
+        return lock is not None and lock.locked()
+
     def backend_for(self, engine: str, backend: str) -> Backend:
         found = self._backends.get("sail" if engine == "sail" else backend)
         if found is None:

@@ -287,7 +287,7 @@ class CallRunner:
         try:
             with acting_as(principal), recording(record):
                 app.governance.require(principal, "session.create")
-                driver = await driver_for(app, principal) if start_driver else running_driver_for(app, principal)
+                driver = await (driver_for if start_driver else running_driver_for)(app, principal)
             link = None if driver is None else Link(driver, await self._upstreams.to(driver))
             call = GatewayCall(
                 app=app,

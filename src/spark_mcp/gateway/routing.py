@@ -59,12 +59,16 @@ async def driver_for(app: App, principal: Principal) -> Driver:
     )
 
 
-def running_driver_for(app: App, principal: Principal) -> Driver | None:
-    """The driver that serves ``principal`` if it is running now, or None: starts nothing. For
-    the calls that only end or ask about what runs on it (a driver that is not running has no
-    session and no operation to release, interrupt or explain)."""
+async def running_driver_for(app: App, principal: Principal) -> Driver | None:
+    """The driver that serves ``principal`` if it is running, or None: starts nothing. For the
+    calls that only end or ask about what runs on it (a driver that is not running has no
+    session and no operation to release, interrupt or explain). One being started meanwhile
+    is waited for: an interrupt sent while a query waits for its driver is meant for it."""
     route = route_for(app, principal)
-    return app.drivers.assigned(route.owner, route.profile, "spark")
+    found = app.drivers.assigned(route.owner, route.profile, "spark")
+    if found is None and app.drivers.acquiring(route.owner, route.profile, "spark"):
+        return await driver_for(app, principal)
+    return found
 
 
 class Upstream:
