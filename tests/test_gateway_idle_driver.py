@@ -90,17 +90,12 @@ async def test_calls_that_end_or_ask_about_work_on_a_stopped_driver_start_none(g
     ]
     assert [(r.outcome, r.via) for r in released] == [("ok", "gateway")]
     assert released[0].statement == "ReleaseSession (no driver running: nothing to do)"
-
-    # The next query starts the driver, as it always did.
-    again = await off_loop(lambda: gateway.client("stella"))
-    assert await off_loop(lambda: again.range(2).count()) == 2
-    restarted = app.drivers.current("stella")
-    assert restarted is not None and restarted.id != driver.id
+    # The next query starts the driver, as it always did: the test below.
 
 
 async def test_an_interrupt_sent_while_the_driver_starts_waits_for_it(gateway: Gateway) -> None:
-    # A query waits for its driver to start (seconds); an interrupt sent meanwhile is meant for
-    # it, so it waits too, instead of being told that nothing runs.
+    # The next query starts the driver, and waits for it (seconds); an interrupt sent meanwhile
+    # is meant for it, so it waits too, instead of being told that nothing runs.
     app = gateway.app
     running = app.drivers.current("stella")
     if running is not None:
@@ -132,7 +127,8 @@ async def test_an_interrupt_sent_while_the_driver_starts_waits_for_it(gateway: G
         assert app.drivers.current("stella") is not None, "answered before the driver was ready"
     finally:
         await off_loop(worker.join)
-    assert len(outcome) == 1
+    assert outcome == [5] or isinstance(outcome[0], Exception), outcome  # run, or interrupted
+    assert await off_loop(lambda: stella.range(2).count()) == 2
     records = [
         r
         for r in tail(app.config.audit_path, 50, principal="stella")
