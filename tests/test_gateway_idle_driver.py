@@ -75,7 +75,7 @@ async def test_calls_that_end_or_ask_about_work_on_a_stopped_driver_start_none(g
             answer = answer_type.FromString(raw)
             assert answer.session_id == session_id, method  # PySpark checks it
             assert app.drivers.current("stella") is None, f"{method} started a driver"
-        # Another caller's credential still gets nothing, driver or not.
+        # Without a credential nothing is answered, driver or not.
         with pytest.raises(grpc.RpcError) as refused:
             await off_loop(lambda: channel.unary_unary(METHOD + "ReleaseSession")(b"", metadata=()))
         assert refused.value.code() is grpc.StatusCode.UNAUTHENTICATED
