@@ -1,7 +1,8 @@
 """Shared fixtures: real TPC-H data, one running App with real Spark drivers, MCP clients.
 
 One ``App`` serves the whole test session (each principal gets its own driver once);
-every test talks to it through the SDK's in-memory ``Client``, in both protocol eras.
+every test talks to it through the SDK's in-memory ``Client``, in both protocol eras (those
+marked ``any_era`` in the legacy one only with ``-m slow``).
 """
 
 from __future__ import annotations
@@ -25,9 +26,18 @@ from spark_mcp.server import build_server
 from tests.helpers import ClientFactory, make_config
 
 
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects: the markers added here must count
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """A test that uses the running App (real drivers) must say so with ``@pytest.mark.spark``,
-    so that ``pytest -m "not spark"`` never starts a driver."""
+    so that ``pytest -m "not spark"`` never starts a driver.
+
+    A test marked ``any_era`` checks something the MCP protocol era cannot change (Spark's
+    answers, governance, drivers): its run in the legacy era joins the slow suites, which keeps
+    the default run short; ``-m slow`` still runs it."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if item.get_closest_marker("any_era") and callspec is not None and callspec.params.get("mode") == "legacy":
+            item.add_marker(pytest.mark.slow)
     unmarked = [
         item.nodeid
         for item in items

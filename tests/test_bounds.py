@@ -37,7 +37,7 @@ from tests.helpers import (
     write_config,
 )
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.any_era]
 
 SQL_LIMIT = 200_000  # run_sql's and explain's max_length for sql
 

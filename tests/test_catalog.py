@@ -7,7 +7,7 @@ from mcp import Client
 
 from tests.helpers import ClientFactory, call, call_error
 
-pytestmark = [pytest.mark.anyio, pytest.mark.spark]
+pytestmark = [pytest.mark.anyio, pytest.mark.spark, pytest.mark.any_era]
 
 
 async def test_list_catalogs_shows_the_session_catalog(alice: Client) -> None:

@@ -22,7 +22,7 @@ from spark_mcp.state.db import state_path
 from tests.fleet_support import driver_rows
 from tests.helpers import LOOPBACK, ClientFactory, call, call_error, driver_pids, listening_addresses, make_config
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.any_era]
 
 
 @pytest.mark.spark

@@ -95,6 +95,7 @@ async def running_job(app: App, principal: str) -> Job:
 
 
 @pytest.mark.spark
+@pytest.mark.any_era
 async def test_a_driver_killed_mid_query_fails_that_call_clearly_and_the_next_call_gets_a_new_driver(
     connect: ClientFactory, app: App
 ) -> None:

@@ -14,7 +14,7 @@ from mcp import Client
 from spark_mcp.app import App
 from tests.helpers import LONG_QUERY, ClientFactory, call, call_error
 
-pytestmark = [pytest.mark.anyio, pytest.mark.spark]
+pytestmark = [pytest.mark.anyio, pytest.mark.spark, pytest.mark.any_era]
 
 SALARIES_FILE = "__SALARIES__"  # replaced by the real path of the hr.salaries parquet file
 

@@ -9,7 +9,8 @@ tolerance.
 
 Two variants: 16 in-memory MCP clients against the session-wide app, and 16 concurrent
 callers over one stdio connection to a server process, as a host sends parallel requests.
-The CI run is short; ``-m slow`` runs each for a minute.
+The CI run is short (in memory: the current protocol era only); ``-m slow`` runs each for a
+minute, and the short in-memory run in the legacy era too.
 """
 
 from __future__ import annotations
@@ -164,6 +165,7 @@ async def load_in_memory(app: App, connect: ClientFactory, seconds: float) -> No
     await settled(open_fds, fds + FDS_TOLERANCE, "file descriptors")
 
 
+@pytest.mark.any_era
 async def test_16_clients_at_once_get_every_answer_and_leak_nothing(
     app: App, connect: ClientFactory, mode: str
 ) -> None:

@@ -10,7 +10,7 @@ from mcp import Client
 from spark_mcp.app import App
 from tests.helpers import ClientFactory, call, call_error
 
-pytestmark = [pytest.mark.anyio, pytest.mark.spark]
+pytestmark = [pytest.mark.anyio, pytest.mark.spark, pytest.mark.any_era]
 
 NATION = {"table": "tpch.nation"}
 

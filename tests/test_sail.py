@@ -23,7 +23,7 @@ from tests.fixtures.sail_tpch import qualify_tpch
 from tests.fleet_support import driver_rows
 from tests.helpers import LOOPBACK, ClientFactory, call, call_error, listening_addresses, make_config
 
-pytestmark = [pytest.mark.spark, pytest.mark.anyio]
+pytestmark = [pytest.mark.spark, pytest.mark.anyio, pytest.mark.any_era]
 
 
 @pytest.fixture

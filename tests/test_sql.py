@@ -11,7 +11,7 @@ from mcp import Client
 
 from tests.helpers import ClientFactory, call, call_error, text_of
 
-pytestmark = [pytest.mark.anyio, pytest.mark.spark]
+pytestmark = [pytest.mark.anyio, pytest.mark.spark, pytest.mark.any_era]
 
 
 async def test_a_query_returns_typed_columns_exact_rows_and_a_result_id(alice: Client) -> None:

@@ -260,6 +260,7 @@ def silent_master() -> Iterator[int]:
         server.close()
 
 
+@pytest.mark.slow  # a long fault: it waits out its 45 s deadline
 async def test_a_master_that_never_answers_fails_the_start_within_its_deadline_and_leaves_nothing(
     tmp_path_factory: pytest.TempPathFactory, data_dir: Path, silent_master: int
 ) -> None:
