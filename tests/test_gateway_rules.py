@@ -20,7 +20,7 @@ from spark_mcp.errors import ConfigError, InvalidInput, PolicyDenied, SparkError
 from spark_mcp.gateway import check_gateway, connection_string
 from spark_mcp.gateway.artifacts import action_for
 from spark_mcp.gateway.calls import status_of
-from spark_mcp.gateway.conf import REDACTED_VALUE, not_settable, redact_response
+from spark_mcp.gateway.conf import REDACTED_VALUE, drop_client_keys, keys_set, not_settable, redact_response
 from spark_mcp.gateway.govern import before_analysis, quiet_to_analyse
 from spark_mcp.gateway.sessions import session_id_of
 from spark_mcp.identity import Principal
@@ -324,6 +324,36 @@ def test_session_ids_are_uuids() -> None:
 def test_only_harmless_settings_may_be_changed() -> None:
     assert not_settable(["spark.sql.session.timeZone", "spark.sql.ansi.enabled"]) == []
     assert not_settable(["spark.sql.caseSensitive", "spark.sql.session.timeZone"]) == ["spark.sql.caseSensitive"]
+
+
+def _conf_set(*keys: str) -> base_pb2.ConfigRequest.Operation:
+    operation = base_pb2.ConfigRequest.Operation()
+    for key in keys:
+        operation.set.pairs.add(key=key, value=f"value of {key}")
+    return operation
+
+
+@pytest.mark.parametrize(
+    ("operation", "dropped", "left"),
+    [
+        # PySpark 3.5 sends its connection string (the token in it) at every session start.
+        (_conf_set("spark.remote"), ["spark.remote"], []),
+        (_conf_set("spark.remote", "spark.sql.shuffle.partitions"), ["spark.remote"], ["spark.sql.shuffle.partitions"]),
+        (_conf_set("spark.sql.ansi.enabled"), [], ["spark.sql.ansi.enabled"]),
+        (
+            base_pb2.ConfigRequest.Operation(unset=base_pb2.ConfigRequest.Unset(keys=["spark.remote"])),
+            [],
+            ["spark.remote"],
+        ),
+        (base_pb2.ConfigRequest.Operation(get=base_pb2.ConfigRequest.Get(keys=["spark.remote"])), [], []),
+    ],
+)
+def test_the_clients_connection_string_never_goes_on_to_the_driver(
+    operation: base_pb2.ConfigRequest.Operation, dropped: list[str], left: list[str]
+) -> None:
+    assert drop_client_keys(operation) == dropped
+    assert keys_set(operation) == left
+    assert all(pair.value == f"value of {pair.key}" for pair in operation.set.pairs)
 
 
 def test_secret_settings_are_redacted_and_values_scrubbed() -> None:

@@ -9,8 +9,8 @@ tolerance.
 
 Two variants: 16 in-memory MCP clients against the session-wide app, and 16 concurrent
 callers over one stdio connection to a server process, as a host sends parallel requests.
-The CI run is short (in memory: the current protocol era only); ``-m slow`` runs each for a
-minute, and the short in-memory run in the legacy era too.
+The default run has the short in-memory run, in the current protocol era; ``-m slow`` adds it
+in the legacy era, the short stdio run, and a minute of each.
 """
 
 from __future__ import annotations
@@ -207,6 +207,7 @@ async def load_over_stdio(tmp_path: Path, data_dir: Path, seconds: float) -> Non
         await settled(lambda: open_fds(server), fds + FDS_TOLERANCE, "file descriptors")
 
 
+@pytest.mark.slow  # a server and driver of its own: 40 s on 2 cores; the in-memory load runs by default
 async def test_16_callers_over_one_stdio_connection_get_every_answer_and_leak_nothing(
     tmp_path: Path, data_dir: Path
 ) -> None:

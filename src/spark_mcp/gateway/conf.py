@@ -9,7 +9,9 @@ substitution and file switches). So:
   replaced, and every value is scrubbed of registered secrets;
 - ``set`` and ``unset`` of a key in ``SETTABLE`` (time zone, ANSI mode, Arrow batch sizes,
   display settings...) is allowed to anyone with a session; any other key needs
-  ``sql.admin``, exactly as ``SET key = value`` does in SQL.
+  ``sql.admin``, exactly as ``SET key = value`` does in SQL;
+- a ``set`` of a key in ``CLIENT_ONLY`` is the client's own connection string, not a setting
+  of the driver's: it is dropped from the request, for everyone, and never reaches the driver.
 """
 
 from __future__ import annotations
@@ -38,6 +40,11 @@ SETTABLE = frozenset(
         "spark.sql.timestampType",
     }
 )
+# What a client says about its own connection. PySpark 3.5 sets ``spark.remote`` (the connection
+# string, the caller's API token in it) on every session it starts; PySpark 4 no longer sends
+# it. The driver has no use for it (Spark 4.3 does not even keep it), the token has no business
+# leaving the gateway, and refusing the key (it is not harmless) warned 3.5 users at every start.
+CLIENT_ONLY = frozenset({"spark.remote"})
 # Spark's default spark.redaction.regex, plus the words spark-mcp's redaction knows, plus the
 # keys of storage secrets whose names say neither (Azure's fs.azure.account.key.<account> and
 # fs.azure.sas.<container>.<account>: the storage account's key and a SAS token).
@@ -62,6 +69,19 @@ def keys_set(operation: _Op) -> list[str]:
     if kind == "unset":
         return list(operation.unset.keys)
     return []
+
+
+def drop_client_keys(operation: _Op) -> list[str]:
+    """Remove the ``CLIENT_ONLY`` pairs of a ``set`` from ``operation``; the keys dropped."""
+    if operation.WhichOneof("op_type") != "set":
+        return []
+    pairs = operation.set.pairs
+    dropped = [pair.key for pair in pairs if pair.key in CLIENT_ONLY]
+    if dropped:
+        kept = [pair for pair in pairs if pair.key not in CLIENT_ONLY]
+        del pairs[:]
+        pairs.extend(kept)
+    return dropped
 
 
 def describe(operation: _Op) -> str:

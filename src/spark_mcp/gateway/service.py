@@ -286,10 +286,18 @@ class SparkConnectGateway:
         async with self._runner.call("Config", context) as call:
             request = self._decode(base_pb2.ConfigRequest, data)
             session_id = call.own_session(request.session_id)
-            keys = conf.keys_set(request.operation)
             statement = conf.describe(request.operation)
+            dropped = conf.drop_client_keys(request.operation)
+            keys = conf.keys_set(request.operation)
             with call.governing():
                 note(session_id=session_id, statement=statement)
+                if dropped and not keys:
+                    # Passed on emptied: the driver answers with the session's own ids and changes nothing.
+                    note(
+                        decision="allowed",
+                        kind=StatementKind.ADMIN.value,
+                        reason="the client's own connection string, not passed on",
+                    )
                 refused = conf.not_settable(keys)
                 if keys:
                     call.verdicts.forget(call.principal.id, session_id)  # e.g. ANSI mode changes analysis
