@@ -78,7 +78,12 @@ def drop_client_keys(operation: _Op) -> list[str]:
     pairs = operation.set.pairs
     dropped = [pair.key for pair in pairs if pair.key in CLIENT_ONLY]
     if dropped:
-        kept = [pair for pair in pairs if pair.key not in CLIENT_ONLY]
+        kept = []
+        for pair in pairs:
+            if pair.key not in CLIENT_ONLY:
+                copy = base_pb2.KeyValue()
+                copy.CopyFrom(pair)  # a copy of its own: no reference into the field cleared below
+                kept.append(copy)
         del pairs[:]
         pairs.extend(kept)
     return dropped
