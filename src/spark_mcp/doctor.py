@@ -23,8 +23,11 @@ class Check:
 
 
 def run_checks(config: Config, environ: Mapping[str, str], *, start_driver: bool = False) -> list[Check]:
-    checks = [_python(), _spark(), _java(config, environ), _state_dir(config.home), _port(), _policies(config)]
+    java = _java(config, environ)
+    checks = [_python(), _spark(), java, _state_dir(config.home), _port(), _policies(config)]
     checks += _datasets(config)
+    if java.ok:
+        checks.append(_class_archive(config, environ))
     if config.uses_standalone:
         checks.append(_master(config))
     if start_driver and all(c.ok for c in checks):
@@ -69,6 +72,18 @@ def _java(config: Config, environ: Mapping[str, str]) -> Check:
             "macOS: brew install openjdk@17) and put it on PATH, or set JAVA_HOME or driver.java_home",
         )
     return Check("java", True, f"Java {java.version} at {java.executable}")
+
+
+def _class_archive(config: Config, environ: Mapping[str, str]) -> Check:
+    from spark_mcp.drivers.class_cache import ClassCache, default_dir
+    from spark_mcp.drivers.environment import check_java
+
+    java = check_java(config.driver.java_home, environ)
+    directory = config.driver.class_cache_dir or default_dir(environ)
+    cache = ClassCache(directory if config.driver.class_cache else None, environ)
+    if java.executable is None:
+        return Check("class archive", True, "unknown until Java is found")
+    return Check("class archive", True, cache.status(java.executable))
 
 
 def _state_dir(home: Path) -> Check:

@@ -28,6 +28,7 @@ import structlog
 
 from spark_mcp.config import Config
 from spark_mcp.drivers.base import Driver, DriverState, Lifetime, new_driver_token
+from spark_mcp.drivers.class_cache import ClassCache, default_dir
 from spark_mcp.drivers.credentials import StagedCredentials, stage
 from spark_mcp.drivers.environment import check_java, spark_home, spark_version
 from spark_mcp.drivers.files import drivers_dir, ensure_private_dir, remove_secrets, remove_workdir, write_token
@@ -61,6 +62,7 @@ def managed_settings(
     workdir: Path,
     metastore_dir: Path | None,
     driver_address: str = "127.0.0.1",
+    java_options: Sequence[str] = (),
 ) -> list[tuple[str, str]]:
     """The settings that carry spark-mcp's invariants. They come last in argv, after anything a
     config adds, so nothing can undo them (spark-submit keeps the last ``--conf`` of a key);
@@ -68,7 +70,8 @@ def managed_settings(
 
     ``driver_address`` is where Spark's own RPC and block manager listen: loopback, or for a
     standalone cluster on other hosts the private address its executors reach (the Connect
-    port, which clients use, stays on loopback either way)."""
+    port, which clients use, stays on loopback either way). ``java_options`` are the JVM's own
+    (the class archive's, ``class_cache``)."""
     if metastore_dir is not None:
         warehouse = metastore_dir / "warehouse"
         catalog = [
@@ -102,7 +105,10 @@ def managed_settings(
         ("spark.local.dir", str(workdir / "tmp")),
         # Spark Connect keeps each session's artifacts and cached local relations (client data)
         # under java.io.tmpdir: in the driver's private folder, not in a world-readable /tmp.
-        ("spark.driver.extraJavaOptions", f"-Djava.io.tmpdir={workdir / 'tmp'} -Dderby.system.home={workdir}"),
+        (
+            "spark.driver.extraJavaOptions",
+            " ".join([f"-Djava.io.tmpdir={workdir / 'tmp'}", f"-Dderby.system.home={workdir}", *java_options]),
+        ),
         *catalog,
         # Lets a server or `spark-mcp drivers` check that a pid is really this driver before signalling it.
         ("spark.mcp.driver.id", driver_id),
@@ -121,6 +127,7 @@ def driver_argv(
     cluster: Sequence[tuple[str, str]] = (),
     driver_address: str = "127.0.0.1",
     options: Sequence[str] = (),
+    java_options: Sequence[str] = (),
 ) -> list[str]:
     """The spark-submit command line. It holds no secret: the token travels in the environment.
 
@@ -143,6 +150,7 @@ def driver_argv(
         workdir=workdir,
         metastore_dir=spec.metastore_dir,
         driver_address=driver_address,
+        java_options=java_options,
     )
     argv = [
         str(spark_home() / "bin" / "spark-submit"),
@@ -202,12 +210,18 @@ class LocalBackend:
     def __init__(self, config: Config, environ: Mapping[str, str]) -> None:
         self._config = config
         self._environ = dict(environ)
+        directory = config.driver.class_cache_dir or default_dir(environ)
+        self._classes = ClassCache(directory if config.driver.class_cache else None, self._environ)
+        self._java: Path | None = None
+        self._mapped: set[str] = set()  # drivers starting with the class archive mapped
+        self._exited: set[str] = set()  # drivers whose JVM exited on its own before they were ready
 
     async def start(self, spec: DriverSpec, *, on_launch: OnLaunch | None = None) -> Driver:
         """A ready driver (listening, not yet prepared). ``on_launch`` sees it as soon as its process exists."""
         java = check_java(self._config.driver.java_home, self._environ)
-        if java.problem:
+        if java.problem or java.executable is None:
             raise DriverStartError(f"cannot start a Spark driver: {java.problem}. Run `spark-mcp doctor` for details.")
+        self._java = java.executable
         last_error: DriverStartError | None = None
         for _ in range(_PORT_ATTEMPTS):
             driver = self._launch(spec)
@@ -215,12 +229,22 @@ class LocalBackend:
                 on_launch(driver)
             try:
                 await self._wait_ready(driver)
+                if driver.id in self._mapped and driver.pid is not None:
+                    self._classes.check_mapped(java.executable, driver.pid)
                 return driver
             except DriverStartError as exc:
                 last_error = exc
+                if driver.id in self._mapped and driver.id in self._exited:
+                    # Whatever was wrong with the archive (a JVM crashes on a damaged one), the
+                    # next start goes without it, and a later driver records a new one.
+                    self._classes.discard(java.executable, f"driver {driver.id} exited before it was ready")
+                    continue
                 if not _PORT_CLASH.search(driver.log_path.read_text(errors="replace")):
                     raise
                 log.warning("driver.port_clash", driver_id=driver.id, port=driver.port)
+            finally:
+                self._mapped.discard(driver.id)
+                self._exited.discard(driver.id)
         assert last_error is not None
         raise last_error
 
@@ -236,7 +260,19 @@ class LocalBackend:
         log_path = workdir / "driver.log"
         staged = stage(spec.profile, workdir)
         options = self.stage_files(workdir)
-        argv = self.argv(spec, driver_id=driver_id, port=port, workdir=workdir, credentials=staged, options=options)
+        assert self._java is not None  # found by ``start``
+        java_options = self._classes.java_options(self._java, driver_id, workdir)
+        if any(option.startswith("-XX:SharedArchiveFile=") for option in java_options):
+            self._mapped.add(driver_id)
+        argv = self.argv(
+            spec,
+            driver_id=driver_id,
+            port=port,
+            workdir=workdir,
+            credentials=staged,
+            options=options,
+            java_options=java_options,
+        )
         process = spawn(
             argv,
             env=driver_env(self._config, self._environ, token, staged),
@@ -280,6 +316,7 @@ class LocalBackend:
         workdir: Path,
         credentials: StagedCredentials,
         options: Sequence[str] = (),
+        java_options: Sequence[str] = (),
     ) -> list[str]:
         """This backend's command line for a driver of ``spec`` (see ``driver_argv``)."""
         return driver_argv(
@@ -293,6 +330,7 @@ class LocalBackend:
             cluster=self._cluster_settings(spec),
             driver_address=self._driver_address(),
             options=options,
+            java_options=java_options,
         )
 
     # -- what the standalone backend changes -------------------------------------------------
@@ -339,6 +377,7 @@ class LocalBackend:
             offset += max(0, len(chunk.encode()) - len(READY_LINE))
             code = driver.process.poll()
             if code is not None:
+                self._exited.add(driver.id)
                 await self._fail(driver, f"the driver exited with code {code} before it was ready")
             if time.monotonic() > deadline:
                 await self._fail(
@@ -374,6 +413,18 @@ class LocalBackend:
             )
         if process is not None:
             driver.exit_code = process.poll()
+        java = self._java
+        if java is not None:
+            # A driver that recorded its classes leaves them for the archive (``class_cache``).
+            await anyio.to_thread.run_sync(
+                lambda: self._classes.stopped(
+                    java,
+                    driver.id,
+                    driver.workdir,
+                    was_ready=driver.ready_at is not None,
+                    memory=self._config.driver.memory,
+                )
+            )
         if failed:
             driver.state = before
             remove_secrets(driver.workdir)
