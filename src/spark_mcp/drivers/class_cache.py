@@ -2,8 +2,8 @@
 
 The JVM's class-data sharing (CDS) maps classes parsed and verified once from an archive, where
 a start would otherwise load about 19,000 of them from Spark's jars. Measured on a 2-core VM
-(JDK 17, Spark 4.3, ``local[2]``): a driver ready in 3.3-4 s instead of 6-7.5 s, and its first
-``SELECT 1`` in 1.6-2 s instead of 3.5-4.3 s. Nothing is done by hand:
+(``benchmarks/driver_start.py``: JDK 17, Spark 4.3, ``local[2]``): a driver ready in 3.8 s
+instead of 6.2 s, and its first ``SELECT 1`` in 1.8 s instead of 3.3 s. Nothing is done by hand:
 
 1. While no archive exists for this Java and these jars (``key``), the next driver started
    records the classes it loads (``-XX:DumpLoadedClassList``, written as they load). One
