@@ -19,7 +19,7 @@ import pytest
 
 from spark_mcp.app import App
 from spark_mcp.drivers.base import Driver
-from spark_mcp.drivers.class_cache import CLASS_LIST, ClassCache, cache_key, complete_lines
+from spark_mcp.drivers.class_cache import CLASS_LIST, ClassCache, cache_key, complete_lines, default_dir
 from spark_mcp.spark.connect import open_session
 from tests.helpers import make_config
 
@@ -264,3 +264,17 @@ def test_doctor_says_where_the_archive_stands(
         archive.with_suffix(f".{present}").write_bytes(b"x")
     assert says in cache.status(java)
     assert ClassCache(None, {}, home).status(java).startswith("off")
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({"XDG_CACHE_HOME": "/var/cache/me", "HOME": "/home/me"}, "/var/cache/me/spark-mcp/jvm"),
+        ({"XDG_CACHE_HOME": "", "HOME": "/home/me"}, "/home/me/.cache/spark-mcp/jvm"),
+        ({"XDG_CACHE_HOME": "relative/cache", "HOME": "/home/me"}, "/home/me/.cache/spark-mcp/jvm"),
+        ({"HOME": "/home/me"}, "/home/me/.cache/spark-mcp/jvm"),
+        ({"HOME": "not/absolute"}, str(Path.home() / ".cache" / "spark-mcp" / "jvm")),
+    ],
+)
+def test_the_default_folder_follows_the_xdg_rule(environ: dict[str, str], expected: str) -> None:
+    assert default_dir(environ) == Path(expected)

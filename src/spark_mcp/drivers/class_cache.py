@@ -56,8 +56,13 @@ _DUMP_SCRIPT = '( "$@" && mv -f "$PARTIAL" "$ARCHIVE" || { rm -f "$PARTIAL"; tou
 
 
 def default_dir(environ: Mapping[str, str]) -> Path:
-    cache = environ.get("XDG_CACHE_HOME") or str(Path(environ.get("HOME") or Path.home()) / ".cache")
-    return Path(cache) / "spark-mcp" / "jvm"
+    """``$XDG_CACHE_HOME/spark-mcp/jvm``, else ``~/.cache/spark-mcp/jvm``: a relative path is
+    ignored (the XDG rule), as it would mean another folder to each driver (its own cwd)."""
+    cache = Path(environ.get("XDG_CACHE_HOME") or "")
+    if not cache.is_absolute():
+        home = Path(environ.get("HOME") or "")
+        cache = (home if home.is_absolute() else Path.home()) / ".cache"
+    return cache / "spark-mcp" / "jvm"
 
 
 def cache_key(java: Path, spark_home: Path) -> str:
