@@ -20,6 +20,7 @@ import pytest
 from spark_mcp.app import App
 from spark_mcp.drivers.base import Driver
 from spark_mcp.drivers.class_cache import CLASS_LIST, ClassCache, cache_key, complete_lines, default_dir
+from spark_mcp.errors import DriverStartError
 from spark_mcp.spark.connect import open_session
 from tests.helpers import make_config
 
@@ -190,6 +191,19 @@ async def test_the_first_driver_leaves_its_classes_and_the_next_ones_start_from_
         driver = (await app.executor.create_session(app.principal("alice"))).driver
         assert _mapped(driver, archive)
         assert await _answer(driver) == 42
+
+    # A driver that fails for another reason (a setting Spark refuses) leaves it be.
+    broken = make_config(
+        tmp_path / "home",
+        data_dir,
+        datasets=[],
+        driver={"class_cache_dir": str(cache), "spark_conf": {"spark.memory.fraction": "5"}},
+    )
+    async with App.running(broken) as app:
+        with pytest.raises(DriverStartError, match="before it was ready") as refused:
+            await app.executor.create_session(app.principal("alice"))
+    assert "spark.memory.fraction should be between 0 and 1" in str(refused.value)
+    assert archive.is_file()
 
     # Cut in half: the JVM refuses it and starts as without one. It is removed for a new one.
     whole = archive.read_bytes()

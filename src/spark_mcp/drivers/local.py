@@ -42,6 +42,9 @@ READY_LINE = "Spark Connect server started at"
 _PORT_CLASH = re.compile(r"Address already in use|Failed to bind|BindException", re.IGNORECASE)
 _INTERESTING = re.compile(r"\b(ERROR|FATAL)\b|Exception|Error:|Caused by|error:", re.IGNORECASE)
 _PORT_ATTEMPTS = 3
+_JVM_TROUBLE = re.compile(
+    r"A fatal error has been detected by the Java Runtime Environment|shared archive|\[error\]\[cds", re.IGNORECASE
+)
 
 
 @dataclass(frozen=True)
@@ -187,6 +190,16 @@ def driver_env(
     return env
 
 
+def _archive_trouble(log_path: Path) -> bool:
+    """Whether a driver's JVM died the way a damaged class archive makes it: a crash of the JVM
+    itself (SIGBUS, SIGSEGV), or its own complaint about the archive."""
+    try:
+        text = log_path.read_text(errors="replace")
+    except OSError:
+        return False
+    return _JVM_TROUBLE.search(text) is not None
+
+
 def log_excerpt(log_path: Path, *, limit: int = 12) -> str:
     """The lines of a driver log that explain a failure: errors first, then the tail."""
     try:
@@ -234,9 +247,10 @@ class LocalBackend:
                 return driver
             except DriverStartError as exc:
                 last_error = exc
-                if driver.id in self._mapped and driver.id in self._exited:
-                    # Whatever was wrong with the archive (a JVM crashes on a damaged one), the
-                    # next start goes without it, and a later driver records a new one.
+                if driver.id in self._mapped and driver.id in self._exited and _archive_trouble(driver.log_path):
+                    # A JVM can crash on a damaged archive: the next start goes without it, and a
+                    # later driver records a new one. (A driver that failed for another reason, a
+                    # setting Spark refuses, keeps it: without it, it would fail all the same.)
                     self._classes.discard(java.executable, f"driver {driver.id} exited before it was ready")
                     continue
                 if not _PORT_CLASH.search(driver.log_path.read_text(errors="replace")):
