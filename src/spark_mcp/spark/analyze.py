@@ -116,17 +116,29 @@ def explain_sql_text(session: ConnectSession, sql: str, mode: ExplainMode, *, ta
 
 
 def analyze_frame(session: ConnectSession, frame: Any, statement: str) -> Analysis:
-    """The same facts for a DataFrame built from a structured plan (nothing runs)."""
+    """The same facts for a DataFrame built from a structured plan (nothing runs).
+
+    Explained as ``frame.limit(0)``, as the gateway explains a client's DataFrame
+    (``wire.requests.nothing_of``): Spark analyses the plan exactly as it is (the analyzed
+    plan, which inspection reads, is the same tree under two limit lines) and then optimizes
+    a limit of nothing into an empty relation, skipping the optimization and planning of the
+    rest. When that fails, the frame itself is explained, so the error is Spark's own about
+    the plan, not about the limit."""
     if session.driver.engine == "sail":
         return Analysis(*sail.analyze_frame(session, frame, statement))
-    try:
-        text = str(frame._explain_string(extended=True))
-    except Exception as exc:
-        error = translate(exc)
-        if isinstance(error, SparkError):
-            return unanalysable(statement, error)
-        raise error from None
-    return _from_explain(statement, text, session)
+    failure: SparkError | None = None
+    for explained in (frame.limit(0), frame):
+        try:
+            text = str(explained._explain_string(extended=True))
+        except Exception as exc:
+            error = translate(exc)
+            if not isinstance(error, SparkError):
+                raise error from None
+            failure = error
+            continue
+        return _from_explain(statement, text, session)
+    assert failure is not None
+    return unanalysable(statement, failure)
 
 
 def explain_frame_text(frame: Any, mode: ExplainMode) -> str:
