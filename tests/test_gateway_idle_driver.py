@@ -135,3 +135,25 @@ async def test_an_interrupt_sent_while_the_driver_starts_waits_for_it(gateway: G
         if r.tool == "spark_connect.Interrupt" and r.session_id == session_id
     ]
     assert [r.statement for r in records] == ["interrupt INTERRUPT_TYPE_ALL"]
+
+
+async def test_calls_answered_without_a_driver_open_no_session(gateway: Gateway) -> None:
+    # Nothing holds a session on a driver that is not running: such calls, however many sessions
+    # they name, never count toward gateway.max_sessions_per_user (nor fill it for later).
+    app = gateway.app
+    running = app.drivers.current("stella")
+    if running is not None:
+        await app.drivers.stop(running.id, reason="idle")
+    many = app.config.gateway.max_sessions_per_user + 3
+    with gateway.channel() as channel:
+        call = channel.unary_unary(METHOD + "GetStatus")
+        for _ in range(many):
+            status = base_pb2.GetStatusRequest(session_id=str(uuid.uuid4()))
+            status.operation_status.SetInParent()
+            raw = await off_loop(
+                lambda status=status: call(status.SerializeToString(), metadata=gateway.bearer("stella"))
+            )
+            assert base_pb2.GetStatusResponse.FromString(raw).session_id == status.session_id
+    assert app.drivers.current("stella") is None
+    stella = await off_loop(lambda: gateway.client("stella"))
+    assert await off_loop(lambda: stella.range(2).count()) == 2  # a real session is still welcome

@@ -386,8 +386,10 @@ class SparkConnectGateway:
         async def handle(data: bytes, context: Context) -> bytes:
             async with self._runner.call(rpc, context, audited=audited, start_driver=start_driver) as call:
                 request = self._decode(request_type, data)
-                if rpc == "ReleaseSession":
-                    session_id_of(request.session_id)  # never refused for the number of sessions
+                if rpc == "ReleaseSession" or not call.has_driver:
+                    # Never refused for the number of sessions, nor counted: it ends one, or it is
+                    # answered for a driver that is not running, where no session can be.
+                    session_id_of(request.session_id)
                 else:
                     call.own_session(request.session_id)
                 if rpc == "CloneSession":
