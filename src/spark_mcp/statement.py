@@ -47,6 +47,11 @@ class DangerKind(StrEnum):
     CODE = "code"  # code the client ships to run on the driver: UDFs, UDTFs, jars (action code.run)
 
 
+# Spark's built-in catalog: an unqualified or two-part name resolves there (Sail names its own
+# alike, so policy patterns mean the same on both engines).
+SESSION_CATALOG = "spark_catalog"
+
+
 @dataclass(frozen=True, order=True)
 class TableName:
     """A fully qualified, case-normalised table name as Spark resolved it."""

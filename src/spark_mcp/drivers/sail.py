@@ -44,11 +44,11 @@ from spark_mcp.drivers.files import drivers_dir, ensure_private_dir, remove_work
 from spark_mcp.drivers.local import DriverSpec, OnLaunch, log_excerpt
 from spark_mcp.drivers.process import free_loopback_port, process_start_time, spawn, terminate
 from spark_mcp.errors import DriverStartError
+from spark_mcp.statement import SESSION_CATALOG
 
 log = structlog.get_logger(__name__)
 
 ENGINE = "sail"
-SESSION_CATALOG = "spark_catalog"  # named like Spark's, so policy patterns mean the same on both engines
 _PORT_CLASH = re.compile(r"Address already in use|os error 98", re.IGNORECASE)
 _PORT_ATTEMPTS = 3
 # The newest Spark whose configuration table pysail 0.7 carries; newer clients get it too.

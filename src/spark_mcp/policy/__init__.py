@@ -30,7 +30,6 @@ from spark_mcp.policy.loader import (
 )
 from spark_mcp.policy.model import (
     DEFAULT_USER,
-    SESSION_CATALOG,
     Grants,
     Policy,
     PolicyFile,
@@ -38,6 +37,7 @@ from spark_mcp.policy.model import (
     RoleSpec,
     TablePattern,
 )
+from spark_mcp.statement import SESSION_CATALOG
 
 __all__ = [
     "ACTIONS",

@@ -35,9 +35,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from spark_mcp.errors import InvalidInput
 from spark_mcp.identity import Principal, validate_principal_id
 from spark_mcp.policy.actions import ACTIONS
-from spark_mcp.statement import TableName
+from spark_mcp.statement import SESSION_CATALOG, TableName
 
-SESSION_CATALOG = "spark_catalog"
 DEFAULT_USER = "default"
 """The ``[users]`` entry for every principal that is not listed by name."""
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from spark_mcp.spark.inspect.facts import Facts
 from spark_mcp.spark.inspect.tree import Node, node_name
-from spark_mcp.statement import DangerKind, TableName
+from spark_mcp.statement import SESSION_CATALOG, DangerKind, TableName
 
 BT_PART = r"`(?:[^`]|``)*`"
 _BT_ONE = re.compile(BT_PART)
@@ -32,9 +32,6 @@ _PARSED_TARGET_LIST = re.compile(
 # What a failing statement names as a table: a relation to read, or the table of a command
 # (SHOW CREATE TABLE, DESCRIBE, ALTER TABLE ... print 'UnresolvedTable(OrView) [parts]).
 _PARSED_RELATION = re.compile(r"'Unresolved(?:Relation|Table|TableOrView|View) \[(?P<parts>[^\]\n]*)\]")
-
-
-SESSION_CATALOG = "spark_catalog"
 
 
 def written_table(parts: list[str]) -> TableName | None:
