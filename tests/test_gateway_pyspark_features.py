@@ -17,6 +17,7 @@ from pyspark.sql.connect.session import SparkSession
 from pyspark.sql.connect.window import Window
 
 from spark_mcp.app import App
+from spark_mcp.audit import tail
 from tests.gateway_support import failure, off_loop, serving_gateway, status_of
 
 pytestmark = [pytest.mark.anyio, pytest.mark.spark]
@@ -137,14 +138,22 @@ async def test_writes_into_an_allowed_namespace_work_through_the_gateway(clients
     assert await off_loop(lambda: _writes(clients["erin"])) == [50, 25, 25, 5]
 
 
-async def test_sql_set_of_a_harmless_setting_works_like_spark_conf_set(clients: dict[str, SparkSession]) -> None:
+async def test_sql_set_of_a_harmless_setting_works_like_spark_conf_set(
+    clients: dict[str, SparkSession], app: App
+) -> None:
     alice = clients["alice"]
     # A notebook's %sql cell sets the time zone or the shuffle width in SQL, as spark.conf.set may.
     await off_loop(lambda: alice.sql("SET TIME ZONE 'America/Lima'"))
     assert await off_loop(lambda: alice.conf.get("spark.sql.session.timeZone")) == "America/Lima"
     await off_loop(lambda: alice.sql("SET spark.sql.shuffle.partitions = 7"))
     assert await off_loop(lambda: alice.sql("SET spark.sql.shuffle.partitions").first()[1]) == "7"  # type: ignore[index]
-    await off_loop(lambda: alice.sql("SET TIME ZONE 'UTC'"))
+    await off_loop(lambda: alice.conf.set("spark.sql.session.timeZone", "UTC"))
+    # Audited for what they are: a setting of one's own session (sql.read), in SQL and through Config.
+    records = tail(app.config.audit_path, 40, principal="alice")
+    in_sql = [r for r in records if r.statement == "SET spark.sql.shuffle.partitions = 7"]
+    through_config = [r for r in records if r.tool == "spark_connect.Config" and "timeZone" in (r.statement or "")]
+    assert [(r.kind, r.decision) for r in in_sql] == [("setting", "allowed")]
+    assert through_config and (through_config[-1].kind, through_config[-1].decision) == ("setting", "allowed")
     # Every other key, listing them all (the driver's token among them), and RESET stay sql.admin.
     for text in (
         "SET",

@@ -15,6 +15,7 @@ class StatementKind(StrEnum):
 
     QUERY = "query"  # reads rows, changes nothing
     TEMP_VIEW = "temp_view"  # creates or replaces a temp view in the caller's own session
+    SETTING = "setting"  # changes a harmless setting of the caller's own session (gateway only)
     METADATA = "metadata"  # describes catalog objects (DESCRIBE, SHOW COLUMNS, USE, ...)
     WRITE = "write"  # DML: INSERT, DELETE, UPDATE, MERGE, TRUNCATE
     DDL = "ddl"  # creates, alters or drops catalog objects

@@ -230,7 +230,7 @@ class Governor:
         tree = await self.tree(relation, gated.sql, command=True)
         if isinstance(tree, Analysis) and tree.error is None and harmless_sql_set(gated.sql, tree.plan):
             # A harmless setting in SQL, as spark.conf.set may change it: a change to the caller's own session.
-            tree = replace(tree, facts=replace(tree.facts, kind=StatementKind.TEMP_VIEW, dangers=()))
+            tree = replace(tree, facts=replace(tree.facts, kind=StatementKind.SETTING, dangers=()))
         verdict = tree if isinstance(tree, Verdict) else self.judge(tree)
         if verdict.facts.kind is StatementKind.QUERY and kind == "sql":
             # Spark answers a query with this very relation, which the client analyses and runs next.

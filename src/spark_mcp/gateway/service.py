@@ -295,7 +295,7 @@ class SparkConnectGateway:
                     # Passed on emptied: the driver answers with the session's own ids and changes nothing.
                     note(
                         decision="allowed",
-                        kind=StatementKind.ADMIN.value,
+                        kind=StatementKind.SETTING.value,
                         reason="the client's own connection string, not passed on",
                     )
                 refused = conf.not_settable(keys)
@@ -307,7 +307,7 @@ class SparkConnectGateway:
                     governor = Governor(call, session_id)
                     governor.enforce(governor.judge(Analysis(statement, facts, None, None)))
                 elif keys:
-                    note(decision="allowed", kind=StatementKind.ADMIN.value, reason="harmless settings")
+                    note(decision="allowed", kind=StatementKind.SETTING.value, reason="harmless settings")
             identify(request, call.principal.id)
             # A change of settings (the time zone, ANSI mode) changes how statements analyse: alone.
             lease = await call.lease(session_id, exclusive=True) if keys else None

@@ -25,8 +25,9 @@ The rules, in the order ``decide()`` applies them:
    granting the action), ``roles.analyst.deny[0] "*.secret_*"`` for an explicit deny,
    ``default-deny`` otherwise; and its reason names the principal and the table.
 
-``decide_statement()`` maps a statement's facts to actions first: QUERY and TEMP_VIEW
-need ``sql.read``, METADATA ``catalog.read``, WRITE ``sql.write``, DDL ``sql.ddl``. Code the
+``decide_statement()`` maps a statement's facts to actions first: QUERY, TEMP_VIEW and
+SETTING (a harmless setting of one's own session, through the gateway) need ``sql.read``,
+METADATA ``catalog.read``, WRITE ``sql.write``, DDL ``sql.ddl``. Code the
 client ships (a ``CODE`` danger: UDFs, UDTFs and the like, which only the Spark Connect
 gateway lets through) needs ``code.run``, checked first. The rest of the dangerous surface
 (any other ``Danger``, or a statement of kind ADMIN or UNKNOWN) needs ``sql.admin`` as
@@ -54,6 +55,7 @@ TOKEN_SCOPE = "token-scope"
 STATEMENT_ACTIONS: dict[StatementKind, str] = {
     StatementKind.QUERY: "sql.read",
     StatementKind.TEMP_VIEW: "sql.read",
+    StatementKind.SETTING: "sql.read",
     StatementKind.METADATA: "catalog.read",
     StatementKind.WRITE: "sql.write",
     StatementKind.DDL: "sql.ddl",
