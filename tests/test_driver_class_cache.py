@@ -292,3 +292,32 @@ def test_doctor_says_where_the_archive_stands(
 )
 def test_the_default_folder_follows_the_xdg_rule(environ: dict[str, str], expected: str) -> None:
     assert default_dir(environ) == Path(expected)
+
+
+@pytest.mark.parametrize(
+    ("offered", "log", "blamed"),
+    [
+        (True, "#\n# A fatal error has been detected by the Java Runtime Environment:\n#  SIGBUS (0x7)", True),
+        (True, "[0.012s][error][cds] An error has occurred while processing the shared archive file.", True),
+        (True, "Exception in thread main: spark.memory.fraction should be between 0 and 1", False),
+        (False, "# A fatal error has been detected by the Java Runtime Environment:", False),
+    ],
+)
+def test_only_a_driver_that_died_of_the_archive_has_it_removed(
+    install: tuple[Path, Path], tmp_path: Path, offered: bool, log: str, blamed: bool
+) -> None:
+    java, home = install
+    cache = ClassCache(tmp_path / "cache", {}, home)
+    archive = cache.archive(java)
+    assert archive is not None
+    archive.write_bytes(b"an archive")
+    if not offered:
+        archive.unlink()
+    cache.java_options(java, "drv-1", tmp_path)
+    if not offered:
+        archive.write_bytes(b"made meanwhile")
+    (tmp_path / "driver.log").write_text(log)
+    assert cache.to_blame(java, "drv-1", tmp_path / "driver.log") is blamed
+    assert archive.exists() is not blamed
+    cache.settled("drv-1")
+    assert cache.to_blame(java, "drv-1", tmp_path / "driver.log") is False  # its start is over

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -49,6 +50,11 @@ _LOCK_STALE_S = 30 * 60  # a dump takes about a minute; an older lock outlived i
 _RETRY_AFTER_FAILURE_S = 24 * 3600
 _UNUSED_S = 30 * 24 * 3600  # an archive of another install not used for this long is removed
 _SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
+# How a JVM dies of a damaged archive: a crash of the JVM itself (SIGBUS, SIGSEGV, with its
+# banner), or its own words about the archive. A setting Spark refuses says neither.
+_ARCHIVE_TROUBLE = re.compile(
+    r"A fatal error has been detected by the Java Runtime Environment|shared archive|\[error\]\[cds", re.IGNORECASE
+)
 # The dump JVM runs under this, so that the archive appears only complete and a failure is
 # remembered; in the background, so that the shell started exits at once and the dump is nobody's
 # child to wait for (it goes on if the server stops: a dump cut short would only be wasted).
@@ -100,6 +106,7 @@ class ClassCache:
         self._environ = environ
         self._key: str | None = None
         self._recording: str | None = None  # the id of the driver recording its classes
+        self._offered: set[str] = set()  # drivers starting with the archive
         if directory is not None and any(c.isspace() or c in "\"'\\" for c in str(directory)):
             # Spark splits driver Java options on spaces: such a path would not reach the JVM whole.
             log.warning("class_cache.off", reason="its folder's path has spaces or quotes", path=str(directory))
@@ -141,6 +148,7 @@ class ClassCache:
         if archive.is_file():
             if not _fresh(archive, 24 * 3600, time.time()):
                 os.utime(archive)  # in use: not pruned as another install's (``_prune``)
+            self._offered.add(driver_id)
             return [f"-XX:SharedArchiveFile={archive}"]
         now = time.time()
         busy = _fresh(directory / f"{key}.lock", _LOCK_STALE_S, now)
@@ -164,12 +172,31 @@ class ClassCache:
             return f"the last attempt failed (see {directory / f'{key}.dump.log'}); tried again a day later"
         return f"not made yet: the first driver that stops leaves it in {directory} (about 40 s of CPU, once)"
 
-    def check_mapped(self, java: Path, pid: int) -> None:
-        """After a driver started with the archive: when its JVM did not map it (the JVM refuses a
-        stale or damaged archive, and starts as without one), remove it for a new one."""
+    def started(self, java: Path, driver_id: str, pid: int | None) -> None:
+        """A driver got ready. When it was offered the archive and its JVM did not map it (the
+        JVM refuses a stale or damaged archive, and starts as without one), it is removed for a
+        new one."""
         archive = self.archive(java)
-        if archive is not None and mapped(pid, archive) is False:
+        if driver_id in self._offered and pid is not None and archive is not None and mapped(pid, archive) is False:
             self.discard(java, "the driver's JVM did not map it (stale or damaged)")
+
+    def to_blame(self, java: Path, driver_id: str, log_path: Path) -> bool:
+        """A driver failed to start: True when it was offered the archive and died of it (then the
+        archive is removed, and the caller starts the driver again). A driver that failed for
+        another reason keeps it: without it, it would fail all the same."""
+        if driver_id not in self._offered:
+            return False
+        try:
+            trouble = _ARCHIVE_TROUBLE.search(log_path.read_text(errors="replace")) is not None
+        except OSError:
+            trouble = False
+        if trouble:
+            self.discard(java, f"driver {driver_id} died of it before it was ready")
+        return trouble
+
+    def settled(self, driver_id: str) -> None:
+        """The start of ``driver_id`` is over, one way or another."""
+        self._offered.discard(driver_id)
 
     def discard(self, java: Path, why: str) -> None:
         archive = self.archive(java)

@@ -42,9 +42,6 @@ READY_LINE = "Spark Connect server started at"
 _PORT_CLASH = re.compile(r"Address already in use|Failed to bind|BindException", re.IGNORECASE)
 _INTERESTING = re.compile(r"\b(ERROR|FATAL)\b|Exception|Error:|Caused by|error:", re.IGNORECASE)
 _PORT_ATTEMPTS = 3
-_JVM_TROUBLE = re.compile(
-    r"A fatal error has been detected by the Java Runtime Environment|shared archive|\[error\]\[cds", re.IGNORECASE
-)
 
 
 @dataclass(frozen=True)
@@ -190,16 +187,6 @@ def driver_env(
     return env
 
 
-def _archive_trouble(log_path: Path) -> bool:
-    """Whether a driver's JVM died the way a damaged class archive makes it: a crash of the JVM
-    itself (SIGBUS, SIGSEGV), or its own complaint about the archive."""
-    try:
-        text = log_path.read_text(errors="replace")
-    except OSError:
-        return False
-    return _JVM_TROUBLE.search(text) is not None
-
-
 def log_excerpt(log_path: Path, *, limit: int = 12) -> str:
     """The lines of a driver log that explain a failure: errors first, then the tail."""
     try:
@@ -226,8 +213,6 @@ class LocalBackend:
         directory = config.driver.class_cache_dir or default_dir(environ)
         self._classes = ClassCache(directory if config.driver.class_cache else None, self._environ)
         self._java: Path | None = None
-        self._mapped: set[str] = set()  # drivers starting with the class archive mapped
-        self._exited: set[str] = set()  # drivers whose JVM exited on its own before they were ready
 
     async def start(self, spec: DriverSpec, *, on_launch: OnLaunch | None = None) -> Driver:
         """A ready driver (listening, not yet prepared). ``on_launch`` sees it as soon as its process exists."""
@@ -242,23 +227,17 @@ class LocalBackend:
                 on_launch(driver)
             try:
                 await self._wait_ready(driver)
-                if driver.id in self._mapped and driver.pid is not None:
-                    self._classes.check_mapped(java.executable, driver.pid)
+                self._classes.started(java.executable, driver.id, driver.pid)
                 return driver
             except DriverStartError as exc:
                 last_error = exc
-                if driver.id in self._mapped and driver.id in self._exited and _archive_trouble(driver.log_path):
-                    # A JVM can crash on a damaged archive: the next start goes without it, and a
-                    # later driver records a new one. (A driver that failed for another reason, a
-                    # setting Spark refuses, keeps it: without it, it would fail all the same.)
-                    self._classes.discard(java.executable, f"driver {driver.id} exited before it was ready")
-                    continue
+                if self._classes.to_blame(java.executable, driver.id, driver.log_path):
+                    continue  # removed: started again without it
                 if not _PORT_CLASH.search(driver.log_path.read_text(errors="replace")):
                     raise
                 log.warning("driver.port_clash", driver_id=driver.id, port=driver.port)
             finally:
-                self._mapped.discard(driver.id)
-                self._exited.discard(driver.id)
+                self._classes.settled(driver.id)
         assert last_error is not None
         raise last_error
 
@@ -276,17 +255,10 @@ class LocalBackend:
         options = self.stage_files(workdir)
         assert self._java is not None  # found by ``start``
         java_options = self._classes.java_options(self._java, driver_id, workdir)
-        if any(option.startswith("-XX:SharedArchiveFile=") for option in java_options):
-            self._mapped.add(driver_id)
         argv = self.argv(
-            spec,
-            driver_id=driver_id,
-            port=port,
-            workdir=workdir,
-            credentials=staged,
-            options=options,
+            spec, driver_id=driver_id, port=port, workdir=workdir, credentials=staged, options=options,
             java_options=java_options,
-        )
+        )  # fmt: skip
         process = spawn(
             argv,
             env=driver_env(self._config, self._environ, token, staged),
@@ -391,7 +363,6 @@ class LocalBackend:
             offset += max(0, len(chunk.encode()) - len(READY_LINE))
             code = driver.process.poll()
             if code is not None:
-                self._exited.add(driver.id)
                 await self._fail(driver, f"the driver exited with code {code} before it was ready")
             if time.monotonic() > deadline:
                 await self._fail(
