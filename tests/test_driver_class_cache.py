@@ -18,6 +18,7 @@ import anyio
 import pytest
 
 from spark_mcp.app import App
+from spark_mcp.config import Config
 from spark_mcp.drivers.base import Driver
 from spark_mcp.drivers.class_cache import CLASS_LIST, ClassCache, cache_key, complete_lines, default_dir
 from spark_mcp.errors import DriverStartError
@@ -41,6 +42,15 @@ def install(tmp_path: Path) -> tuple[Path, Path]:
     java.parent.mkdir(parents=True)
     java.write_bytes(b"java")
     return java, home
+
+
+def _cache(install: tuple[Path, Path], tmp_path: Path) -> tuple[Path, ClassCache, Path]:
+    """The pretend install's java, a cache in ``tmp_path``, and where its archive goes."""
+    java, home = install
+    cache = ClassCache(tmp_path / "cache", {}, home)
+    archive = cache.archive(java)
+    assert archive is not None
+    return java, cache, archive
 
 
 def test_the_key_changes_with_java_and_with_every_jar(install: tuple[Path, Path]) -> None:
@@ -100,10 +110,7 @@ def test_one_driver_records_at_a_time_and_later_ones_map_the_archive(
 def test_no_recording_while_a_dump_runs_or_for_a_day_after_one_failed(
     install: tuple[Path, Path], tmp_path: Path, marker: str, age_s: float, records: bool
 ) -> None:
-    java, home = install
-    cache = ClassCache(tmp_path / "cache", {}, home)
-    archive = cache.archive(java)
-    assert archive is not None
+    java, cache, archive = _cache(install, tmp_path)
     flag = archive.with_suffix(f".{marker}")
     flag.touch()
     os.utime(flag, (time.time() - age_s, time.time() - age_s))
@@ -155,6 +162,12 @@ def _argv(driver: Driver) -> list[bytes]:
     return Path(f"/proc/{driver.pid}/cmdline").read_bytes().split(b"\0")
 
 
+def _app_config(tmp_path: Path, data_dir: Path) -> tuple[Path, Config]:
+    """An app whose drivers keep their class archive in a folder of this test's own."""
+    cache = tmp_path / "cache"
+    return cache, make_config(tmp_path / "home", data_dir, datasets=[], driver={"class_cache_dir": str(cache)})
+
+
 async def _answer(driver: Driver) -> int:
     def ask() -> int:
         session = open_session(driver, user_id="alice")
@@ -170,8 +183,7 @@ async def _answer(driver: Driver) -> int:
 async def test_the_first_driver_leaves_its_classes_and_the_next_ones_start_from_them(
     tmp_path: Path, data_dir: Path
 ) -> None:
-    cache = tmp_path / "cache"
-    config = make_config(tmp_path / "home", data_dir, datasets=[], driver={"class_cache_dir": str(cache)})
+    cache, config = _app_config(tmp_path, data_dir)
     async with App.running(config) as app:
         recorder = (await app.executor.create_session(app.principal("alice"))).driver
         assert any(b"-XX:DumpLoadedClassList=" in arg for arg in _argv(recorder))
@@ -223,8 +235,7 @@ async def test_the_first_driver_leaves_its_classes_and_the_next_ones_start_from_
 async def test_an_archive_the_jvm_crashes_on_costs_one_failed_start_not_the_service(
     tmp_path: Path, data_dir: Path
 ) -> None:
-    cache = tmp_path / "cache"
-    config = make_config(tmp_path / "home", data_dir, datasets=[], driver={"class_cache_dir": str(cache)})
+    cache, config = _app_config(tmp_path, data_dir)
     java = shutil.which("java")
     assert java is not None
     probe = ClassCache(cache, dict(os.environ))
@@ -270,14 +281,11 @@ def _dump_log(cache: Path) -> str:
 def test_doctor_says_where_the_archive_stands(
     install: tuple[Path, Path], tmp_path: Path, present: str | None, says: str
 ) -> None:
-    java, home = install
-    cache = ClassCache(tmp_path / "cache", {}, home)
-    archive = cache.archive(java)
-    assert archive is not None
+    java, cache, archive = _cache(install, tmp_path)
     if present is not None:
         archive.with_suffix(f".{present}").write_bytes(b"x")
     assert says in cache.status(java)
-    assert ClassCache(None, {}, home).status(java).startswith("off")
+    assert ClassCache(None, {}, install[1]).status(java).startswith("off")
 
 
 @pytest.mark.parametrize(
@@ -306,10 +314,7 @@ def test_the_default_folder_follows_the_xdg_rule(environ: dict[str, str], expect
 def test_only_a_driver_that_died_of_the_archive_has_it_removed(
     install: tuple[Path, Path], tmp_path: Path, offered: bool, log: str, blamed: bool
 ) -> None:
-    java, home = install
-    cache = ClassCache(tmp_path / "cache", {}, home)
-    archive = cache.archive(java)
-    assert archive is not None
+    java, cache, archive = _cache(install, tmp_path)
     archive.write_bytes(b"an archive")
     if not offered:
         archive.unlink()
