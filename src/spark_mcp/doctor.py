@@ -9,9 +9,13 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from spark_mcp.config import Config
 from spark_mcp.errors import SparkMcpError
+
+if TYPE_CHECKING:
+    from spark_mcp.drivers.environment import JavaCheck
 
 
 @dataclass(frozen=True)
@@ -23,11 +27,14 @@ class Check:
 
 
 def run_checks(config: Config, environ: Mapping[str, str], *, start_driver: bool = False) -> list[Check]:
-    java = _java(config, environ)
+    from spark_mcp.drivers.environment import check_java
+
+    found = check_java(config.driver.java_home, environ)  # runs `java -version`: once
+    java = _java(found)
     checks = [_python(), _spark(), java, _state_dir(config.home), _port(), _policies(config)]
     checks += _datasets(config)
-    if java.ok:
-        checks.append(_class_archive(config, environ))
+    if java.ok and found.executable is not None:
+        checks.append(_class_archive(config, environ, found.executable))
     if config.uses_standalone:
         checks.append(_master(config))
     if start_driver and all(c.ok for c in checks):
@@ -59,10 +66,9 @@ def _spark() -> Check:
     return Check("spark", True, f"pyspark {spark_version()} at {home} (Spark Connect jar present)")
 
 
-def _java(config: Config, environ: Mapping[str, str]) -> Check:
-    from spark_mcp.drivers.environment import MIN_JAVA, check_java
+def _java(java: JavaCheck) -> Check:
+    from spark_mcp.drivers.environment import MIN_JAVA
 
-    java = check_java(config.driver.java_home, environ)
     if java.problem:
         return Check(
             "java",
@@ -74,16 +80,10 @@ def _java(config: Config, environ: Mapping[str, str]) -> Check:
     return Check("java", True, f"Java {java.version} at {java.executable}")
 
 
-def _class_archive(config: Config, environ: Mapping[str, str]) -> Check:
-    from spark_mcp.drivers.class_cache import ClassCache, default_dir
-    from spark_mcp.drivers.environment import check_java
+def _class_archive(config: Config, environ: Mapping[str, str], java: Path) -> Check:
+    from spark_mcp.drivers.class_cache import ClassCache
 
-    java = check_java(config.driver.java_home, environ)
-    directory = config.driver.class_cache_dir or default_dir(environ)
-    cache = ClassCache(directory if config.driver.class_cache else None, environ)
-    if java.executable is None:
-        return Check("class archive", True, "unknown until Java is found")
-    return Check("class archive", True, cache.status(java.executable))
+    return Check("class archive", True, ClassCache.for_config(config, environ).status(java))
 
 
 def _state_dir(home: Path) -> Check:

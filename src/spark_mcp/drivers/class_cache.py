@@ -40,6 +40,7 @@ from pathlib import Path
 
 import structlog
 
+from spark_mcp.config import Config
 from spark_mcp.drivers.environment import spark_home
 from spark_mcp.drivers.files import ensure_private_dir, write_private
 
@@ -111,6 +112,12 @@ class ClassCache:
             # Spark splits driver Java options on spaces: such a path would not reach the JVM whole.
             log.warning("class_cache.off", reason="its folder's path has spaces or quotes", path=str(directory))
             self.directory = None
+
+    @classmethod
+    def for_config(cls, config: Config, environ: Mapping[str, str]) -> ClassCache:
+        """The archive ``config`` asks for (``driver.class_cache``, ``driver.class_cache_dir``)."""
+        directory = config.driver.class_cache_dir or default_dir(environ)
+        return cls(directory if config.driver.class_cache else None, environ)
 
     @property
     def _spark_home(self) -> Path:

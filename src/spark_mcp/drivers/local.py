@@ -28,7 +28,7 @@ import structlog
 
 from spark_mcp.config import Config
 from spark_mcp.drivers.base import Driver, DriverState, Lifetime, new_driver_token
-from spark_mcp.drivers.class_cache import ClassCache, default_dir
+from spark_mcp.drivers.class_cache import ClassCache
 from spark_mcp.drivers.credentials import StagedCredentials, stage
 from spark_mcp.drivers.environment import check_java, spark_home, spark_version
 from spark_mcp.drivers.files import drivers_dir, ensure_private_dir, remove_secrets, remove_workdir, write_token
@@ -210,8 +210,7 @@ class LocalBackend:
     def __init__(self, config: Config, environ: Mapping[str, str]) -> None:
         self._config = config
         self._environ = dict(environ)
-        directory = config.driver.class_cache_dir or default_dir(environ)
-        self._classes = ClassCache(directory if config.driver.class_cache else None, self._environ)
+        self._classes = ClassCache.for_config(config, self._environ)
         self._java: Path | None = None
 
     async def start(self, spec: DriverSpec, *, on_launch: OnLaunch | None = None) -> Driver:
