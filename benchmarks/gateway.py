@@ -22,8 +22,12 @@ so drift in the machine's load and the JIT's warming cancels out):
 - a tiny DataFrame query (``table(t).limit(1).toArrow()``): what the gateway adds (two calls,
   each with an API token check and an audit record, and one analysis on the driver, asked
   alongside the client's own), next to the price of that one analysis asked of the driver
-  directly, and next to what the MCP path adds for governance to the same query (its
-  analysis and verdict, measured in the server once the clients are done);
+  directly, and next to what the MCP path adds for governance to the same query: its
+  analysis and verdict (``Executor.analyze``), timed inside real ``run_sql`` calls of the same
+  query through an MCP client, one in every turn of the gateway's and the direct client's
+  (so all three meet the driver and the machine in the same state), and, as before, in a
+  loop of nothing but analyses once the clients are done (a figure that flatters the MCP
+  path: back to back, the driver's caches and compiled code stay hot for that one thing);
 - a join of a small table to itself, grouped and sorted (``toArrow()``): a plan with more for
   Spark to optimize and plan than a read, which the gateway's own analysis skips (it explains
   the plan under a limit of nothing);
@@ -45,11 +49,13 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pyarrow as pa
 import pyarrow.parquet as pq
 from anyio.streams.text import TextReceiveStream
+from mcp import Client
 from pyspark.sql import DataFrame
 from pyspark.sql.connect.client.retries import DefaultPolicy
 from pyspark.sql.connect.session import SparkSession
@@ -61,6 +67,8 @@ from spark_mcp.auth.settings import resource_url
 from spark_mcp.config import load_config
 from spark_mcp.gateway import running_gateway
 from spark_mcp.gateway.routing import driver_for
+from spark_mcp.governance import Verdict
+from spark_mcp.server import build_server
 from spark_mcp.state.db import StateDB, state_path
 from spark_mcp.state.tokens import TokenStore
 
@@ -70,16 +78,26 @@ from benchmarks.overhead import machine, stats
 USER = "bench"
 ROWS = 1_000_000
 BIG_WARMUP = 8  # the client's and the driver's JIT settle: both sides speed up for a while
-MARK, BIG_READS, DONE = "MARK ", "big-reads", "done"
+MARK, BIG_READS, DONE, MCP_TURN = "MARK ", "big-reads", "done", "mcp-turn"
+TINY_SQL = "SELECT * FROM bench.t LIMIT 1"  # the tiny query, as an agent asks it through MCP
 
 
-def compare(name: str, gateway: Callable[[], object], direct: Callable[[], object], repeat: int, warmup: int) -> str:
+def compare(
+    name: str,
+    gateway: Callable[[], object],
+    direct: Callable[[], object],
+    repeat: int,
+    warmup: int,
+    between: Callable[[], object] = lambda: None,
+) -> str:
+    """``between`` runs once in every turn, untimed, between the two sides."""
     for _ in range(warmup):
         gateway()
         direct()
     ours: list[float] = []
     theirs: list[float] = []
     for turn in range(repeat):
+        between()
         # Each side goes first every other turn: what one leaves behind (garbage in the driver,
         # a cache) falls on both alike.
         for side in (gateway, direct) if turn % 2 == 0 else (direct, gateway):
@@ -131,6 +149,7 @@ def measure(url: str, direct: SparkSession, repeat: int, tiny_repeat: int) -> li
             lambda: direct.table("bench.t").limit(1).toArrow(),
             tiny_repeat,
             warmup=3,
+            between=_mcp_turn,
         ),
         timed(
             "one analysis, asked directly (explain extended)",
@@ -160,6 +179,13 @@ def _grouped(spark: SparkSession) -> DataFrame:
     """A small table joined to itself, grouped and sorted: a plan with more to optimize than a read."""
     t = spark.table("bench.t")
     return t.join(t.withColumnRenamed("v", "w"), "k").groupBy("v").count().orderBy("v").limit(5)
+
+
+def _mcp_turn() -> None:
+    """Have the server run the same query through its MCP path once, and wait until it has."""
+    _mark(MCP_TURN)
+    if sys.stdin.readline() != "done\n":
+        raise SystemExit("the server process went away")
 
 
 def _mark(what: str) -> None:
@@ -197,9 +223,12 @@ async def run(repeat: int, tiny_repeat: int, spark_conf: list[str], loop: str) -
             "repeat": repeat,
             "tiny_repeat": tiny_repeat,
         }
-        # The event loop stays free to serve the gateway while the client process measures.
-        rows = await measured_by_client(job)
-        rows.append(await mcp_governance(app, tiny_repeat))
+        async with Client(build_server(app=app, user=USER)) as mcp:
+            governance = McpGovernance(app, mcp)
+            # The event loop stays free to serve the gateway while the client process measures.
+            rows = await measured_by_client(job, governance)
+            rows.append(governance.row("MCP governance, in run_sql calls taking turns with them"))
+            rows.append(await governance.back_to_back(tiny_repeat))
     print()
     print("| what | gateway median | direct median | ratio (per turn) | added (per turn) | gateway p95 | direct p95 |")
     print("|---|---|---|---|---|---|---|")
@@ -207,19 +236,22 @@ async def run(repeat: int, tiny_repeat: int, spark_conf: list[str], loop: str) -
         print(row)
 
 
-async def measured_by_client(job: dict[str, object]) -> list[str]:
+async def measured_by_client(job: dict[str, object], governance: McpGovernance) -> list[str]:
     """Run the client process; its table rows, and the CPU this process (the gateway) spent per
-    big read through it: the direct reads between them cost the gateway nothing."""
+    big read through it: the direct reads between them cost the gateway nothing. When the
+    client asks for it, one ``run_sql`` of the tiny query goes through the MCP path."""
     table: list[str] = []
     pending, reads, started, spent = "", 0, 0.0, float("nan")
     async with await anyio.open_process([sys.executable, __file__, "--client"], stderr=None) as client:
         assert client.stdin is not None and client.stdout is not None
-        await client.stdin.send(json.dumps(job).encode())
-        await client.stdin.aclose()
+        await client.stdin.send(json.dumps(job).encode() + b"\n")
         async for text in TextReceiveStream(client.stdout):
             *lines, pending = (pending + text).split("\n")
             for line in lines:
-                if line.startswith(MARK + BIG_READS):
+                if line == MARK + MCP_TURN:
+                    await governance.turn()
+                    await client.stdin.send(b"done\n")
+                elif line.startswith(MARK + BIG_READS):
                     reads, started = int(line.split()[-1]), time.process_time()
                 elif line == MARK + DONE:
                     spent = (time.process_time() - started) / reads
@@ -233,29 +265,53 @@ async def measured_by_client(job: dict[str, object]) -> list[str]:
     return [table[0], f"| {name} | {spent * 1000:,.1f} ms | | | | | |", *table[1:]]
 
 
-async def mcp_governance(app: App, repeat: int) -> str:
-    """What the MCP path adds for governance to the same tiny query, on the same driver, once
-    the client process is done: Spark's analysis and the verdict (``Executor.analyze``, as
-    ``run_sql`` does before running anything)."""
-    principal = app.principal(USER)
-    session = await app.executor.session(principal, None)
-    sql = "SELECT * FROM bench.t LIMIT 1"
-    times = []
-    for turn in range(3 + repeat):
-        started = time.perf_counter()
-        verdict = await app.executor.analyze(principal, session, sql)
-        if turn >= 3:
-            times.append(time.perf_counter() - started)
-        assert verdict.allowed, verdict.refusal
-    m50, m95 = stats(times)
-    name = "MCP governance of the same query (analysis + verdict)"
-    print(f"{name:<44} {m50 * 1000:8.1f} ms", file=sys.stderr, flush=True)
-    return f"| {name} | {m50 * 1000:,.1f} ms | | | | {m95 * 1000:,.1f} ms | |"
+class McpGovernance:
+    """What the MCP path adds for governance to the tiny query: ``Executor.analyze`` (Spark's
+    analysis and the verdict, as ``run_sql`` runs it before anything), timed where it runs."""
+
+    def __init__(self, app: App, mcp: Client) -> None:
+        self._app = app
+        self._mcp = mcp
+        self._times: list[float] = []
+        analyze = app.executor.analyze
+
+        async def timed(*args: Any, **kwargs: Any) -> Verdict:
+            started = time.perf_counter()
+            try:
+                return await analyze(*args, **kwargs)
+            finally:
+                self._times.append(time.perf_counter() - started)
+
+        app.executor.analyze = timed  # type: ignore[method-assign]  # a stopwatch, nothing more
+
+    async def turn(self) -> None:
+        """One real ``run_sql`` of the tiny query, through an MCP client."""
+        result = await self._mcp.call_tool("run_sql", {"sql": TINY_SQL})
+        if result.is_error:
+            raise SystemExit(f"run_sql failed: {result.content}")
+
+    def row(self, name: str) -> str:
+        m50, m95 = stats(self._times)
+        print(f"{name:<44} {m50 * 1000:8.1f} ms", file=sys.stderr, flush=True)
+        return f"| {name} | {m50 * 1000:,.1f} ms | | | | {m95 * 1000:,.1f} ms | |"
+
+    async def back_to_back(self, repeat: int) -> str:
+        """The same analysis in a loop of nothing else, once the clients are done: the driver's
+        caches and compiled code stay hot for it, so it is cheaper than in use."""
+        principal = self._app.principal(USER)
+        session = await self._app.executor.session(principal, None)
+        for _ in range(3):
+            await self._app.executor.analyze(principal, session, TINY_SQL)
+        self._times.clear()
+        for _ in range(repeat):
+            verdict = await self._app.executor.analyze(principal, session, TINY_SQL)
+            assert verdict.allowed, verdict.refusal
+        return self.row("MCP governance, analyses back to back")
 
 
 def client() -> None:
     """The client process: reads the job from stdin, writes the table rows to stdout."""
-    job = json.loads(sys.stdin.read())
+    job = json.loads(sys.stdin.readline())
     direct = SparkSession.builder.remote(job["direct"]).create()
     try:
         rows = measure(job["gateway"], direct, job["repeat"], job["tiny_repeat"])
