@@ -25,6 +25,7 @@ from spark_mcp.audit import AuditRecord, tail, verify
 from spark_mcp.console import build_console
 from spark_mcp.errors import ConfigError
 from spark_mcp.http.app import build_http_app
+from spark_mcp.state.tokens import split_token
 from tests.audit_faults import audit_disk
 from tests.console_support import ConsoleClient, console_client, csrf_of, session_cookie
 from tests.http_support import MCP_HEADERS, Running, http_config, mcp_client, mcp_post_body, self_signed, serving
@@ -126,15 +127,32 @@ async def test_a_token_that_is_not_good_on_mcp_does_not_sign_in(server: Running)
     expired, _ = issue(server, "ann", now=now - 7200, expires_at=now - 1)
     store = server.service.tokens
     elsewhere = store.create("ann", scopes=["spark:read"], resource="http://other.example/mcp").token
-    no_scope, _ = issue(server, "ann", scopes=("spark:write",))
-    good, _ = issue(server, "ann")
-    for bad in (revoked, expired, elsewhere, no_scope, good[:-1] + "x", "smcp_nonsense", "", "x" * 5000):
+    no_scope, no_scope_id = issue(server, "ann", scopes=("spark:write",))
+    good, good_id = issue(server, "ann")
+    tries = (revoked, expired, elsewhere, no_scope, good[:-1] + "x", "smcp_nonsense", "", "x" * 5000)
+    for bad in tries:
         async with console_client(server.base) as client:
             answer = await client.sign_in(bad)
             assert answer.status_code == 401, bad
             assert session_cookie(client.http) is None
             assert (await client.get("/")).status_code == 303
-    assert not records(server, "console.login")
+    # Each refusal is audited, as refused. Only the genuine token that lacks a scope names
+    # its owner; for the others, the id of the token tried when it had a token's shape.
+    logins = records(server, "console.login")
+    assert all((r.outcome, r.auth, r.via) == ("error", "token", "console") for r in logins)
+    assert [(r.principal, r.token_id, r.error_class) for r in logins] == [
+        ("(unknown)", revoked_id, "unauthenticated"),
+        ("(unknown)", split_token(expired)[0], "unauthenticated"),  # type: ignore[index]
+        ("(unknown)", split_token(elsewhere)[0], "unauthenticated"),  # type: ignore[index]
+        ("ann", no_scope_id, "insufficient_scope"),
+        ("(unknown)", good_id, "unauthenticated"),  # the right id with a wrong secret
+        ("(unknown)", None, "unauthenticated"),
+        ("(unknown)", None, "unauthenticated"),
+        ("(unknown)", None, "unauthenticated"),
+    ]
+    logged = server.config.audit_path.read_text()
+    assert not [secret for secret in tries if len(secret) > 20 and secret in logged]  # ids only, never a secret
+    assert verify(server.config.audit_path).ok
 
 
 async def test_sign_in_forms_need_their_token_and_this_origin(server: Running) -> None:
@@ -434,3 +452,10 @@ async def test_behind_a_proxy_the_login_lasts_only_while_the_proxy_vouches(tmp_p
         form = csrf_of((await client.get("/login")).text)
         del client.http.headers["X-Forwarded-User"]  # the form came with the header, the post without
         assert (await client.post("/login", {"csrf": form})).status_code == 401
+        refused = tail(running.config.audit_path, 1)[0]
+        assert (refused.tool, refused.principal, refused.auth, refused.outcome) == (
+            "console.login",
+            "(unknown)",
+            "proxy",
+            "error",
+        )

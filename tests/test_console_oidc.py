@@ -150,7 +150,12 @@ async def test_an_answer_that_is_not_for_this_sign_in_is_refused(
         assert said in answer.text
         assert session_cookie(client.http) is None
         assert (await client.get("/")).status_code == 303
-    assert not [r for r in tail(server.config.audit_path, 10) if r.tool == "console.login"]
+    # Refused, and audited as refused: nobody is named, and nobody signed in.
+    logins = [r for r in tail(server.config.audit_path, 10) if r.tool == "console.login"]
+    assert [(r.principal, r.auth, r.outcome, r.error_class) for r in logins] == [
+        ("(unknown)", "oidc", "error", "sign_in_failed")
+    ]
+    assert logins[0].statement is not None and said in logins[0].statement
 
 
 async def test_the_issuers_refusal_ends_the_sign_in(tmp_path: Path) -> None:
@@ -159,6 +164,10 @@ async def test_the_issuers_refusal_ends_the_sign_in(tmp_path: Path) -> None:
         assert answer.status_code == 400 and "refused the sign-in (access_denied)" in answer.text
         assert session_cookie(client.http) is None
     assert provider.exchanges == []
+    record = tail(server.config.audit_path, 1)[0]
+    assert (record.tool, record.principal, record.outcome) == ("console.login", "(unknown)", "error")
+    refusal = "the identity provider refused the sign-in (access_denied)"
+    assert record.statement == f"sign in to the console (oidc): refused: {refusal}"
 
 
 async def test_signing_in_through_the_issuer_in_a_browser(tmp_path: Path) -> None:

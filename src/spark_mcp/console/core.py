@@ -44,7 +44,11 @@ from spark_mcp.state.tokens import TokenStore
 log = structlog.get_logger(__name__)
 
 VIA = "console"
+# The principal of a refused sign-in whose credential named nobody: no user name can be it
+# (``identity.validate_principal_id``), so it is never mistaken for, or shown to, a real user.
+UNKNOWN_PRINCIPAL = "(unknown)"
 _MAX_FIELDS = 16
+_MAX_STATEMENT = 300  # an identity provider's error text comes from the browser's query string
 
 
 class ConsoleProblem(Exception):
@@ -278,6 +282,27 @@ class Console:
             raise
         finally:
             self._emit(app, record, outcome, error_class, started)
+
+    @staticmethod
+    def record_refused_sign_in(
+        app: App,
+        *,
+        auth: str,
+        why: str,
+        error_class: str,
+        principal: str = UNKNOWN_PRINCIPAL,
+        token_id: str | None = None,
+    ) -> None:
+        """One audit record for a sign-in that was refused, as for a refused MCP call: who it
+        claimed to be is unknown unless a genuine credential lacked a scope. The page says no
+        either way, so a record that cannot be written withholds nothing: it is logged."""
+        record = CallRecord(tool="console.login", request_id=uuid.uuid4().hex[:16], principal=principal)
+        statement = f"sign in to the console ({auth}): refused: {why}"[:_MAX_STATEMENT]
+        record.fields.update(auth=auth, token_id=token_id, via=VIA, statement=statement)
+        try:
+            emit_call(app.audit, record, "error", error_class, time.monotonic())
+        except AuditError as exc:
+            log.warning("console.refused_sign_in_unrecorded", auth=auth, error=str(exc))
 
     @staticmethod
     def _emit(

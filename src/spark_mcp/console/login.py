@@ -11,7 +11,8 @@ verifier that guards ``/mcp``:
 
 Forms shown before sign-in carry a token bound to a pre-login cookie (``csrf.LoginCsrf``),
 so no other page can sign a browser in as someone else. A sign-in and a sign-out each
-write an audit record.
+write an audit record, and so does a refused sign-in: its principal is ``(unknown)`` unless
+a genuine credential lacked a scope, with the id (never the secret) of the API token tried.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from spark_mcp.console import csrf
 from spark_mcp.console.core import Console, ConsoleProblem
 from spark_mcp.console.oidc import PENDING_FOR_S, SignInFailed
 from spark_mcp.identity import os_user, validate_principal_id
+from spark_mcp.state.tokens import split_token
 
 log = structlog.get_logger(__name__)
 
@@ -105,11 +107,27 @@ async def login(console: Console, request: Request) -> Response:
         missing = [s for s in console.config.auth.scopes if identity is not None and s not in identity.scopes]
         if access is None or identity is None or missing:
             log.info("console.login_refused", mode="tokens", missing_scopes=missing or None)
-            why = (
-                f"That token lacks the scope {', '.join(missing)}."
-                if missing
-                else "That token was not accepted: it is unknown, revoked, expired, or made for another server."
-            )
+            app = console.running_app()
+            if identity is not None and missing:
+                why = f"That token lacks the scope {', '.join(missing)}."
+                console.record_refused_sign_in(
+                    app,
+                    auth="token",
+                    why=f"the token lacks the scope {' '.join(missing)}",
+                    error_class="insufficient_scope",
+                    principal=identity.principal,
+                    token_id=identity.token_id,
+                )
+            else:
+                why = "That token was not accepted: it is unknown, revoked, expired, or made for another server."
+                claimed = split_token(token)  # its id, never its secret: which token was tried
+                console.record_refused_sign_in(
+                    app,
+                    auth="token",
+                    why="the token is unknown, revoked, expired, wrong, or made for another server",
+                    error_class="unauthenticated",
+                    token_id=claimed[0] if claimed else None,
+                )
             return await login_page(console, request, error=why, status=401)
         return await _signed_in(
             console,
@@ -122,6 +140,9 @@ async def login(console: Console, request: Request) -> Response:
     if console.mode == "proxy":
         principal = console.proxy_identity(request)
         if principal is None:
+            console.record_refused_sign_in(
+                console.running_app(), auth="proxy", why="the proxy named no one", error_class="unauthenticated"
+            )
             return await login_page(
                 console, request, error="The proxy in front of this server did not name you.", status=401
             )
@@ -153,6 +174,7 @@ async def oidc_callback(console: Console, request: Request) -> Response:
         signed = await console.oidc.finish(params, _binding(console, request) or None)
     except SignInFailed as exc:
         log.info("console.oidc_refused", why=str(exc))
+        console.record_refused_sign_in(console.running_app(), auth="oidc", why=str(exc), error_class=exc.code)
         return await login_page(console, request, error=str(exc), status=400)
     # The browser arrived here from the issuer's site. A browser that counts the whole
     # redirect chain (as RFC 6265bis asks) would not send a SameSite=Strict cookie on a
