@@ -23,6 +23,7 @@ from mcp import MCPError
 from spark_mcp.app import App
 from spark_mcp.audit import AuditRecord, tail, verify
 from spark_mcp.console import build_console
+from spark_mcp.console.refusals import PER_WINDOW
 from spark_mcp.errors import ConfigError
 from spark_mcp.http.app import build_http_app
 from spark_mcp.state.tokens import split_token
@@ -152,6 +153,22 @@ async def test_a_token_that_is_not_good_on_mcp_does_not_sign_in(server: Running)
     ]
     logged = server.config.audit_path.read_text()
     assert not [secret for secret in tries if len(secret) > 20 and secret in logged]  # ids only, never a secret
+    assert verify(server.config.audit_path).ok
+
+
+async def test_a_flood_of_refused_sign_ins_cannot_grow_the_audit_log_without_bound(server: Running) -> None:
+    budget = PER_WINDOW
+    async with console_client(server.base) as client:
+        for _ in range(budget + 5):
+            assert (await client.sign_in("smcp_nonsense")).status_code == 401
+    logins = records(server, "console.login")
+    assert len(logins) == budget  # the rest were refused all the same, and only logged
+    assert all((r.principal, r.outcome) == ("(unknown)", "error") for r in logins)
+    # The same budget covers everyone: a good sign-in still works and is recorded.
+    token, _ = issue(server, "ann")
+    async with console_client(server.base) as client:
+        assert (await client.sign_in(token)).status_code == 303
+    assert records(server, "console.login")[-1].principal == "ann"
     assert verify(server.config.audit_path).ok
 
 

@@ -20,6 +20,7 @@ from spark_mcp.console.audit_view import recent
 from spark_mcp.console.authz import Kind, may_act
 from spark_mcp.console.core import served_over_tls
 from spark_mcp.console.oidc import PENDING_FOR_S, PendingSignIns
+from spark_mcp.console.refusals import RefusalBudget
 from spark_mcp.console.render import duration
 from spark_mcp.console.websession import CookiePolicy, WebSessions
 from spark_mcp.errors import ConfigError
@@ -389,3 +390,31 @@ def test_every_form_field_has_a_label() -> None:
                 continue
             found = re.search(r'id="([^"]+)"', field)
             assert found and found.group(1) in labelled, f"{template.name}: {field} has no <label for=...>"
+
+
+# -- refused sign-ins: how many the audit log records ---------------------------------------
+
+# (seconds since the first refusal, what admit() answers): 3 per 10-second window.
+_FLOOD = [
+    (0.0, (True, 0)),
+    (1.0, (True, 0)),
+    (2.0, (True, 0)),
+    (3.0, (False, 0)),  # past the budget: only logged
+    (9.9, (False, 0)),
+    (10.0, (True, 2)),  # a new window: recorded, and it says two were left out
+    (10.5, (True, 0)),  # said once only
+    (11.0, (True, 0)),
+    (12.0, (False, 0)),
+    (60.0, (True, 1)),  # after a quiet spell, still said
+    (61.0, (True, 0)),
+]
+
+
+def test_refused_sign_ins_are_recorded_up_to_a_budget_and_the_next_one_says_how_many_were_not() -> None:
+    now = [0.0]
+    budget = RefusalBudget(per_window=3, window_s=10.0, clock=lambda: now[0])
+    answers = []
+    for at, _ in _FLOOD:
+        now[0] = at
+        answers.append((at, budget.admit()))
+    assert answers == _FLOOD

@@ -34,6 +34,7 @@ from spark_mcp.calls import CallRecord, recording
 from spark_mcp.config.model import Config
 from spark_mcp.console import csrf
 from spark_mcp.console.oidc import OidcSignIn
+from spark_mcp.console.refusals import RefusalBudget
 from spark_mcp.console.render import Templates
 from spark_mcp.console.websession import CookiePolicy, WebSession, WebSessions
 from spark_mcp.errors import AuditError, PolicyDenied, SparkMcpError
@@ -121,6 +122,7 @@ class Console:
         self.cookies = CookiePolicy(secure=served_over_tls(config))
         self.logins = WebSessions(idle_s=config.console.session_idle_s, max_s=config.console.session_max_s)
         self.login_csrf = csrf.LoginCsrf()
+        self.refusals = RefusalBudget()
         public = urlsplit(base_url(config))
         self.base = public.path.rstrip("/") + "/console"
         self.public_origin = f"{public.scheme}://{public.netloc}".lower()
@@ -283,8 +285,8 @@ class Console:
         finally:
             self._emit(app, record, outcome, error_class, started)
 
-    @staticmethod
     def record_refused_sign_in(
+        self,
         app: App,
         *,
         auth: str,
@@ -295,9 +297,16 @@ class Console:
     ) -> None:
         """One audit record for a sign-in that was refused, as for a refused MCP call: who it
         claimed to be is unknown unless a genuine credential lacked a scope. The page says no
-        either way, so a record that cannot be written withholds nothing: it is logged."""
+        either way, so a record that cannot be written withholds nothing: it is logged. Past
+        the budget (``refusals``), a refusal is only logged."""
+        recorded, left_out = self.refusals.admit()
+        if not recorded:
+            log.warning("console.refused_sign_in_unrecorded", auth=auth, why="more refusals than the budget")
+            return
         record = CallRecord(tool="console.login", request_id=uuid.uuid4().hex[:16], principal=principal)
         statement = f"sign in to the console ({auth}): refused: {why}"[:_MAX_STATEMENT]
+        if left_out:
+            statement += f" ({left_out} more refused sign-ins before this one were not recorded)"
         record.fields.update(auth=auth, token_id=token_id, via=VIA, statement=statement)
         try:
             emit_call(app.audit, record, "error", error_class, time.monotonic())

@@ -1,0 +1,42 @@
+"""How many refused sign-ins the audit log records: anyone can cause one, so a flood of them
+from people who hold no credential must not grow the log (or its fsyncs) without bound.
+
+At most ``per_window`` refusals are recorded in each window of ``window_s`` seconds; the rest
+are only logged (stderr). The first refusal recorded after a window in which some were not
+says how many were left out, so the log shows that a flood happened and how large it was.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+PER_WINDOW = 30
+WINDOW_S = 60.0
+
+
+class RefusalBudget:
+    def __init__(
+        self, per_window: int = PER_WINDOW, window_s: float = WINDOW_S, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._per_window = per_window
+        self._window_s = window_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._window_started: float | None = None
+        self._recorded = 0  # in the current window
+        self._left_out = 0  # since the last refusal recorded
+
+    def admit(self) -> tuple[bool, int]:
+        """Whether to record this refusal, and how many were left out before it (when it is)."""
+        with self._lock:
+            now = self._clock()
+            if self._window_started is None or now - self._window_started >= self._window_s:
+                self._window_started, self._recorded = now, 0
+            if self._recorded >= self._per_window:
+                self._left_out += 1
+                return False, 0
+            self._recorded += 1
+            left_out, self._left_out = self._left_out, 0
+            return True, left_out
