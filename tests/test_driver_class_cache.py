@@ -20,7 +20,7 @@ import pytest
 from spark_mcp.app import App
 from spark_mcp.config import Config
 from spark_mcp.drivers.base import Driver
-from spark_mcp.drivers.class_cache import CLASS_LIST, ClassCache, cache_key, complete_lines, default_dir
+from spark_mcp.drivers.class_cache import CLASS_LIST, ClassCache, cache_key, complete_lines, default_dir, prune_others
 from spark_mcp.errors import DriverStartError
 from spark_mcp.spark.connect import open_session
 from tests.helpers import make_config
@@ -326,3 +326,40 @@ def test_only_a_driver_that_died_of_the_archive_has_it_removed(
     assert archive.exists() is not blamed
     cache.settled("drv-1")
     assert cache.to_blame(java, "drv-1", tmp_path / "driver.log") is False  # its start is over
+
+
+_DAY = 24 * 3600.0
+
+
+# (other installs' archives: key -> days since a driver last used it, a dump running?), kept keys.
+@pytest.mark.parametrize(
+    ("others", "kept"),
+    [
+        ({}, set()),
+        ({"a": (1, False), "b": (2, False)}, {"a", "b"}),
+        ({"a": (1, False), "b": (2, False), "c": (3, False)}, {"a", "b"}),  # only the two used last
+        ({"a": (1, False), "b": (31, False)}, {"a"}),  # unused for 30 days
+        ({"a": (1, False), "b": (2, False), "c": (3, True)}, {"a", "c"}),  # c's dump runs: in use now
+        ({"a": (40, True)}, {"a"}),  # unused for long, but its dump runs
+    ],
+)
+def test_other_installs_archives_are_pruned_to_the_two_used_last_and_none_unused_for_a_month(
+    tmp_path: Path, others: dict[str, tuple[int, bool]], kept: set[str]
+) -> None:
+    now = time.time()
+    ours = [tmp_path / "mine.jsa", tmp_path / "mine.classes"]
+    for path in ours:
+        path.write_bytes(b"x")
+        os.utime(path, (now - 90 * _DAY, now - 90 * _DAY))  # this install's own: never pruned
+    for key, (days, dumping) in others.items():
+        (tmp_path / f"{key}.classes").write_bytes(b"x")
+        os.utime(tmp_path / f"{key}.classes", (now - 60 * _DAY, now - 60 * _DAY))  # recorded long ago
+        (tmp_path / f"{key}.jsa").write_bytes(b"x")
+        os.utime(tmp_path / f"{key}.jsa", (now - days * _DAY, now - days * _DAY))  # last mapped
+        if dumping:
+            (tmp_path / f"{key}.lock").write_bytes(b"")
+    prune_others(tmp_path, "mine", now=now)
+    left = {path.name.split(".", 1)[0] for path in tmp_path.iterdir()}
+    assert left == kept | {"mine"}
+    for key in kept:
+        assert (tmp_path / f"{key}.jsa").exists() and (tmp_path / f"{key}.classes").exists()

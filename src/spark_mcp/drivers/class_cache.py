@@ -50,6 +50,7 @@ CLASS_LIST = "classes.lst"  # in a recording driver's own folder
 _LOCK_STALE_S = 30 * 60  # a dump takes about a minute; an older lock outlived its dump
 _RETRY_AFTER_FAILURE_S = 24 * 3600
 _UNUSED_S = 30 * 24 * 3600  # an archive of another install not used for this long is removed
+_KEEP_OTHER_INSTALLS = 2  # and at most this many other installs' archives are kept
 _SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
 # How a JVM dies of a damaged archive: a crash of the JVM itself (SIGBUS, SIGSEGV, with its
 # banner), or its own words about the archive. A setting Spark refuses says neither.
@@ -154,7 +155,7 @@ class ClassCache:
         archive = directory / f"{key}.jsa"
         if archive.is_file():
             if not _fresh(archive, 24 * 3600, time.time()):
-                os.utime(archive)  # in use: not pruned as another install's (``_prune``)
+                os.utime(archive)  # in use: not pruned as another install's (``prune_others``)
             self._offered.add(driver_id)
             return [f"-XX:SharedArchiveFile={archive}"]
         now = time.time()
@@ -230,7 +231,7 @@ class ClassCache:
         if not _take(lock):
             return  # another server dumps it
         try:
-            _prune(directory, key)
+            prune_others(directory, key)
             listed = directory / f"{key}.classes"
             write_private(listed, classes)
             self._dump(java, directory, key, listed, memory)
@@ -296,9 +297,28 @@ def _take(lock: Path) -> bool:
     return False
 
 
-def _prune(directory: Path, key: str) -> None:
-    """Remove what other installs left and no driver used for ``_UNUSED_S`` (an archive is 200 MB)."""
-    now = time.time()
+def prune_others(directory: Path, key: str, now: float | None = None) -> None:
+    """Remove what other installs left (an archive is 200 MB, and every fresh checkout or
+    virtual environment is another install): all of one once no driver used it for
+    ``_UNUSED_S``, and all but the ``_KEEP_OTHER_INSTALLS`` used last. An install whose dump
+    runs (a lock that is not stale) is left alone."""
+    now = time.time() if now is None else now
+    others: dict[str, list[Path]] = {}
     for path in directory.iterdir():
-        if not path.name.startswith(key) and not _fresh(path, _UNUSED_S, now):
-            path.unlink(missing_ok=True)
+        owner = path.name.split(".", 1)[0]
+        if owner != key:
+            others.setdefault(owner, []).append(path)
+    ranked = sorted(others.values(), key=lambda paths: max(map(_mtime, paths)), reverse=True)
+    for rank, paths in enumerate(ranked):
+        if any(p.suffix == ".lock" and _fresh(p, _LOCK_STALE_S, now) for p in paths):
+            continue
+        if rank >= _KEEP_OTHER_INSTALLS or not any(_fresh(p, _UNUSED_S, now) for p in paths):
+            for path in paths:
+                path.unlink(missing_ok=True)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
