@@ -22,8 +22,8 @@ from mcp import MCPError
 
 from spark_mcp.app import App
 from spark_mcp.audit import AuditRecord, tail, verify
+from spark_mcp.audit.refusals import PER_WINDOW
 from spark_mcp.console import build_console
-from spark_mcp.console.refusals import PER_WINDOW
 from spark_mcp.errors import ConfigError
 from spark_mcp.http.app import build_http_app
 from spark_mcp.state.tokens import split_token

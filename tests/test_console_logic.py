@@ -14,13 +14,13 @@ import pytest
 from starlette.responses import Response
 
 from spark_mcp.audit import AuditLog, Redactor
+from spark_mcp.audit.refusals import RefusalBudget
 from spark_mcp.config import load_config
 from spark_mcp.console import authz, csrf, pkce
 from spark_mcp.console.audit_view import recent
 from spark_mcp.console.authz import Kind, may_act
 from spark_mcp.console.core import served_over_tls
 from spark_mcp.console.oidc import PENDING_FOR_S, PendingSignIns
-from spark_mcp.console.refusals import RefusalBudget
 from spark_mcp.console.render import duration
 from spark_mcp.console.websession import CookiePolicy, WebSessions
 from spark_mcp.errors import ConfigError

@@ -87,6 +87,13 @@ async def test_calls_without_a_valid_token_are_refused_as_unauthenticated(gatewa
     exc = await off_loop(lambda: failure(lambda: live.range(1).collect()))
     assert status_of(exc) is grpc.StatusCode.UNAUTHENTICATED
     await off_loop(live.client.close)
+    # Every refusal is audited (within a budget), naming no one, and no secret is written.
+    refused = [r for r in tail(gateway.app.config.audit_path, 200, principal="(unknown)") if r.via == "gateway"]
+    assert len(refused) >= 6  # at least one per credential tried (the client may retry)
+    assert all(r.outcome == "error" and r.error_class == "unauthenticated" for r in refused)
+    assert all(r.tool.startswith("spark_connect.") and (r.statement or "").startswith("refused: ") for r in refused)
+    logged = gateway.app.config.audit_path.read_text()
+    assert not [secret for secret in (expired, revoked) if secret.split("_")[2] in logged]
 
 
 async def test_a_principal_without_sessions_is_refused(gateway: Gateway) -> None:

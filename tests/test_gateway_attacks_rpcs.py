@@ -32,6 +32,7 @@ from tests.gateway_support import (
     off_loop,
     serving_gateway,
     status_of,
+    tokens_for,
     wait_until,
 )
 
@@ -241,6 +242,19 @@ async def test_odd_credentials_and_malformed_requests_are_refused_and_the_gatewa
                 lambda metadata=metadata: _rpc_error(lambda: config(read_all.SerializeToString(), metadata=metadata))
             )
             assert exc.code() is grpc.StatusCode.UNAUTHENTICATED, metadata
+        # A genuine token without the scope the server requires: refused, and audited as its owner's.
+        no_scope = tokens_for(gateway.app.config, "alice", scopes=["spark:write"])["alice"]
+        exc = await off_loop(
+            lambda: _rpc_error(
+                lambda: config(read_all.SerializeToString(), metadata=(("authorization", f"Bearer {no_scope}"),))
+            )
+        )
+        assert exc.code() is grpc.StatusCode.PERMISSION_DENIED and "lacks the scope" in (exc.details() or "")
+        refusals = [r for r in tail(gateway.app.config.audit_path, 50) if r.outcome == "error" and r.via == "gateway"]
+        assert [(r.principal, r.error_class) for r in refusals if r.tool == "spark_connect.Config"][-6:] == [
+            *[("(unknown)", "unauthenticated")] * 5,
+            ("alice", "insufficient_scope"),
+        ]
         for data in (
             b"\xff\xff\xff\xff",
             read_all.SerializeToString()[:-3],

@@ -15,6 +15,7 @@ files.py     the private folder, the head file, reading lines from the end
 writer.py    ``AuditLog``: redact, chain, append and fsync under locks
 reading.py   ``verify`` (the whole chain against its head) and ``tail`` (the last records)
 calls.py     ``emit_call``: a call's ``CallRecord`` as its one record, for every front door
+refusals.py  how many refusals for a credential are recorded a minute (anyone can cause one)
 
 ``Redactor`` lives in ``spark_mcp.redaction``; it is re-exported here because the log
 redacts every record with it.

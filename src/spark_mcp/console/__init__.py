@@ -7,7 +7,6 @@
     actions.py      the POSTs that change things: stop, close, cancel, make and revoke tokens
     connect.py      Spark Connect: the connection string for one's own driver, a fresh token for it
     login.py        signing in (token, OIDC, proxy, none) and out
-    refusals.py     how many refused sign-ins are recorded per minute (anyone can cause one)
     authz.py        the pure rule: own things, or everyone's with driver.admin / audit.read
     source.py       the one adapter to the App's drivers, sessions and jobs
     audit_view.py   the recent audit records, read backwards within a bound

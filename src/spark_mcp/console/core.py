@@ -28,13 +28,13 @@ from starlette.responses import HTMLResponse, RedirectResponse
 
 from spark_mcp.app import App
 from spark_mcp.audit.calls import emit_call
+from spark_mcp.audit.refusals import UNKNOWN_PRINCIPAL, RefusalBudget, left_out_note
 from spark_mcp.auth.proxy import ProxyVerifier
 from spark_mcp.auth.settings import base_url, token_is_read_only
 from spark_mcp.calls import CallRecord, recording
 from spark_mcp.config.model import Config
 from spark_mcp.console import csrf
 from spark_mcp.console.oidc import OidcSignIn
-from spark_mcp.console.refusals import RefusalBudget
 from spark_mcp.console.render import Templates
 from spark_mcp.console.websession import CookiePolicy, WebSession, WebSessions
 from spark_mcp.errors import AuditError, PolicyDenied, SparkMcpError
@@ -45,9 +45,6 @@ from spark_mcp.state.tokens import TokenStore
 log = structlog.get_logger(__name__)
 
 VIA = "console"
-# The principal of a refused sign-in whose credential named nobody: no user name can be it
-# (``identity.validate_principal_id``), so it is never mistaken for, or shown to, a real user.
-UNKNOWN_PRINCIPAL = "(unknown)"
 _MAX_FIELDS = 16
 _MAX_STATEMENT = 300  # an identity provider's error text comes from the browser's query string
 
@@ -304,9 +301,7 @@ class Console:
             log.warning("console.refused_sign_in_unrecorded", auth=auth, why="more refusals than the budget")
             return
         record = CallRecord(tool="console.login", request_id=uuid.uuid4().hex[:16], principal=principal)
-        statement = f"sign in to the console ({auth}): refused: {why}"[:_MAX_STATEMENT]
-        if left_out:
-            statement += f" ({left_out} more refused sign-ins before this one were not recorded)"
+        statement = f"sign in to the console ({auth}): refused: {why}"[:_MAX_STATEMENT] + left_out_note(left_out)
         record.fields.update(auth=auth, token_id=token_id, via=VIA, statement=statement)
         try:
             emit_call(app.audit, record, "error", error_class, time.monotonic())

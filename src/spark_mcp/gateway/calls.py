@@ -9,11 +9,14 @@ thread (it is fsync-ed), so one client's audit record never stalls another's res
 It fails closed like MCP calls: while the audit log cannot be written, every call is refused
 with ``UNAVAILABLE`` before anything reaches a driver, and a call whose record cannot be
 written ends with that status instead of its own (``audit_error`` in the status details).
+A call refused for its credential is recorded too, as ``(unknown)`` (or the owner of a
+genuine credential short of a scope), within a budget (``audit.refusals``).
 ``ReleaseExecute`` is checked like every call but not recorded: it only frees the server's
 buffer of the caller's own operation, and PySpark sends one per result chunk (those, releases
-of what the client has read, only pass ``authenticate`` and are answered by the service). Errors become gRPC statuses in
-one place, with the text an agent would read (``policy_denied: <reason> [rule: <rule>]``);
-an error the driver sent is passed on with its details, every string in it scrubbed.
+of what the client has read, only pass ``authenticate`` and are answered by the service).
+Errors become gRPC statuses in one place, with the text an agent would read
+(``policy_denied: <reason> [rule: <rule>]``); an error the driver sent is passed on with its
+details, every string in it scrubbed.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import structlog
 
 from spark_mcp.app import App
 from spark_mcp.audit.calls import REFUSED_UNTIL_NOW, WITHHELD, emit_call
+from spark_mcp.audit.refusals import UNKNOWN_PRINCIPAL, RefusalBudget, left_out_note
 from spark_mcp.calls import CallRecord, recording
 from spark_mcp.drivers import Driver
 from spark_mcp.errors import (
@@ -261,6 +265,7 @@ class CallRunner:
         self.verdicts = VerdictCache()
         self.scopes = KeyedScopeGates()
         self.checks = KeyedScopeGates()
+        self.refusals = RefusalBudget()
 
     @asynccontextmanager
     async def call(
@@ -348,9 +353,27 @@ class CallRunner:
             return app, await self._auth.principal(app, metadata)
         except (Unauthenticated, Forbidden) as exc:
             log.info("gateway.refused", rpc=rpc, peer=metadata.peer, why=exc.code)
+            await self._record_refusal(app, rpc, exc)
             code, text = status_of(exc)
             await context.abort(code, text, status_trailers(code.value[0], text, f"spark_mcp.{exc.code}"))
             raise AssertionError("abort returned") from None  # pragma: no cover
+
+    async def _record_refusal(self, app: App, rpc: str, exc: Unauthenticated | Forbidden) -> None:
+        """One audit record for a call refused for its credential, within the budget of such
+        records (``audit.refusals``: anyone can cause one). The call is refused either way, so
+        a record that cannot be written withholds nothing: it is logged."""
+        recorded, left_out = self.refusals.admit()
+        if not recorded:
+            return
+        owner = exc.principal if isinstance(exc, Forbidden) else None  # a genuine credential, short of a scope
+        record = CallRecord(
+            tool=f"spark_connect.{rpc}", request_id=uuid.uuid4().hex[:16], principal=owner or UNKNOWN_PRINCIPAL
+        )
+        record.fields.update(via="gateway", statement=f"refused: {exc.message}{left_out_note(left_out)}")
+        try:
+            await self._record(app, record, "error", exc.code, time.monotonic())
+        except AuditError as error:
+            log.warning("gateway.refusal_unrecorded", rpc=rpc, error=str(error))
 
     async def _refuse_unrecordable(
         self, app: App, record: CallRecord, context: grpc.aio.ServicerContext[Any, Any]

@@ -44,9 +44,13 @@ class Unauthenticated(SparkMcpError):
 
 
 class Forbidden(SparkMcpError):
-    """A valid credential without a scope the server requires."""
+    """A valid credential without a scope the server requires; ``principal`` is its owner."""
 
     code = "insufficient_scope"
+
+    def __init__(self, message: str, principal: str | None = None) -> None:
+        super().__init__(message)
+        self.principal = principal
 
 
 @dataclass(frozen=True)
@@ -117,7 +121,9 @@ class GatewayAuth:
             raise Unauthenticated("invalid, expired or revoked credential: make a new token and connect again")
         missing = [s for s in self._config.auth.scopes if s not in identity.scopes]
         if missing:
-            raise Forbidden(f"the credential lacks the scope {' '.join(missing)}: make a token with it")
+            raise Forbidden(
+                f"the credential lacks the scope {' '.join(missing)}: make a token with it", identity.principal
+            )
         try:
             principal_id = validate_principal_id(identity.principal)
         except InvalidInput:

@@ -1,9 +1,11 @@
-"""How many refused sign-ins the audit log records: anyone can cause one, so a flood of them
-from people who hold no credential must not grow the log (or its fsyncs) without bound.
+"""How many refusals for a credential the audit log records (a console sign-in, a gateway
+call): anyone can cause one, so a flood of them from people who hold no credential must not
+grow the log (or its fsyncs) without bound.
 
 At most ``per_window`` refusals are recorded in each window of ``window_s`` seconds; the rest
 are only logged (stderr). The first refusal recorded after a window in which some were not
 says how many were left out, so the log shows that a flood happened and how large it was.
+Their principal is ``UNKNOWN_PRINCIPAL`` unless a genuine credential lacked a scope.
 """
 
 from __future__ import annotations
@@ -14,6 +16,14 @@ from collections.abc import Callable
 
 PER_WINDOW = 30
 WINDOW_S = 60.0
+# No user name can be this (``identity.validate_principal_id``): never mistaken for, or shown
+# to, a real user.
+UNKNOWN_PRINCIPAL = "(unknown)"
+
+
+def left_out_note(count: int) -> str:
+    """What the first refusal recorded after a flood adds to its statement."""
+    return f" ({count} more refusals before this one were not recorded)" if count else ""
 
 
 class RefusalBudget:
