@@ -14,7 +14,7 @@ import pytest
 from starlette.responses import Response
 
 from spark_mcp.audit import AuditLog, Redactor
-from spark_mcp.audit.refusals import RefusalBudget
+from spark_mcp.audit.refusals import UNKNOWN_PRINCIPAL, RefusalBudget, refused_principal
 from spark_mcp.config import load_config
 from spark_mcp.console import authz, csrf, pkce
 from spark_mcp.console.audit_view import recent
@@ -418,3 +418,19 @@ def test_refused_sign_ins_are_recorded_up_to_a_budget_and_the_next_one_says_how_
         now[0] = at
         answers.append((at, budget.admit()))
     assert answers == _FLOOD
+
+
+@pytest.mark.parametrize(
+    ("claimed", "recorded"),
+    [
+        ("ann", "ann"),
+        ("ann.lee@example.com", "ann.lee@example.com"),
+        (None, UNKNOWN_PRINCIPAL),
+        ("(unknown)", UNKNOWN_PRINCIPAL),
+        ("ann\nprincipal: root", UNKNOWN_PRINCIPAL),  # an identity provider's subject can be any text
+        ("x" * 65, UNKNOWN_PRINCIPAL),
+        ("", UNKNOWN_PRINCIPAL),
+    ],
+)
+def test_a_refusal_names_only_a_valid_user_name(claimed: str | None, recorded: str) -> None:
+    assert refused_principal(claimed) == recorded

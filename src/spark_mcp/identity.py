@@ -44,8 +44,12 @@ class Principal:
         validate_principal_id(self.id)
 
 
+def is_principal_id(value: str) -> bool:
+    return _PRINCIPAL_ID.fullmatch(value) is not None
+
+
 def validate_principal_id(value: str) -> str:
-    if not _PRINCIPAL_ID.fullmatch(value):
+    if not is_principal_id(value):
         raise InvalidInput(
             f"invalid user name {value!r}: use 1-64 letters, digits, '.', '_', '@' or '-', "
             "starting with a letter or digit"

@@ -14,11 +14,20 @@ import threading
 import time
 from collections.abc import Callable
 
+from spark_mcp.identity import is_principal_id
+
 PER_WINDOW = 30
 WINDOW_S = 60.0
 # No user name can be this (``identity.validate_principal_id``): never mistaken for, or shown
 # to, a real user.
 UNKNOWN_PRINCIPAL = "(unknown)"
+
+
+def refused_principal(claimed: str | None) -> str:
+    """The principal a refusal is recorded as: the owner a genuine credential names when that
+    is a valid user name, else ``UNKNOWN_PRINCIPAL`` (an identity provider's subject can be
+    any text, and a refused caller must not write an arbitrary name into the log)."""
+    return claimed if claimed is not None and is_principal_id(claimed) else UNKNOWN_PRINCIPAL
 
 
 def left_out_note(count: int) -> str:

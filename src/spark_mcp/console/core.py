@@ -28,7 +28,7 @@ from starlette.responses import HTMLResponse, RedirectResponse
 
 from spark_mcp.app import App
 from spark_mcp.audit.calls import emit_call
-from spark_mcp.audit.refusals import UNKNOWN_PRINCIPAL, RefusalBudget, left_out_note
+from spark_mcp.audit.refusals import RefusalBudget, left_out_note, refused_principal
 from spark_mcp.auth.proxy import ProxyVerifier
 from spark_mcp.auth.settings import base_url, token_is_read_only
 from spark_mcp.calls import CallRecord, recording
@@ -289,7 +289,7 @@ class Console:
         auth: str,
         why: str,
         error_class: str,
-        principal: str = UNKNOWN_PRINCIPAL,
+        principal: str | None = None,
         token_id: str | None = None,
     ) -> None:
         """One audit record for a sign-in that was refused, as for a refused MCP call: who it
@@ -300,7 +300,9 @@ class Console:
         if not recorded:
             log.warning("console.refused_sign_in_unrecorded", auth=auth, why="more refusals than the budget")
             return
-        record = CallRecord(tool="console.login", request_id=uuid.uuid4().hex[:16], principal=principal)
+        record = CallRecord(
+            tool="console.login", request_id=uuid.uuid4().hex[:16], principal=refused_principal(principal)
+        )
         statement = f"sign in to the console ({auth}): refused: {why}"[:_MAX_STATEMENT] + left_out_note(left_out)
         record.fields.update(auth=auth, token_id=token_id, via=VIA, statement=statement)
         try:

@@ -36,7 +36,7 @@ import structlog
 
 from spark_mcp.app import App
 from spark_mcp.audit.calls import REFUSED_UNTIL_NOW, WITHHELD, emit_call
-from spark_mcp.audit.refusals import UNKNOWN_PRINCIPAL, RefusalBudget, left_out_note
+from spark_mcp.audit.refusals import RefusalBudget, left_out_note, refused_principal
 from spark_mcp.calls import CallRecord, recording
 from spark_mcp.drivers import Driver
 from spark_mcp.errors import (
@@ -367,7 +367,7 @@ class CallRunner:
             return
         owner = exc.principal if isinstance(exc, Forbidden) else None  # a genuine credential, short of a scope
         record = CallRecord(
-            tool=f"spark_connect.{rpc}", request_id=uuid.uuid4().hex[:16], principal=owner or UNKNOWN_PRINCIPAL
+            tool=f"spark_connect.{rpc}", request_id=uuid.uuid4().hex[:16], principal=refused_principal(owner)
         )
         record.fields.update(via="gateway", statement=f"refused: {exc.message}{left_out_note(left_out)}")
         try:
