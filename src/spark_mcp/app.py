@@ -55,6 +55,7 @@ from spark_mcp.state.sessions import SessionStore
 log = structlog.get_logger(__name__)
 
 _HOUSEKEEPING_EVERY_S = 30.0
+_STUCK_TASKS_EVERY_S = 2.0  # reading the new lines of each local driver's log
 
 
 @dataclass(frozen=True)
@@ -239,6 +240,8 @@ class App:
                 # pyspark's client loads (~0.6 s) while the warm pool's first driver boots (issue 12).
                 group.start_soon(anyio.to_thread.run_sync, load_client)
                 group.start_soon(fleet.warm.run)
+                if config.driver.task_kill_timeout_s > 0:
+                    group.start_soon(app._stop_stuck_drivers)
                 try:
                     yield app
                 finally:
@@ -261,6 +264,15 @@ class App:
                 self.journal.prune(self.config.results.max_jobs_kept)
             except Exception:
                 log.exception("housekeeping.failed")
+
+    async def _stop_stuck_drivers(self) -> None:
+        """Every few seconds: a driver that cannot stop a cancelled query's tasks is restarted."""
+        while True:
+            await anyio.sleep(_STUCK_TASKS_EVERY_S)
+            try:
+                await self.drivers.stop_stuck()
+            except Exception:
+                log.exception("stuck_tasks.check_failed")
 
     async def close(self) -> None:
         """Interrupt jobs; release sessions and stop drivers, or leave persistent ones. Safe to call twice."""

@@ -106,6 +106,13 @@ class DriverConfig(FrozenModel):
     memory: str = Field(default="1g", description="driver JVM heap, e.g. 1g, 512m")
     startup_timeout_s: float = Field(default=120, gt=0, le=1800)
     stop_timeout_s: float = Field(default=15, gt=0, le=300)
+    task_kill_timeout_s: float = Field(
+        default=60,
+        ge=0,
+        le=3600,
+        description="how long the Spark tasks of a cancelled or timed-out query get to stop; past it, a cluster "
+        "executor is restarted by Spark, and a local driver by spark-mcp (its sessions end, saying why); 0: never",
+    )
     java_home: str | None = None
     class_cache: bool = Field(
         default=True,

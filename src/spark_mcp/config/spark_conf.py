@@ -41,6 +41,11 @@ MANAGED_KEYS = frozenset(
         "spark.sql.catalogImplementation",
         "spark.hadoop.javax.jdo.option.ConnectionURL",
         "spark.mcp.driver.id",
+        # from driver.task_kill_timeout_s: a killed task that will not stop is dealt with (drivers.stuck_tasks)
+        "spark.task.reaper.enabled",
+        "spark.task.reaper.killTimeout",
+        "spark.task.reaper.pollingInterval",
+        "spark.task.reaper.threadDump",
         "spark.kerberos.principal",  # from [profiles.NAME.credentials], never from spark_conf
         "spark.kerberos.keytab",
     }

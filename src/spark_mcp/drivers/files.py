@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
 TOKEN_FILE = "token"
@@ -57,3 +58,24 @@ def remove_secrets(workdir: Path) -> None:
 
 def remove_workdir(workdir: Path) -> None:
     shutil.rmtree(workdir, ignore_errors=True)
+
+
+@dataclass
+class LogFollower:
+    """The complete lines appended to a log since the last call."""
+
+    path: Path
+    offset: int = 0
+    partial: str = field(default="", repr=False)
+
+    def lines(self) -> list[str]:
+        try:
+            with self.path.open("rb") as handle:
+                handle.seek(self.offset)
+                data = handle.read()
+        except OSError:
+            return []
+        self.offset += len(data)
+        text = self.partial + data.decode(errors="replace")
+        *complete, self.partial = text.split("\n")
+        return complete

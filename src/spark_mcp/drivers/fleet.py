@@ -34,6 +34,7 @@ from spark_mcp.drivers.process import terminate
 from spark_mcp.drivers.profiles import Profile, available_memory_bytes
 from spark_mcp.drivers.quotas import FleetUsage, QuotaLimits, admit
 from spark_mcp.drivers.reaper import plan_reaping
+from spark_mcp.drivers.stuck_tasks import StuckTaskWatch
 from spark_mcp.drivers.supervision import driver_row, supervise
 from spark_mcp.drivers.warm import WarmPool
 from spark_mcp.errors import DriverError, DriverStartError, QuotaExceeded
@@ -95,6 +96,7 @@ class Fleet:
         self._admission = anyio.Lock()
         self._closed = False
         self.warm = WarmPool(self)
+        self._stuck = StuckTaskWatch()
         atexit.register(self._kill_all_now)
 
     # -- looking ---------------------------------------------------------------------------
@@ -333,6 +335,17 @@ class Fleet:
         for item in plan:
             with contextlib.suppress(DriverError):
                 await self.stop(item.driver.id, reason=item.reason)
+                stopped.append(item.driver.id)
+        return stopped
+
+    async def stop_stuck(self) -> list[str]:
+        """Stop (and so restart) the drivers where Spark could not stop a cancelled query's tasks."""
+        stuck = await anyio.to_thread.run_sync(self._stuck.scan, self.drivers())
+        stopped = []
+        for item in stuck:
+            log.error("driver.stuck_tasks", driver_id=item.driver.id, owner=item.driver.owner, tasks=item.task_ids)
+            with contextlib.suppress(DriverError):
+                await self.stop(item.driver.id, reason=item.reason(self.config.driver.task_kill_timeout_s))
                 stopped.append(item.driver.id)
         return stopped
 

@@ -34,6 +34,7 @@ from typing import Any
 
 from spark_mcp.config import Config, KubernetesConfig
 from spark_mcp.drivers.profiles import SPARK_DEFAULTS
+from spark_mcp.drivers.stuck_tasks import task_reaper_settings
 
 Manifest = dict[str, Any]
 
@@ -144,6 +145,8 @@ def spark_conf(ref: DriverRef, settings: KubernetesConfig, config: Config) -> li
         f"spark.driver.host={service_host}",
         f"spark.driver.port={DRIVER_RPC_PORT}",
         f"spark.blockManager.port={BLOCK_MANAGER_PORT}",
+        # Executor pods that will not stop a killed task are ended by Spark; see stuck_tasks.
+        *(f"{key}={value}" for key, value in task_reaper_settings(config.driver.task_kill_timeout_s)),
     ]
     if settings.executor_instances:
         conf += [

@@ -34,6 +34,7 @@ from spark_mcp.drivers.environment import check_java, spark_home, spark_version
 from spark_mcp.drivers.files import drivers_dir, ensure_private_dir, remove_secrets, remove_workdir, write_token
 from spark_mcp.drivers.process import free_loopback_port, is_same_process, process_start_time, spawn, terminate
 from spark_mcp.drivers.profiles import Profile
+from spark_mcp.drivers.stuck_tasks import task_reaper_settings
 from spark_mcp.errors import DriverStartError
 
 log = structlog.get_logger(__name__)
@@ -110,6 +111,7 @@ def managed_settings(
             " ".join([f"-Djava.io.tmpdir={workdir / 'tmp'}", f"-Dderby.system.home={workdir}", *java_options]),
         ),
         *catalog,
+        *task_reaper_settings(config.driver.task_kill_timeout_s),
         # Lets a server or `spark-mcp drivers` check that a pid is really this driver before signalling it.
         ("spark.mcp.driver.id", driver_id),
     ]

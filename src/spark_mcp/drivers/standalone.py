@@ -34,7 +34,7 @@ import structlog
 from spark_mcp.config import Config, master_addresses
 from spark_mcp.drivers.base import Driver
 from spark_mcp.drivers.executors import ExecutorAsk
-from spark_mcp.drivers.files import ensure_private_dir, write_private
+from spark_mcp.drivers.files import LogFollower, ensure_private_dir, write_private
 from spark_mcp.drivers.local import DriverSpec, LocalBackend, OnLaunch
 from spark_mcp.drivers.master_status import app_verdict, fetch_status
 from spark_mcp.errors import ClusterBusy, ClusterUnreachable, DriverStartError
@@ -86,27 +86,6 @@ class ClusterLog:
             self.killed = match.group(1).strip()[:200]
         elif _UNRESPONSIVE in line:
             self.unresponsive = True
-
-
-@dataclass
-class LogFollower:
-    """The complete lines appended to a log since the last call."""
-
-    path: Path
-    offset: int = 0
-    partial: str = field(default="", repr=False)
-
-    def lines(self) -> list[str]:
-        try:
-            with self.path.open("rb") as handle:
-                handle.seek(self.offset)
-                data = handle.read()
-        except OSError:
-            return []
-        self.offset += len(data)
-        text = self.partial + data.decode(errors="replace")
-        *complete, self.partial = text.split("\n")
-        return complete
 
 
 def read_cluster_log(path: Path) -> ClusterLog:
