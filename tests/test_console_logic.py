@@ -434,3 +434,20 @@ def test_refused_sign_ins_are_recorded_up_to_a_budget_and_the_next_one_says_how_
 )
 def test_a_refusal_names_only_a_valid_user_name(claimed: str | None, recorded: str) -> None:
     assert refused_principal(claimed) == recorded
+
+
+def test_a_refusal_record_carries_its_fields_the_safe_principal_and_the_flood_note() -> None:
+    now = [0.0]
+    budget = RefusalBudget(per_window=1, window_s=10.0, clock=lambda: now[0])
+    first = budget.record(
+        "spark_connect.ExecutePlan", claimed="ann\nroot", statement="refused: no token", via="gateway"
+    )
+    assert first is not None
+    assert (first.tool, first.principal) == ("spark_connect.ExecutePlan", UNKNOWN_PRINCIPAL)
+    assert first.fields["statement"] == "refused: no token" and first.fields["via"] == "gateway"
+    assert budget.record("console.login", claimed="ann", statement="refused") is None  # past the budget
+    now[0] = 10.0
+    later = budget.record("console.login", claimed="ann", statement="refused: expired", token_id="tok_1")
+    assert later is not None and later.principal == "ann" and later.fields["token_id"] == "tok_1"
+    assert later.fields["statement"] == "refused: expired (1 more refusals before this one were not recorded)"
+    assert later.request_id != first.request_id

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Callable
 
+from spark_mcp.calls import CallRecord
 from spark_mcp.identity import is_principal_id
 
 PER_WINDOW = 30
@@ -59,3 +61,13 @@ class RefusalBudget:
             self._recorded += 1
             left_out, self._left_out = self._left_out, 0
             return True, left_out
+
+    def record(self, tool: str, *, claimed: str | None, statement: str, **fields: object) -> CallRecord | None:
+        """The audit record of one refusal (its principal from ``refused_principal``, its
+        statement saying how many were left out before it), or None past the budget."""
+        admitted, left_out = self.admit()
+        if not admitted:
+            return None
+        record = CallRecord(tool=tool, request_id=uuid.uuid4().hex[:16], principal=refused_principal(claimed))
+        record.fields.update(fields, statement=statement + left_out_note(left_out))
+        return record

@@ -28,7 +28,7 @@ from starlette.responses import HTMLResponse, RedirectResponse
 
 from spark_mcp.app import App
 from spark_mcp.audit.calls import emit_call
-from spark_mcp.audit.refusals import RefusalBudget, left_out_note, refused_principal
+from spark_mcp.audit.refusals import RefusalBudget
 from spark_mcp.auth.proxy import ProxyVerifier
 from spark_mcp.auth.settings import base_url, token_is_read_only
 from spark_mcp.calls import CallRecord, recording
@@ -296,15 +296,17 @@ class Console:
         claimed to be is unknown unless a genuine credential lacked a scope. The page says no
         either way, so a record that cannot be written withholds nothing: it is logged. Past
         the budget (``refusals``), a refusal is only logged."""
-        recorded, left_out = self.refusals.admit()
-        if not recorded:
+        record = self.refusals.record(
+            "console.login",
+            claimed=principal,
+            statement=f"sign in to the console ({auth}): refused: {why}"[:_MAX_STATEMENT],
+            auth=auth,
+            token_id=token_id,
+            via=VIA,
+        )
+        if record is None:
             log.warning("console.refused_sign_in_unrecorded", auth=auth, why="more refusals than the budget")
             return
-        record = CallRecord(
-            tool="console.login", request_id=uuid.uuid4().hex[:16], principal=refused_principal(principal)
-        )
-        statement = f"sign in to the console ({auth}): refused: {why}"[:_MAX_STATEMENT] + left_out_note(left_out)
-        record.fields.update(auth=auth, token_id=token_id, via=VIA, statement=statement)
         try:
             emit_call(app.audit, record, "error", error_class, time.monotonic())
         except AuditError as exc:

@@ -36,7 +36,7 @@ import structlog
 
 from spark_mcp.app import App
 from spark_mcp.audit.calls import REFUSED_UNTIL_NOW, WITHHELD, emit_call
-from spark_mcp.audit.refusals import RefusalBudget, left_out_note, refused_principal
+from spark_mcp.audit.refusals import RefusalBudget
 from spark_mcp.calls import CallRecord, recording
 from spark_mcp.drivers import Driver
 from spark_mcp.errors import (
@@ -362,14 +362,12 @@ class CallRunner:
         """One audit record for a call refused for its credential, within the budget of such
         records (``audit.refusals``: anyone can cause one). The call is refused either way, so
         a record that cannot be written withholds nothing: it is logged."""
-        recorded, left_out = self.refusals.admit()
-        if not recorded:
-            return
         owner = exc.principal if isinstance(exc, Forbidden) else None  # a genuine credential, short of a scope
-        record = CallRecord(
-            tool=f"spark_connect.{rpc}", request_id=uuid.uuid4().hex[:16], principal=refused_principal(owner)
+        record = self.refusals.record(
+            f"spark_connect.{rpc}", claimed=owner, statement=f"refused: {exc.message}", via="gateway"
         )
-        record.fields.update(via="gateway", statement=f"refused: {exc.message}{left_out_note(left_out)}")
+        if record is None:
+            return
         try:
             await self._record(app, record, "error", exc.code, time.monotonic())
         except AuditError as error:
