@@ -63,8 +63,8 @@ class StuckDriver:
     def reason(self, kill_timeout_s: float) -> str:
         tasks = ", ".join(self.task_ids)
         return (
-            f"its driver was restarted: Spark could not stop the tasks ({tasks}) of a cancelled or timed-out "
-            f"query within driver.task_kill_timeout_s ({kill_timeout_s:g} s), and they held all its cores"
+            f"its driver was stopped: Spark could not stop the tasks ({tasks}) of a cancelled or timed-out "
+            f"query within driver.task_kill_timeout_s ({kill_timeout_s:g} s), and they kept its cores busy"
         )
 
 
