@@ -9,6 +9,7 @@ driver alone.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -99,7 +100,7 @@ async def stuck_app(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) ->
         datasets=[],
         driver={"task_kill_timeout_s": KILL_TIMEOUT_S, "stop_timeout_s": 5},
     )
-    async with App.running(config, environ={}) as app:
+    async with App.running(config, environ=dict(os.environ)) as app:
         yield app
 
 
