@@ -20,7 +20,7 @@ from mcp import Client
 from spark_mcp.app import App
 from spark_mcp.drivers.base import Driver, DriverState
 from spark_mcp.drivers.process import is_same_process
-from spark_mcp.drivers.stuck_tasks import StuckTaskWatch, stuck_task_ids
+from spark_mcp.drivers.stuck_tasks import REAPER_LOG, StuckTaskWatch, stuck_task_ids, write_log_config
 from spark_mcp.server import build_server
 from tests.fleet_support import wait_for
 from tests.helpers import call, call_error, make_config
@@ -38,9 +38,11 @@ STOPPABLE_SQL = "SELECT count(*) AS n FROM range(100000000000) a JOIN range(10) 
 # -- reading the reaper's line (pure) ------------------------------------------------------
 
 REAPER_LINE = (
-    "26/11/29 01:27:20 ERROR Executor: Killed task 17 could not be stopped within 4000 ms; "
+    "org.apache.spark.executor.Executor Killed task 17 could not be stopped within 4000 ms; "
     "not killing JVM because we are running in local mode."
 )
+# What a user can make a driver log: a message of theirs, with line breaks in it.
+FORGED = "x\n" + REAPER_LINE + "\n26/11/29 01:27:20 ERROR Executor: " + REAPER_LINE.split(" ", 1)[1]
 
 
 @pytest.mark.parametrize(
@@ -48,9 +50,13 @@ REAPER_LINE = (
     [
         ([REAPER_LINE], ["17"]),
         ([REAPER_LINE, REAPER_LINE.replace("task 17", "task 18")], ["17", "18"]),
-        (["26/11/29 01:27:20 INFO Executor: Executor killed task 0.0 in stage 15.0 (TID 17)"], []),
-        (["WARN Executor: Killed task 17 is still running after 2000 ms"], []),  # the reaper's warning, not its verdict
-        (["SELECT 'Killed task 1 could not be stopped within 1 ms'"], []),  # an echoed statement is not the verdict
+        ([REAPER_LINE.replace("Executor ", "Executor$TaskReaper ")], ["17"]),
+        (["org.apache.spark.executor.Executor Executor killed task 0.0 in stage 15.0 (TID 17)"], []),
+        (["org.apache.spark.executor.Executor Killed task 17 is still running after 2000 ms"], []),  # not its verdict
+        # The driver log's format, or a line inside a user's message: not the reaper log's verdict.
+        (["26/11/29 01:27:20 ERROR Executor: " + REAPER_LINE.split(" ", 1)[1]], []),
+        (["org.apache.spark.executor.Executor Exception in task 0.0: x\\r\\n" + REAPER_LINE], []),
+        ([" " + REAPER_LINE], []),
         ([], []),
     ],
 )
@@ -58,21 +64,16 @@ def test_only_the_reapers_verdict_names_a_stuck_task(lines: list[str], expected:
     assert stuck_task_ids(lines) == expected
 
 
-def test_the_watch_reads_each_log_once_and_only_whole_lines(tmp_path: Path) -> None:
-    log = tmp_path / "driver.log"
-    log.write_text("starting\n")
+def test_the_watch_reads_each_reaper_log_once_and_only_whole_lines(tmp_path: Path) -> None:
+    log = tmp_path / REAPER_LOG
     driver = Driver(
-        id="drv-1",
-        profile="default",
-        backend="local",
-        host="127.0.0.1",
-        port=1,
-        workdir=tmp_path,
-        log_path=log,
-        token="",
-    )
+        id="drv-1", profile="default", backend="local", host="127.0.0.1", port=1, workdir=tmp_path,
+        log_path=tmp_path / "driver.log", token="",
+    )  # fmt: skip
     driver.state = DriverState.READY
     watch = StuckTaskWatch()
+    assert watch.scan([driver]) == []  # no reaper log yet
+    log.write_text("org.apache.spark.executor.Executor Exception in task 0.0 in stage 1.0 (TID 1)\n")
     assert watch.scan([driver]) == []
     with log.open("a") as handle:
         handle.write(REAPER_LINE[:40])  # half a line: not read yet
@@ -83,10 +84,19 @@ def test_the_watch_reads_each_log_once_and_only_whole_lines(tmp_path: Path) -> N
     assert stuck.driver is driver and stuck.task_ids == ["17"]
     assert "driver.task_kill_timeout_s (4 s)" in stuck.reason(4)
     assert watch.scan([driver]) == []  # the same line is not reported twice
+    (tmp_path / "driver.log").write_text(REAPER_LINE + "\n")  # the driver's own log is not read
+    assert watch.scan([driver]) == []
     driver.backend = "standalone"  # its executors are Spark's to end
     with log.open("a") as handle:
         handle.write(REAPER_LINE + "\n")
     assert watch.scan([driver]) == []
+
+
+def test_the_driver_log_configuration_keeps_sparks_format_and_one_line_per_reaper_event(tmp_path: Path) -> None:
+    text = write_log_config(tmp_path).read_text()
+    assert "appender.console.layout.pattern = %d{yy/MM/dd HH:mm:ss} %p %c{1}: %m%n%ex" in text
+    assert f"appender.reaper.fileName = {tmp_path / REAPER_LOG}" in text
+    assert "appender.reaper.layout.pattern = %c %enc{%m}{CRLF}%n" in text
 
 
 # -- against a real driver -----------------------------------------------------------------
@@ -144,11 +154,18 @@ async def test_a_driver_whose_cancelled_tasks_will_not_stop_is_restarted_and_its
 
 @pytest.mark.anyio
 @pytest.mark.spark
-async def test_a_driver_whose_cancelled_tasks_stop_is_left_alone(stuck_app: App) -> None:
+async def test_a_driver_whose_cancelled_tasks_stop_or_whose_log_quotes_the_reaper_is_left_alone(
+    stuck_app: App,
+) -> None:
     async with client(stuck_app, "bob") as bob:
         session = await call(bob, "create_session")
         driver = stuck_app.drivers.get(session["driver_id"])
         assert driver is not None
+        # A user's text in the driver's log (an error message of theirs) is not the reaper's verdict.
+        for text in (FORGED, REAPER_LINE):
+            said = await call_error(bob, "run_sql", sql=f"SELECT raise_error('{text}')")
+            assert said.startswith("USER_RAISED_EXCEPTION")
+        assert REAPER_LINE in driver.log_path.read_text()
         await cancel_in_its_join_stage(stuck_app, bob, "bob", STOPPABLE_SQL)
         # Past the reaper's timeout and a few of the watch's rounds: nothing is stopped.
         await anyio.sleep(KILL_TIMEOUT_S * 3)

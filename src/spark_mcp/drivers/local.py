@@ -34,7 +34,7 @@ from spark_mcp.drivers.environment import check_java, spark_home, spark_version
 from spark_mcp.drivers.files import drivers_dir, ensure_private_dir, remove_secrets, remove_workdir, write_token
 from spark_mcp.drivers.process import free_loopback_port, is_same_process, process_start_time, spawn, terminate
 from spark_mcp.drivers.profiles import Profile
-from spark_mcp.drivers.stuck_tasks import task_reaper_settings
+from spark_mcp.drivers.stuck_tasks import LOG4J_FILE, task_reaper_settings, write_log_config
 from spark_mcp.errors import DriverStartError
 
 log = structlog.get_logger(__name__)
@@ -108,7 +108,15 @@ def managed_settings(
         # under java.io.tmpdir: in the driver's private folder, not in a world-readable /tmp.
         (
             "spark.driver.extraJavaOptions",
-            " ".join([f"-Djava.io.tmpdir={workdir / 'tmp'}", f"-Dderby.system.home={workdir}", *java_options]),
+            " ".join(
+                [
+                    f"-Djava.io.tmpdir={workdir / 'tmp'}",
+                    f"-Dderby.system.home={workdir}",
+                    # Spark's own logging, plus the task reaper's log of its own (``stuck_tasks``).
+                    f"-Dlog4j2.configurationFile={workdir / LOG4J_FILE}",
+                    *java_options,
+                ]
+            ),
         ),
         *catalog,
         *task_reaper_settings(config.driver.task_kill_timeout_s),
@@ -251,6 +259,7 @@ class LocalBackend:
         port = free_loopback_port()
         token = new_driver_token()
         write_token(workdir, token)
+        write_log_config(workdir)
         log_path = workdir / "driver.log"
         staged = stage(spec.profile, workdir)
         options = self.stage_files(workdir)

@@ -9,9 +9,16 @@ outside the JVM can stop one task.
 Spark's task reaper (``local.task_reaper_settings``, from ``driver.task_kill_timeout_s``)
 watches every killed task. On a cluster, past the timeout, it ends the executor's JVM and
 the worker starts a new one. In local mode the executor is the driver, so the reaper only
-logs ``STUCK_LINE``. ``StuckTaskWatch`` reads each local driver's log for that line, and the
-fleet then stops the driver. Its sessions end, saying why, and the next call gets a new
-driver.
+logs that it gave up. ``StuckTaskWatch`` reads each local driver's reaper log for that line,
+and the fleet then stops the driver. Its sessions end, saying why, and the next call gets a
+new driver.
+
+The line is read from a file of its own (``REAPER_LOG``, set up by ``LOG4J_CONFIG``), not
+from the driver's log: that log carries users' text (a ``raise_error`` message, a statement
+quoted in an error), so anyone could write a line that looks like the reaper's there and have
+a shared driver stopped. The reaper log holds only the error events of Spark's executor
+package, one per line (line breaks in a message are encoded), each starting with its
+logger's name; a user's text never starts one of those lines.
 """
 
 from __future__ import annotations
@@ -19,11 +26,50 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from spark_mcp.drivers.base import Driver, DriverState
 from spark_mcp.drivers.files import LogFollower
 
-STUCK_LINE = re.compile(r"Killed task (\d+) could not be stopped within (\d+) ms; not killing JVM")
+STUCK_LINE = re.compile(
+    r"org\.apache\.spark\.executor\.Executor(?:\$TaskReaper)? "
+    r"Killed task (\d+) could not be stopped within (\d+) ms; not killing JVM"
+)
+REAPER_LOG = "task-reaper.log"
+LOG4J_FILE = "log4j2.properties"
+# Spark's own defaults (log4j2-defaults.properties, which a driver otherwise loads), plus the
+# reaper log: the error events of org.apache.spark.executor, each on one line.
+LOG4J_CONFIG = """\
+rootLogger.level = info
+rootLogger.appenderRef.stdout.ref = console
+appender.console.type = Console
+appender.console.name = console
+appender.console.target = SYSTEM_ERR
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = %d{{yy/MM/dd HH:mm:ss}} %p %c{{1}}: %m%n%ex
+appender.reaper.type = File
+appender.reaper.name = reaper
+appender.reaper.fileName = {reaper_log}
+appender.reaper.layout.type = PatternLayout
+appender.reaper.layout.pattern = %c %enc{{%m}}{{CRLF}}%n
+appender.reaper.layout.alwaysWriteExceptions = false
+appender.reaper.filter.threshold.type = ThresholdFilter
+appender.reaper.filter.threshold.level = error
+logger.executor.name = org.apache.spark.executor
+logger.executor.appenderRef.reaper.ref = reaper
+logger.jetty.name = org.sparkproject.jetty
+logger.jetty.level = warn
+logger.jetty2.name = org.sparkproject.jetty.util.component.AbstractLifeCycle
+logger.jetty2.level = error
+logger.metastore.name = org.apache.hadoop.hive.metastore.RetryingHMSHandler
+logger.metastore.level = fatal
+logger.metastore2.name = org.apache.hadoop.hive.metastore.ObjectStore
+logger.metastore2.level = error
+logger.parquet.name = org.apache.parquet.CorruptStatistics
+logger.parquet.level = error
+logger.parquet2.name = parquet.CorruptStatistics
+logger.parquet2.level = error
+"""
 # Only these run a JVM driver whose executor is itself; a standalone driver's executors are
 # ended by Spark, and a Kubernetes driver's log is in its pod (see the README's known limits).
 WATCHED_BACKENDS = frozenset({"local"})
@@ -50,9 +96,16 @@ def task_reaper_settings(kill_timeout_s: float) -> list[tuple[str, str]]:
     ]
 
 
+def write_log_config(workdir: Path) -> Path:
+    """The driver's log4j configuration, in its private folder (``-Dlog4j2.configurationFile``)."""
+    path = workdir / LOG4J_FILE
+    path.write_text(LOG4J_CONFIG.format(reaper_log=workdir / REAPER_LOG))
+    return path
+
+
 def stuck_task_ids(lines: Iterable[str]) -> list[str]:
-    """The ids of the tasks the reaper gave up on, in the order the lines name them."""
-    return [match.group(1) for line in lines if (match := STUCK_LINE.search(line)) is not None]
+    """The ids of the tasks the reaper gave up on, in the order the lines of its log name them."""
+    return [match.group(1) for line in lines if (match := STUCK_LINE.match(line)) is not None]
 
 
 @dataclass(frozen=True)
@@ -69,13 +122,13 @@ class StuckDriver:
 
 
 class StuckTaskWatch:
-    """Follows the logs of the fleet's local Spark drivers; not thread-safe (one caller at a time)."""
+    """Follows the reaper logs of the fleet's local Spark drivers; not thread-safe (one caller at a time)."""
 
     def __init__(self) -> None:
         self._logs: dict[str, LogFollower] = {}
 
     def scan(self, drivers: Iterable[Driver]) -> list[StuckDriver]:
-        """The ready drivers whose log says, since the last scan, that a task could not be stopped."""
+        """The ready drivers whose reaper log says, since the last scan, that a task could not be stopped."""
         watched = [
             d for d in drivers if d.state is DriverState.READY and d.engine == "spark" and d.backend in WATCHED_BACKENDS
         ]
@@ -83,7 +136,7 @@ class StuckTaskWatch:
             del self._logs[gone]
         stuck = []
         for driver in watched:
-            follower = self._logs.setdefault(driver.id, LogFollower(driver.log_path))
+            follower = self._logs.setdefault(driver.id, LogFollower(driver.workdir / REAPER_LOG))
             task_ids = stuck_task_ids(follower.lines())
             if task_ids:
                 stuck.append(StuckDriver(driver, task_ids))
