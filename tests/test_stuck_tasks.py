@@ -122,6 +122,14 @@ def alive(driver: Driver) -> bool:
     return driver.pid is not None and is_same_process(driver.pid, driver.pid_start)
 
 
+async def session_and_driver(app: App, user: Client) -> tuple[str, Driver]:
+    """A new session of ``user``'s, and the driver it runs on."""
+    session = await call(user, "create_session")
+    driver = app.drivers.get(session["driver_id"])
+    assert driver is not None
+    return session["session_id"], driver
+
+
 async def cancel_in_its_join_stage(app: App, user: Client, principal: str, sql: str) -> None:
     """Start ``sql``, wait until its join's tasks run (the broadcast stage is done), and cancel it."""
     started = await call(user, "run_sql", sql=sql, wait_s=0)
@@ -137,14 +145,12 @@ async def test_a_driver_whose_cancelled_tasks_will_not_stop_is_restarted_and_its
     stuck_app: App,
 ) -> None:
     async with client(stuck_app, "alice") as alice:
-        session = await call(alice, "create_session")
-        driver = stuck_app.drivers.get(session["driver_id"])
-        assert driver is not None
+        session_id, driver = await session_and_driver(stuck_app, alice)
         await cancel_in_its_join_stage(stuck_app, alice, "alice", STUCK_SQL)
         # Spark's task reaper gives up after driver.task_kill_timeout_s; the fleet then stops the driver.
         await wait_for(lambda: stuck_app.drivers.get(driver.id) is None, timeout_s=120)
         assert not alive(driver)
-        said = await call_error(alice, "run_sql", sql="SELECT 1 AS one", session_id=session["session_id"])
+        said = await call_error(alice, "run_sql", sql="SELECT 1 AS one", session_id=session_id)
         assert "Spark could not stop the tasks" in said and f"driver.task_kill_timeout_s ({KILL_TIMEOUT_S} s)" in said
         assert "call again for a new session" in said
         again = await call(alice, "run_sql", sql="SELECT 1 AS one")
@@ -158,9 +164,7 @@ async def test_a_driver_whose_cancelled_tasks_stop_or_whose_log_quotes_the_reape
     stuck_app: App,
 ) -> None:
     async with client(stuck_app, "bob") as bob:
-        session = await call(bob, "create_session")
-        driver = stuck_app.drivers.get(session["driver_id"])
-        assert driver is not None
+        session_id, driver = await session_and_driver(stuck_app, bob)
         # A user's text in the driver's log (an error message of theirs) is not the reaper's verdict.
         for text in (FORGED, REAPER_LINE):
             said = await call_error(bob, "run_sql", sql=f"SELECT raise_error('{text}')")
@@ -170,5 +174,5 @@ async def test_a_driver_whose_cancelled_tasks_stop_or_whose_log_quotes_the_reape
         # Past the reaper's timeout and a few of the watch's rounds: nothing is stopped.
         await anyio.sleep(KILL_TIMEOUT_S * 3)
         assert stuck_app.drivers.get(driver.id) is driver and alive(driver)
-        reply = await call(bob, "run_sql", sql="SELECT 1 AS one", session_id=session["session_id"])
+        reply = await call(bob, "run_sql", sql="SELECT 1 AS one", session_id=session_id)
         assert reply["rows"] == [[1]]
