@@ -1,4 +1,5 @@
-"""A notebook whose driver is no longer running: ending or asking about its work starts none.
+"""A notebook whose driver is no longer running: ending or asking about its work starts none,
+and its next query is told why the driver ended.
 
 A driver stops when idle, or when an admin stops it, while notebooks still hold sessions
 on it. PySpark sends ``ReleaseSession`` at every ``spark.stop()``, ``ReleaseExecute`` after
@@ -6,10 +7,16 @@ each result and ``FetchErrorDetails`` after an error. Routed like any call, each
 start a whole driver (a quota slot, the seconds a start takes) only to end or ask about
 what that new driver cannot have. They are answered by the gateway instead, audited, and
 the next query starts the driver as it always did.
+
+A session lives on its driver: when the driver ends, the notebook's next call reaches a new
+one, which answers ``INVALID_HANDLE.SESSION_CHANGED``. The gateway adds why the old one ended
+(idle, lifetime, an admin, a crash), which Spark cannot know.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 import uuid
@@ -18,10 +25,14 @@ from collections.abc import AsyncIterator
 import anyio
 import grpc
 import pytest
+from pyspark.errors import PySparkException
 from pyspark.sql.connect.proto import base_pb2
+from pyspark.sql.connect.session import SparkSession
 
 from spark_mcp.app import App
 from spark_mcp.audit import tail
+from spark_mcp.drivers import Driver
+from spark_mcp.drivers.reaper import plan_reaping
 from spark_mcp.gateway.routing import route_for
 from tests.gateway_support import Gateway, off_loop, serving_gateway
 
@@ -157,3 +168,51 @@ async def test_calls_answered_without_a_driver_open_no_session(gateway: Gateway)
     assert app.drivers.current("stella") is None
     stella = await off_loop(lambda: gateway.client("stella"))
     assert await off_loop(lambda: stella.range(2).count()) == 2  # a real session is still welcome
+
+
+async def _ended_driver_error(gateway: Gateway, stella: SparkSession, driver: Driver) -> str:
+    """What the notebook's next query says once ``driver`` ended; then a new session works."""
+    with pytest.raises(PySparkException) as ended:
+        await off_loop(lambda: stella.range(3).count())
+    message = str(ended.value)
+    # Spark's own error, which PySpark 4.3 would have replaced with "NO_ACTIVE_SESSION".
+    assert "INVALID_HANDLE.SESSION_CHANGED" in message and "NO_ACTIVE_SESSION" not in message
+    assert f"spark-mcp: this session was on Spark driver {driver.id}, which ended at " in message
+    assert "create a new session" in message
+    # PySpark closed that session; a new one works, on a new driver.
+    again = await off_loop(lambda: gateway.client("stella"))
+    assert await off_loop(lambda: again.range(2).count()) == 2
+    replacement = gateway.app.drivers.current("stella")
+    assert replacement is not None and replacement.id != driver.id
+    return message
+
+
+async def test_a_notebook_whose_driver_was_stopped_is_told_why(gateway: Gateway) -> None:
+    app = gateway.app
+    stella = await off_loop(lambda: gateway.client("stella"))
+    await off_loop(lambda: stella.range(1).createOrReplaceTempView("mine"))
+    driver = app.drivers.current("stella")
+    assert driver is not None
+    # Stopped as the idle reaper stops it, with the reaper's own words.
+    (reaping,) = plan_reaping(
+        [driver], now=driver.last_used + 7200, idle_timeout_s=3600, max_lifetime_s=0, busy=lambda _: False
+    )
+    await app.drivers.stop(driver.id, reason=reaping.reason)
+    message = await _ended_driver_error(gateway, stella, driver)
+    assert "(its driver was idle for more than quotas.driver_idle_timeout_s (3600 s))" in message
+    records = [r for r in tail(app.config.audit_path, 20, principal="stella") if r.tool == "spark_connect.ExecutePlan"]
+    assert "INVALID_HANDLE.SESSION_CHANGED" in [r.error_class for r in records]
+
+
+async def test_a_notebook_whose_driver_died_is_told_so(gateway: Gateway) -> None:
+    app = gateway.app
+    stella = await off_loop(lambda: gateway.client("stella"))
+    assert await off_loop(lambda: stella.range(3).count()) == 3
+    driver = app.drivers.current("stella")
+    assert driver is not None and driver.pid is not None
+    os.kill(driver.pid, signal.SIGKILL)
+    with anyio.fail_after(30):
+        while app.drivers.get(driver.id) is not None:
+            await anyio.sleep(0.05)
+    message = await _ended_driver_error(gateway, stella, driver)
+    assert "(it stopped unexpectedly, exit code -9)" in message

@@ -682,6 +682,45 @@ def test_open_sessions_are_counted_per_caller_until_released_or_idle() -> None:
     assert len(messages) == 4
 
 
+def test_a_gateway_session_remembers_the_driver_it_was_on_before_its_driver_ended() -> None:
+    from spark_mcp.gateway.sessions import OpenSessions
+
+    sessions = OpenSessions(limit=5, idle_s=60)
+    steps: list[tuple[str, str | None, str | None]] = [
+        # (session, the driver the call reaches (None: a call answered without one), moved_from)
+        ("s1", "drv-a", None),
+        ("s1", "drv-a", None),
+        ("s1", None, None),  # answered without a driver: where it was is unchanged
+        ("s2", "drv-b", None),  # a new session on a new driver moved from nowhere
+        ("s1", "drv-b", "drv-a"),  # drv-a ended; the next call reached drv-b
+        ("s1", "drv-b", "drv-a"),  # every later call in that session is told too
+        ("s1", None, "drv-a"),
+        ("s3", None, None),
+        ("s3", "drv-b", None),  # first seen without a driver, then on one: it moved from nowhere
+    ]
+    for session, driver, moved_from in steps:
+        assert sessions.admit("alice", session, driver) == moved_from, (session, driver)
+    assert sessions.admit("bob", "s1", "drv-c") is None  # callers are apart
+
+
+def test_the_fleet_keeps_why_each_recent_driver_ended() -> None:
+    from spark_mcp.drivers.endings import DriverEndings
+
+    endings = DriverEndings(kept=2)
+    endings.note("drv-a", "its driver was idle for more than quotas.driver_idle_timeout_s (60 s)", at=0)
+    endings.note("drv-a", "stopped", at=5)  # the cause comes first; a later stop only tidies up
+    endings.note("drv-b", "it stopped unexpectedly, exit code -9", at=10)
+    first = endings.get("drv-a")
+    assert first is not None
+    assert (first.reason, first.when) == (
+        "its driver was idle for more than quotas.driver_idle_timeout_s (60 s)",
+        "1970-01-01 00:00:00 UTC",
+    )
+    endings.note("drv-c", "stopped in the web console by admin", at=20)
+    assert endings.get("drv-a") is None  # only the last ``kept`` are kept
+    assert [endings.get(d) is not None for d in ("drv-b", "drv-c", "drv-x")] == [True, True, False]
+
+
 def test_the_gateway_explains_a_dataframe_under_a_limit_of_nothing_and_sql_text_as_it_is() -> None:
     from pyspark.sql.connect.proto import relations_pb2
 

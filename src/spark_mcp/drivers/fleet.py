@@ -28,6 +28,7 @@ import structlog
 
 from spark_mcp.config import Config
 from spark_mcp.drivers.base import Driver, DriverState, Lifetime
+from spark_mcp.drivers.endings import DriverEndings
 from spark_mcp.drivers.local import DriverSpec, OnLaunch
 from spark_mcp.drivers.owners import holder_of, holder_words, quota_holder
 from spark_mcp.drivers.process import terminate
@@ -97,6 +98,7 @@ class Fleet:
         self._closed = False
         self.warm = WarmPool(self)
         self._stuck = StuckTaskWatch()
+        self.endings = DriverEndings()  # why recent drivers ended, for the gateway's clients
         atexit.register(self._kill_all_now)
 
     # -- looking ---------------------------------------------------------------------------
@@ -299,6 +301,7 @@ class Fleet:
         if driver is None:
             raise DriverError(f"no running driver {driver_id}")
         self.warm.claim(driver.id)  # a spare being stopped is no longer anyone's to take
+        self.endings.note(driver.id, reason)
         if driver.state is DriverState.READY:
             driver.state = DriverState.STOPPING
             await self._hooks.retire(driver, reason)
@@ -398,6 +401,8 @@ class Fleet:
         """``driver`` died unasked (called from its supervisor thread): forget it and say so."""
         with self._guard:
             self._all.pop(driver.id, None)
+        code = driver.exit_code
+        self.endings.note(driver.id, "it stopped unexpectedly" + (f", exit code {code}" if code is not None else ""))
         with contextlib.suppress(Exception):
             self._store.delete(driver.id)
         self._hooks.on_lost(driver)

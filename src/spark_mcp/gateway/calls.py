@@ -85,6 +85,21 @@ def status_of(exc: SparkMcpError) -> tuple[grpc.StatusCode, str]:
     return code, f"{exc.code}: {exc.message}"
 
 
+# Spark's answer to a call in a session the driver does not have: it was made on another driver.
+SESSION_CHANGED = "INVALID_HANDLE.SESSION_CHANGED"
+
+
+def _session_ended(app: App, driver_id: str) -> str:
+    """What Spark cannot say about a session that was on a driver that has since ended: why."""
+    ending = app.drivers.endings.get(driver_id)
+    what = f"ended at {ending.when} ({ending.reason})" if ending is not None else "is no longer running"
+    return (
+        f"spark-mcp: this session was on Spark driver {driver_id}, which {what}. Its temp views, cached data "
+        "and settings went with it: create a new session (SparkSession.builder.remote(...).create()) to go on, "
+        "on a new driver."
+    )
+
+
 def error_class_of(exc: SparkMcpError) -> str:
     return exc.error_class if isinstance(exc, SparkError) else exc.code
 
@@ -117,6 +132,7 @@ class GatewayCall:
     scopes: KeyedScopeGates
     checks: KeyedScopeGates  # the gateway's own operations in a client's session (``check``)
     sessions: OpenSessions  # how many sessions each caller has open
+    moved_from: str | None = None  # the driver the call's session was on, when that one ended
 
     @property
     def has_driver(self) -> bool:
@@ -157,7 +173,8 @@ class GatewayCall:
         """A session the caller may use: a UUID, and one of its sessions within its limit
         (``sessions.OpenSessions``; a driver creates a session for any new id)."""
         session_id = session_id_of(value, what)
-        self.sessions.admit(self.principal.id, session_id)
+        driver_id = None if self.link is None else self.link.driver.id
+        self.moved_from = self.sessions.admit(self.principal.id, session_id, driver_id) or self.moved_from
         return session_id
 
     async def lease(self, session_id: str, *, exclusive: bool = False) -> Lease:
@@ -289,6 +306,7 @@ class CallRunner:
         error_class: str | None = "cancelled"
         failure: tuple[grpc.StatusCode, str, tuple[tuple[str, str | bytes], ...]] | None = None
         recorded = True
+        call: GatewayCall | None = None
         try:
             with acting_as(principal), recording(record):
                 app.governance.require(principal, "session.create")
@@ -315,7 +333,15 @@ class CallRunner:
         except UpstreamError as exc:
             found, _ = error_info(exc.error.trailing_metadata() or ())
             error_class = found or exc.error.code().name
-            text, trailers = scrub_status(exc.error.details(), exc.error.trailing_metadata() or (), app.redactor.scrub)
+            details = exc.error.details() or ""
+            gone = error_class == SESSION_CHANGED
+            if gone and call is not None and call.moved_from is not None:
+                details = f"{details} {_session_ended(app, call.moved_from)}"
+            # The session is gone, and its error with it: PySpark (4.3) would ask for the error's
+            # details in the session it has just closed and show "NO_ACTIVE_SESSION" instead.
+            text, trailers = scrub_status(
+                details, exc.error.trailing_metadata() or (), app.redactor.scrub, fetchable=not gone
+            )
             failure = (exc.error.code(), text, trailers)
         except grpc.aio.AbortError:
             raise

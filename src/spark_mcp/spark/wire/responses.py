@@ -69,12 +69,13 @@ def scrub_message(message: Message, scrub: Scrub) -> None:
 
 
 def scrub_status(
-    details: str | None, trailers: Iterable[tuple[str, Any]], scrub: Scrub
+    details: str | None, trailers: Iterable[tuple[str, Any]], scrub: Scrub, *, fetchable: bool = True
 ) -> tuple[str, tuple[tuple[str, str | bytes], ...]]:
     """An upstream error's message and trailers, scrubbed; only the rich status is kept.
 
     Of the details, the ``ErrorInfo`` (which tells the client the error's class and how to
-    fetch more) is kept, scrubbed; others (debug info with stack traces) are dropped.
+    fetch more) is kept, scrubbed; others (debug info with stack traces) are dropped. Without
+    ``fetchable``, its ``errorId`` goes too: the client has nothing more to fetch.
     """
     message = scrub(details or "")
     kept: list[tuple[str, str | bytes]] = []
@@ -89,6 +90,8 @@ def scrub_status(
                 info = error_details_pb2.ErrorInfo()
                 detail.Unpack(info)
                 scrub_message(info, scrub)
+                if not fetchable:
+                    info.metadata.pop("errorId", None)
                 infos.append(info)
         del status.details[:]
         for info in infos:

@@ -1,0 +1,51 @@
+"""Why each recently ended driver ended, for the clients that come back to it.
+
+An MCP session on a driver that stops is told why when it is closed (``sessions.retire``).
+A Spark Connect client of the gateway holds its session on the driver itself, so it only
+learns, at its next call, that the session is gone (Spark's ``INVALID_HANDLE.SESSION_CHANGED``).
+The fleet notes here why each driver ended, stopped on purpose (idle, lifetime, stuck tasks,
+the console) or lost, so that the gateway can add the reason to that error.
+
+Kept in memory for the last ``KEPT`` drivers: a server restart forgets it, as the gateway
+forgets which driver each client session was on.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+KEPT = 1000
+
+
+@dataclass(frozen=True)
+class Ending:
+    driver_id: str
+    reason: str  # as sessions are told: "its driver was idle for more than ..."
+    at: float  # time.time()
+
+    @property
+    def when(self) -> str:
+        return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.at))
+
+
+class DriverEndings:
+    """The reasons, by driver id. Thread-safe: a lost driver is noted from its supervisor thread."""
+
+    def __init__(self, *, kept: int = KEPT) -> None:
+        self._kept = kept
+        self._by_id: OrderedDict[str, Ending] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def note(self, driver_id: str, reason: str, *, at: float | None = None) -> None:
+        ending = Ending(driver_id, reason, time.time() if at is None else at)
+        with self._lock:
+            self._by_id.setdefault(driver_id, ending)  # the first reason is the cause; a later stop only tidies up
+            while len(self._by_id) > self._kept:
+                self._by_id.popitem(last=False)
+
+    def get(self, driver_id: str) -> Ending | None:
+        with self._lock:
+            return self._by_id.get(driver_id)
