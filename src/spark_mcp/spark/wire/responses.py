@@ -15,6 +15,7 @@ Arrow batches, keeps the rows a principal may see, and encodes them again.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -166,7 +167,15 @@ __all__ = [
 
 def status_trailers(code: int, message: str, reason: str) -> tuple[tuple[str, bytes], ...]:
     """A rich status for an error of our own, so a Spark Connect client raises a clean
-    exception (``(reason) message``) instead of printing the raw gRPC error."""
+    exception with ``message`` instead of printing the raw gRPC error.
+
+    Its ``classes`` (the exception's class and its parents, to a Spark client) hold
+    ``reason`` alone: a class no client knows, so each raises its generic error with the
+    reason shown (PySpark: ``(reason) message``; the JVM client and the JDBC driver: ``reason:
+    message``). Without any, the JVM client (4.3) fails while converting the error, and its
+    user reads an ``IndexOutOfBoundsException`` instead."""
     status = status_pb2.Status(code=code, message=message)
-    status.details.add().Pack(error_details_pb2.ErrorInfo(reason=reason, domain="spark-mcp"))
+    info = error_details_pb2.ErrorInfo(reason=reason, domain="spark-mcp")
+    info.metadata["classes"] = json.dumps([reason])
+    status.details.add().Pack(info)
     return ((STATUS_DETAILS, status.SerializeToString()),)
