@@ -216,9 +216,31 @@ async def test_listings_show_only_what_the_caller_may_read(gateway: Gateway) -> 
     assert "alice may not read anything in spark_catalog.hr" in text
     await off_loop(lambda: alice.range(1).createOrReplaceTempView("gw_listed"))
     assert "gw_listed" in await off_loop(lambda: {t.name for t in alice.catalog.listTables()})
-    # SQL's listing shows every name in the namespace: refused, with the way that filters.
-    text = await off_loop(lambda: denied(lambda: alice.sql("SHOW TABLES IN tpch").collect()))
-    assert "spark.catalog.listTables()" in text, text
+    # SQL's listings (what BI tools browse with) are filtered the same way.
+    shown = await off_loop(lambda: {(r.namespace, r.tableName) for r in alice.sql("SHOW TABLES IN tpch").collect()})
+    assert ("tpch", "nation") in shown and ("", "gw_listed") in shown
+    assert ("tpch", "secret_codes") not in shown  # tpch.* is readable, *.secret_* is not
+    assert await off_loop(lambda: alice.sql("SHOW TABLES IN tpch LIKE 'secret*'").collect()) == []
+    namespaces = await off_loop(lambda: {r.namespace for r in alice.sql("SHOW SCHEMAS").collect()})
+    assert "tpch" in namespaces and "hr" not in namespaces
+    assert await off_loop(lambda: alice.sql("SHOW NAMESPACES LIKE 'hr'").collect()) == []
+    assert ("", "gw_listed") in await off_loop(
+        lambda: {(r.namespace, r.viewName) for r in alice.sql("SHOW VIEWS IN tpch").collect()}
+    )
+    # Spark sends the rows with its answer; the client's own plans over them see only those.
+    assert await off_loop(lambda: alice.sql("SHOW TABLES IN tpch").filter("tableName LIKE 'secret%'").count()) == 0
+    for statement, words in [
+        ("SHOW TABLES IN hr", "alice may not read anything in spark_catalog.hr"),
+        ("SHOW VIEWS IN hr", "alice may not read anything in spark_catalog.hr"),
+        # The extended form prints each table's schema: not a listing, refused as before.
+        ("SHOW TABLE EXTENDED IN tpch LIKE '*'", "plain SHOW TABLES and spark.catalog.listTables()"),
+    ]:
+        text = await off_loop(lambda statement=statement: denied(lambda: alice.sql(statement).collect()))
+        assert words in text, (statement, text)
+    listed = [
+        r for r in tail(gateway.app.config.audit_path, 40, principal="alice") if r.statement == "SHOW TABLES IN tpch"
+    ]
+    assert listed and {(r.decision, r.kind) for r in listed} == {("allowed", "metadata")}
 
 
 async def test_the_dangerous_surface_is_refused(gateway: Gateway, data_dir: Any) -> None:

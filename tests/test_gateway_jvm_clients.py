@@ -3,7 +3,8 @@
 Notebooks are not the only Spark Connect clients: IDEs run the Scala client, and BI tools
 take the JDBC driver (``jdbc:sc://``). Both ship with PySpark (``jars/connect-repl``) and
 build their plans and calls their own way: a Java lambda as a UDF, typed ``map`` over a
-Dataset, its own schema and config calls. ``tests/fixtures/JvmClient.java`` runs one of each
+Dataset, its own schema and config calls, and the JDBC driver's metadata calls (``getTables``,
+``getColumns``), which run ``SHOW SCHEMAS`` and ``SHOW TABLES``. ``tests/fixtures/JvmClient.java`` runs one of each
 through a real gateway to a real driver, with the class path Spark's own launcher gives the
 Scala Connect shell; the same work must come back, and the same refusals must hold, with
 the same policy reasons, as for PySpark.
@@ -28,6 +29,7 @@ pytestmark = [pytest.mark.anyio, pytest.mark.spark]
 
 CLIENT = Path(__file__).resolve().parent / "fixtures" / "JvmClient.java"
 JARS = Path(pyspark.__file__).resolve().parent / "jars"
+_JAR = JARS / "connect-repl" / "spark-connect-client-jdbc_2.13-4.3.0.jar"  # a jar to upload, as code
 # Spark's launcher leaves these out of the Connect shell's class path: the client shades them,
 # or they are the classic (server) side.
 _SERVER_SIDE = ("spark-sql_", "spark-connect_", "spark-sql-api_", "spark-connect-common_")
@@ -57,12 +59,11 @@ async def test_the_jvm_client_and_the_jdbc_driver_are_governed_like_pyspark(gate
     assert java is not None, "Java is needed for the drivers, and for this client"
     token = gateway.tokens["alice"]
     url = f"sc://localhost:{gateway.port}/;token={token}"
-    done = await anyio.run_process(
-        [str(java), *_OPENS, "-cp", class_path(), str(CLIENT), url, f"jdbc:{url}"], check=False, env=dict(os.environ)
-    )
+    command = [str(java), *_OPENS, "-cp", class_path(), str(CLIENT), url, f"jdbc:{url}", str(_JAR)]
+    done = await anyio.run_process(command, check=False, env=dict(os.environ))
     lines = [json.loads(line) for line in done.stdout.decode().splitlines() if line.startswith("{")]
     found = {line["case"]: line for line in lines}
-    assert done.returncode == 0 and len(found) == 17, done.stderr.decode()[-3000:]
+    assert done.returncode == 0 and len(found) == 26, done.stderr.decode()[-3000:]
 
     def ok(case: str) -> str:
         assert "ok" in found[case], (case, found[case])
@@ -92,5 +93,18 @@ async def test_the_jvm_client_and_the_jdbc_driver_are_governed_like_pyspark(gate
     # Java code shipped to the driver: a lambda as a UDF, and a typed map over a Dataset.
     refused("udf", "code.run")
     refused("typed_map", "code.run")
+    refused("group_map", "code.run")
+    refused("foreach", "code.run")
+    refused("artifact", "no role of alice grants code.run")
     refused("write", "no role of alice grants sql.ddl")
     refused("admin_conf", "spark.sql.warehouse.dir")
+    refused("read_path", "uses path-based access (a text read of /etc/hostname")
+    # Browsing, as an IDE or a BI tool does: only what alice may read (tpch.secret_codes and
+    # everything in hr are hidden), her own temp view, and the columns of a readable table.
+    hidden = "alice may not read anything in spark_catalog.hr"
+    refused("catalog_hr", hidden)
+    readable = "customer,lineitem,nation,orders,part,partsupp,region,supplier"
+    assert ok("catalog_tables") == "customer,jvm_regions,lineitem,nation,orders,part,partsupp,region,supplier"
+    assert ok("jdbc_tables") == "sales.orders," + ",".join(f"tpch.{name}" for name in readable.split(","))
+    assert ok("jdbc_columns") == "r_regionkey,r_name,r_comment"
+    assert ok("jdbc_hr_columns") == ""

@@ -182,6 +182,29 @@ def test_an_empty_listing_is_still_one_empty_batch() -> None:
         assert batches[0].to_pydict()["name"] == names and batch.row_count == len(names)
 
 
+def test_a_sql_listing_is_filtered_in_the_rows_its_answer_carries() -> None:
+    # Spark answers a SQL command with its rows in a local relation, which the client builds on.
+    schema = pa.schema([("namespace", pa.string()), ("tableName", pa.string())])
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, schema) as writer:
+        writer.write_table(pa.table({"namespace": ["tpch", "hr"], "tableName": ["nation", "salaries"]}, schema=schema))
+    response = base_pb2.ExecutePlanResponse(session_id="s")
+    response.sql_command_result.relation.local_relation.data = sink.getvalue().to_pybytes()
+    done = base_pb2.ExecutePlanResponse(session_id="s")
+    done.result_complete.SetInParent()
+    out = filter_rows([response.SerializeToString(), done.SerializeToString()], lambda row: row["namespace"] != "hr")
+    relation = base_pb2.ExecutePlanResponse.FromString(out[0]).sql_command_result.relation
+    assert pa.ipc.open_stream(relation.local_relation.data).read_all().to_pylist() == [
+        {"namespace": "tpch", "tableName": "nation"}
+    ]
+    assert out[1] == done.SerializeToString()
+    # Rows kept on the driver (a cached relation) could not be filtered: nothing is shown.
+    cached = base_pb2.ExecutePlanResponse(session_id="s")
+    cached.sql_command_result.relation.cached_local_relation.hash = "abc"
+    with pytest.raises(ValueError, match="cached_local_relation"):
+        filter_rows([cached.SerializeToString()], lambda row: True)
+
+
 def test_inputs_spark_computes_while_planning_come_deepest_first() -> None:
     inner = wrap("describe", table("tpch.nation"))
     middle = wrap("drop", inner)
@@ -701,6 +724,101 @@ def test_a_gateway_session_remembers_the_driver_it_was_on_before_its_driver_ende
     for session, driver, moved_from in steps:
         assert sessions.admit("alice", session, driver) == moved_from, (session, driver)
     assert sessions.admit("bob", "s1", "drv-c") is None  # callers are apart
+
+
+@pytest.mark.parametrize(
+    ("plan", "expected"),
+    [
+        # Plain listings of the session catalog, as Spark 4.3 analyses them.
+        (
+            "ShowNamespacesCommand [namespace#23]\n+- ResolvedNamespace V2SessionCatalog(spark_catalog)",
+            ("namespaces", None),
+        ),
+        (
+            "ShowNamespacesCommand b*, [namespace#27]\n+- ResolvedNamespace V2SessionCatalog(spark_catalog)",
+            ("namespaces", None),
+        ),
+        (
+            "ShowTables [namespace#29, tableName#30, isTemporary#31]\n"
+            "+- ResolvedNamespace V2SessionCatalog(spark_catalog), [tpch]",
+            ("tables", "tpch"),
+        ),
+        (
+            "ShowTables t*, [namespace#41, tableName#42, isTemporary#43]\n"
+            "+- ResolvedNamespace V2SessionCatalog(spark_catalog), [tpch]",
+            ("tables", "tpch"),
+        ),
+        ("ShowViewsCommand tpch, [namespace#37, viewName#38, isTemporary#39]", ("views", "tpch")),
+        # Anything else keeps the rules of any statement.
+        ("ShowTablesCommand tpch, *, [namespace#45, tableName#46, isTemporary#47, information#48], true", None),
+        (
+            "ShowNamespacesCommand [namespace#50]\n+- ResolvedNamespace V2SessionCatalog(spark_catalog), [tpch]",
+            None,
+        ),
+        ("ShowNamespacesCommand [namespace#1]\n+- ResolvedNamespace InMemoryCatalog(other)", None),
+        (
+            "ShowTables [namespace#1, tableName#2, isTemporary#3]\n"
+            "+- ResolvedNamespace V2SessionCatalog(spark_catalog), [a, b]",
+            None,
+        ),
+        (
+            "ShowTables [namespace#1, tableName#2, isTemporary#3]\n"
+            "+- ResolvedNamespace V2SessionCatalog(spark_catalog), [tpch]\n+- Project [secret#9]",
+            None,
+        ),
+        # A LIKE pattern that spreads over lines, or forges a second line, is not a plain form.
+        (
+            "ShowNamespacesCommand x\n+- ResolvedNamespace V2SessionCatalog(spark_catalog), [namespace#1]\n"
+            "+- ResolvedNamespace V2SessionCatalog(spark_catalog)",
+            None,
+        ),
+        ("ShowViewsCommand `odd.name`, [namespace#1, viewName#2, isTemporary#3]", None),
+        ("Project [id#1L]\n+- Range (0, 3, step=1)", None),
+        (None, None),
+    ],
+)
+def test_a_sql_listing_is_recognised_only_in_its_plain_forms(
+    plan: str | None, expected: tuple[str, str | None] | None
+) -> None:
+    from spark_mcp.gateway.listings import sql_listing
+
+    found = sql_listing(plan)
+    assert (None if found is None else (found.what, found.namespace)) == expected
+
+
+def test_a_sql_listing_shows_only_the_rows_the_caller_may_see() -> None:
+    from spark_mcp.config import LimitsConfig
+    from spark_mcp.gateway.listings import SqlListing, row_visible
+    from spark_mcp.governance import Governance
+
+    policy = policy_from_toml(
+        """
+[roles.analyst]
+actions = ["catalog.read"]
+read = ["tpch.*"]
+deny = ["*.secret_*", "hr.*"]
+[users]
+alice = ["analyst"]
+""",
+        source="listings.toml",
+    )
+    governance = Governance(policy, LimitsConfig())
+    alice = Principal("alice", roles=("analyst",))
+    tables, namespaces = SqlListing("tables", "tpch"), SqlListing("namespaces", None)
+    rows = [
+        (tables, {"namespace": "tpch", "tableName": "nation", "isTemporary": False}, True),
+        (tables, {"namespace": "tpch", "tableName": "secret_codes", "isTemporary": False}, False),
+        (tables, {"namespace": "hr", "tableName": "salaries", "isTemporary": False}, False),
+        (tables, {"namespace": "", "tableName": "my_view", "isTemporary": True}, True),  # her own temp view
+        (tables, {"namespace": "", "tableName": "odd", "isTemporary": False}, False),
+        (tables, {"namespace": "tpch", "tableName": "", "isTemporary": False}, False),
+        (SqlListing("views", "tpch"), {"namespace": "tpch", "viewName": "secret_v", "isTemporary": False}, False),
+        (namespaces, {"namespace": "tpch"}, True),
+        (namespaces, {"namespace": "hr"}, False),
+        (namespaces, {"namespace": ""}, False),
+    ]
+    for listing, row, shown in rows:
+        assert row_visible(governance, alice, listing, row) is shown, (listing, row)
 
 
 def test_the_fleet_keeps_why_each_recent_driver_ended() -> None:

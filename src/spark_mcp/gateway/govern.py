@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
+from typing import Any
 
 from pyspark.sql.connect.proto import base_pb2, commands_pb2, relations_pb2
 
@@ -40,7 +41,9 @@ from spark_mcp.errors import InvalidInput, SparkError
 from spark_mcp.gateway.analysis import Analyst, with_reads, withheld
 from spark_mcp.gateway.calls import GatewayCall, UpstreamError
 from spark_mcp.gateway.conf import harmless_sql_set
+from spark_mcp.gateway.listings import row_visible, sql_listing
 from spark_mcp.governance import Verdict
+from spark_mcp.policy import SESSION_CATALOG
 from spark_mcp.spark.analyze import Analysis
 from spark_mcp.spark.sqltext import gate
 from spark_mcp.spark.wire.screen import Screen, bare_sql, describe, input_relations, screen, sql_with_refs
@@ -108,6 +111,7 @@ class Governor:
         self.upstream_error: UpstreamError | None = None  # Spark's own error for the last failed analysis
         self._alone = alone  # holds the session alone for the rest of the call
         self.changes_session = False  # a plan replaces and drops temp views: forget verdicts after the call
+        self.listing: Callable[[dict[str, Any]], bool] | None = None  # the rows a SQL listing may show
 
     # -- the verdict --------------------------------------------------------------------
 
@@ -228,6 +232,10 @@ class Governor:
             facts = StatementFacts(StatementKind.ADMIN, "(not analysed)", dangers=gated.dangers)
             return self.judge(Analysis(gated.sql, facts, None, None))
         tree = await self.tree(relation, gated.sql, command=True)
+        if isinstance(tree, Analysis) and tree.error is None and kind == "sql":
+            listed = self._listing(tree)
+            if listed is not None:
+                return listed
         if isinstance(tree, Analysis) and tree.error is None and harmless_sql_set(gated.sql, tree.plan):
             # A harmless setting in SQL, as spark.conf.set may change it: a change to the caller's own session.
             tree = replace(tree, facts=replace(tree.facts, kind=StatementKind.SETTING, dangers=()))
@@ -237,6 +245,21 @@ class Governor:
             self.call.verdicts.put(self._key(relation), verdict)
         else:
             self.changed()
+        return verdict
+
+    def _listing(self, analysis: Analysis) -> Verdict | None:
+        """``SHOW NAMESPACES``, ``SHOW TABLES`` or ``SHOW VIEWS`` in a plain form (``listings``):
+        allowed with ``catalog.read`` and a visible namespace, its rows filtered (``listing``)."""
+        found = sql_listing(analysis.plan)
+        if found is None:
+            return None
+        if found.namespace is not None:
+            self.governance.require_visible(self.principal, SESSION_CATALOG, found.namespace)
+        facts = StatementFacts(StatementKind.METADATA, f"SHOW {found.what.upper()}")
+        verdict = self.judge(Analysis(analysis.statement, facts, analysis.plan, None))
+        if verdict.allowed:
+            governance, principal = self.governance, self.principal
+            self.listing = lambda row: row_visible(governance, principal, found, row)
         return verdict
 
     # -- AnalyzePlan --------------------------------------------------------------------

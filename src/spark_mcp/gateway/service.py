@@ -173,6 +173,7 @@ class SparkConnectGateway:
                             governor.enforce(verdict)
                         else:
                             note(decision="allowed", kind=StatementKind.METADATA.value)
+                        listing = governor.listing
                 identify(request, call.principal.id)
                 if listing is None:
                     if _reattachable(request):

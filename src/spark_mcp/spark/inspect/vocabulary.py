@@ -227,7 +227,8 @@ def _rules() -> dict[str, Rule]:
     # Listings: they reveal names of tables the caller may not read (use list_tables).
     listing = (
         "it lists table names the caller may not be allowed to see; use the list_tables tool "
-        "(through the Spark Connect gateway: spark.catalog.listTables(), which shows what the caller may read)"
+        "(through the Spark Connect gateway, plain SHOW TABLES and spark.catalog.listTables() show what the "
+        "caller may read)"
     )
     add("ShowTables", Rule(_K.METADATA, Target.RESOLVED, role=Role.READ, danger=_D.LISTING, detail=listing))
     add(

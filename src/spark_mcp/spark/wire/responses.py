@@ -9,8 +9,8 @@ Errors carry text in three places, all scrubbed consistently: the status message
 ``google.rpc.Status`` in the ``grpc-status-details-bin`` trailer (whose message must equal
 the status message, or the client ignores it), and ``FetchErrorDetails`` answers.
 
-Catalog listings (``listTables`` and the like) are small: ``filter_rows`` decodes their
-Arrow batches, keeps the rows a principal may see, and encodes them again.
+Catalog listings (``listTables`` and the like, ``SHOW TABLES`` in SQL) are small:
+``filter_rows`` decodes their Arrow batches, keeps the rows a principal may see, and encodes them again.
 """
 
 from __future__ import annotations
@@ -132,26 +132,41 @@ def error_details(data: bytes, scrub: Scrub) -> bytes:
 
 
 def filter_rows(responses: Sequence[bytes], keep: Callable[[dict[str, Any]], bool]) -> list[bytes]:
-    """A listing's responses with only the rows ``keep`` accepts (Arrow batches re-encoded)."""
+    """A listing's responses with only the rows ``keep`` accepts (Arrow re-encoded): in its
+    Arrow batches, and in the local relation a SQL command's result carries its rows in."""
     out: list[bytes] = []
     for data in responses:
         response = base_pb2.ExecutePlanResponse.FromString(data)
-        if not response.HasField("arrow_batch"):
+        if response.HasField("arrow_batch"):
+            kept, response.arrow_batch.data = _kept(response.arrow_batch.data, keep)
+            response.arrow_batch.row_count = kept
+        elif response.HasField("sql_command_result"):
+            relation = response.sql_command_result.relation
+            kind = relation.WhichOneof("rel_type")
+            if kind == "local_relation" and relation.local_relation.HasField("data"):
+                _, relation.local_relation.data = _kept(relation.local_relation.data, keep)
+            elif kind is not None:
+                # Rows kept elsewhere (a cached relation) cannot be filtered: none are shown.
+                raise ValueError(f"a listing answered with a {kind} relation")
+        else:
             out.append(data)
             continue
-        table = pa.ipc.open_stream(response.arrow_batch.data).read_all()
-        rows = [i for i, row in enumerate(table.to_pylist()) if keep(row)]
-        kept = table.take(pa.array(rows, type=pa.int64()))
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, kept.schema) as writer:
-            # An empty listing is still one (empty) batch, as Spark sends it: a stream of a
-            # schema alone reads as no result at all (PySpark fails on it).
-            for batch in kept.to_batches() or [pa.RecordBatch.from_pylist([], schema=kept.schema)]:
-                writer.write_batch(batch)
-        response.arrow_batch.data = sink.getvalue().to_pybytes()
-        response.arrow_batch.row_count = kept.num_rows
         out.append(response.SerializeToString())
     return out
+
+
+def _kept(data: bytes, keep: Callable[[dict[str, Any]], bool]) -> tuple[int, bytes]:
+    """An Arrow IPC stream with only the rows ``keep`` accepts: how many, and the stream."""
+    table = pa.ipc.open_stream(data).read_all()
+    rows = [i for i, row in enumerate(table.to_pylist()) if keep(row)]
+    kept = table.take(pa.array(rows, type=pa.int64()))
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, kept.schema) as writer:
+        # An empty listing is still one (empty) batch, as Spark sends it: a stream of a
+        # schema alone reads as no result at all (PySpark fails on it).
+        for batch in kept.to_batches() or [pa.RecordBatch.from_pylist([], schema=kept.schema)]:
+            writer.write_batch(batch)
+    return kept.num_rows, sink.getvalue().to_pybytes()
 
 
 __all__ = [
