@@ -63,7 +63,7 @@ async def test_the_jvm_client_and_the_jdbc_driver_are_governed_like_pyspark(gate
     done = await anyio.run_process(command, check=False, env=dict(os.environ))
     lines = [json.loads(line) for line in done.stdout.decode().splitlines() if line.startswith("{")]
     found = {line["case"]: line for line in lines}
-    assert done.returncode == 0 and len(found) == 26, done.stderr.decode()[-3000:]
+    assert done.returncode == 0 and len(found) == 35, done.stderr.decode()[-3000:]
 
     def ok(case: str) -> str:
         assert "ok" in found[case], (case, found[case])
@@ -81,6 +81,13 @@ async def test_the_jvm_client_and_the_jdbc_driver_are_governed_like_pyspark(gate
     assert ok("schema") == "r_regionkey"
     assert ok("harmless_conf") == "UTC"
     assert ok("jdbc_count") == "25"
+    assert ok("explain") == "explained"
+    assert ok("sql_args") == "5"
+    assert ok("version") == pyspark.__version__
+    assert ok("local_data") == "2"
+    assert ok("cache") == "5"
+    assert ok("local_checkpoint") == "5"
+    assert ok("big_collect") == "2000000"  # a result of many chunks, released as it is read
     # The same refusals, with the same policy reason and rule, as Spark exceptions labelled
     # with the refusal's code (without that label the client failed to convert them at all).
     reason = (
@@ -108,3 +115,5 @@ async def test_the_jvm_client_and_the_jdbc_driver_are_governed_like_pyspark(gate
     assert ok("jdbc_tables") == "sales.orders," + ",".join(f"tpch.{name}" for name in readable.split(","))
     assert ok("jdbc_columns") == "r_regionkey,r_name,r_comment"
     assert ok("jdbc_hr_columns") == ""
+    assert ok("jdbc_schemas") == "sales,tpch"
+    refused("denied_checkpoint", reason)
