@@ -822,7 +822,7 @@ alice = ["analyst"]
 
 
 def test_the_fleet_keeps_why_each_recent_driver_ended() -> None:
-    from spark_mcp.drivers.endings import DriverEndings
+    from spark_mcp.drivers.endings import DriverEndings, ended_session
 
     endings = DriverEndings(kept=2)
     endings.note("drv-a", "its driver was idle for more than quotas.driver_idle_timeout_s (60 s)", at=0)
@@ -834,6 +834,12 @@ def test_the_fleet_keeps_why_each_recent_driver_ended() -> None:
         "its driver was idle for more than quotas.driver_idle_timeout_s (60 s)",
         "1970-01-01 00:00:00 UTC",
     )
+    assert ended_session("drv-a", first).startswith(
+        "spark-mcp: this session was on Spark driver drv-a, which ended at 1970-01-01 00:00:00 UTC "
+        "(its driver was idle for more than quotas.driver_idle_timeout_s (60 s)). "
+    )
+    # A driver whose end this server did not see (another server's, before a restart).
+    assert "which is no longer running. Its temp views" in ended_session("drv-z", None)
     endings.note("drv-c", "stopped in the web console by admin", at=20)
     assert endings.get("drv-a") is None  # only the last ``kept`` are kept
     assert [endings.get(d) is not None for d in ("drv-b", "drv-c", "drv-x")] == [True, True, False]

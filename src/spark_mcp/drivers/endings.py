@@ -49,3 +49,13 @@ class DriverEndings:
     def get(self, driver_id: str) -> Ending | None:
         with self._lock:
             return self._by_id.get(driver_id)
+
+
+def ended_session(driver_id: str, ending: Ending | None) -> str:
+    """What a client whose session was on ``driver_id`` is told once that driver has ended."""
+    what = f"ended at {ending.when} ({ending.reason})" if ending is not None else "is no longer running"
+    return (
+        f"spark-mcp: this session was on Spark driver {driver_id}, which {what}. Its temp views, cached data "
+        "and settings went with it: create a new session (SparkSession.builder.remote(...).create()) to go on, "
+        "on a new driver."
+    )

@@ -39,6 +39,7 @@ from spark_mcp.audit.calls import REFUSED_UNTIL_NOW, WITHHELD, emit_call
 from spark_mcp.audit.refusals import RefusalBudget
 from spark_mcp.calls import CallRecord, recording
 from spark_mcp.drivers import Driver
+from spark_mcp.drivers.endings import ended_session
 from spark_mcp.errors import (
     AuditError,
     DriverError,
@@ -87,17 +88,6 @@ def status_of(exc: SparkMcpError) -> tuple[grpc.StatusCode, str]:
 
 # Spark's answer to a call in a session the driver does not have: it was made on another driver.
 SESSION_CHANGED = "INVALID_HANDLE.SESSION_CHANGED"
-
-
-def _session_ended(app: App, driver_id: str) -> str:
-    """What Spark cannot say about a session that was on a driver that has since ended: why."""
-    ending = app.drivers.endings.get(driver_id)
-    what = f"ended at {ending.when} ({ending.reason})" if ending is not None else "is no longer running"
-    return (
-        f"spark-mcp: this session was on Spark driver {driver_id}, which {what}. Its temp views, cached data "
-        "and settings went with it: create a new session (SparkSession.builder.remote(...).create()) to go on, "
-        "on a new driver."
-    )
 
 
 def error_class_of(exc: SparkMcpError) -> str:
@@ -336,7 +326,7 @@ class CallRunner:
             details = exc.error.details() or ""
             gone = error_class == SESSION_CHANGED
             if gone and call is not None and call.moved_from is not None:
-                details = f"{details} {_session_ended(app, call.moved_from)}"
+                details = f"{details} {ended_session(call.moved_from, app.drivers.endings.get(call.moved_from))}"
             # The session is gone, and its error with it: PySpark (4.3) would ask for the error's
             # details in the session it has just closed and show "NO_ACTIVE_SESSION" instead.
             text, trailers = scrub_status(
