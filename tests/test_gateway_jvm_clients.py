@@ -57,6 +57,11 @@ async def test_the_jvm_client_and_the_jdbc_driver_are_governed_like_pyspark(gate
         pytest.fail(f"PySpark's JVM Spark Connect client is missing from {JARS / 'connect-repl'}")
     java = java_executable(None, os.environ)
     assert java is not None, "Java is needed for the drivers, and for this client"
+    modules = await anyio.run_process([str(java), "--list-modules"], check=False)
+    assert b"jdk.compiler@" in modules.stdout, (
+        f"{java} cannot run a Java source file (no jdk.compiler module): install a JDK, or on Debian and "
+        "Ubuntu openjdk-17-jre-headless, which has it (see the README's prerequisites)"
+    )
     token = gateway.tokens["alice"]
     url = f"sc://localhost:{gateway.port}/;token={token}"
     command = [str(java), *_OPENS, "-cp", class_path(), str(CLIENT), url, f"jdbc:{url}", str(_JAR)]
