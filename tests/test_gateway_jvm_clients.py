@@ -68,7 +68,7 @@ async def test_the_jvm_client_and_the_jdbc_driver_are_governed_like_pyspark(gate
     done = await anyio.run_process(command, check=False, env=dict(os.environ))
     lines = [json.loads(line) for line in done.stdout.decode().splitlines() if line.startswith("{")]
     found = {line["case"]: line for line in lines}
-    assert done.returncode == 0 and len(found) == 35, done.stderr.decode()[-3000:]
+    assert done.returncode == 0 and len(found) == 38, done.stderr.decode()[-3000:]
 
     def ok(case: str) -> str:
         assert "ok" in found[case], (case, found[case])
@@ -121,4 +121,8 @@ async def test_the_jvm_client_and_the_jdbc_driver_are_governed_like_pyspark(gate
     assert ok("jdbc_columns") == "r_regionkey,r_name,r_comment"
     assert ok("jdbc_hr_columns") == ""
     assert ok("jdbc_schemas") == "sales,tpch"
+    assert ok("jdbc_all_columns") == ok("jdbc_tables")  # the columns of every table it may read, no others
+    assert ok("clone") == "5"
+    # interruptAll() from another thread stops a long query (20 billion rows) after 3 s.
+    refused("interrupt", "OPERATION_CANCELED")
     refused("denied_checkpoint", reason)
