@@ -29,6 +29,7 @@ from pyspark.sql.connect.proto import catalog_pb2
 from spark_mcp.gateway.analysis import as_written
 from spark_mcp.gateway.commands import format_dangers, path_dangers, write_target
 from spark_mcp.gateway.govern import Governor
+from spark_mcp.gateway.listings import table_visible
 from spark_mcp.policy import SESSION_CATALOG
 from spark_mcp.spark.analyze import Analysis
 from spark_mcp.spark.wire.requests import name_parts, quoted, table_relation
@@ -119,13 +120,12 @@ def _visible(governor: Governor, db_name: str) -> None:
 
 
 def _table_row_visible(governor: Governor, row: dict[str, Any]) -> bool:
-    namespace = [str(part) for part in (row.get("namespace") or [])]
-    if row.get("isTemporary") and not namespace:
-        return True  # a temp view of the caller's own session
-    if not namespace:
-        return False
-    table = TableName.of(str(row.get("catalog") or SESSION_CATALOG), ".".join(namespace), str(row.get("name")))
-    return governor.governance.readable(governor.principal, table)
+    namespace = ".".join(str(part) for part in (row.get("namespace") or []))
+    catalog = str(row.get("catalog") or SESSION_CATALOG)
+    temporary = bool(row.get("isTemporary"))
+    return table_visible(
+        governor.governance, governor.principal, catalog, namespace, str(row.get("name") or ""), temporary
+    )
 
 
 async def _create(governor: Governor, op: str, call: Any) -> None:

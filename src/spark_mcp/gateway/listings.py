@@ -63,9 +63,17 @@ def row_visible(governance: Governance, principal: Principal, listing: SqlListin
     namespace = str(row.get("namespace") or "")
     if listing.what == "namespaces":
         return bool(namespace) and governance.visible(principal, SESSION_CATALOG, namespace)
-    if row.get("isTemporary") and not namespace:
-        return True  # a temp view of the caller's own session
     name = str(row.get(listing.name_column) or "")
+    return table_visible(governance, principal, SESSION_CATALOG, namespace, name, bool(row.get("isTemporary")))
+
+
+def table_visible(
+    governance: Governance, principal: Principal, catalog: str, namespace: str, name: str, temporary: bool
+) -> bool:
+    """Whether a listing (SQL's, or ``spark.catalog``'s) may show a table or view: one the caller
+    may read, or a temp view of its own session (no namespace)."""
+    if temporary and not namespace:
+        return True
     if not namespace or not name:
         return False
-    return governance.readable(principal, TableName.of(SESSION_CATALOG, namespace, name))
+    return governance.readable(principal, TableName.of(catalog, namespace, name))
