@@ -10,6 +10,7 @@ danger attached; ``ADMIN`` is for statements whose only purpose is the dangerous
 
 from __future__ import annotations
 
+import functools
 import re
 
 from spark_mcp.spark.inspect.dangers import option_dangers, path_dangers, scan_text
@@ -51,9 +52,16 @@ def inspect_explain(explain_text: str, *, builtin_functions: frozenset[str] = fr
     """Everything policy needs from one ``EXPLAIN EXTENDED`` output; never raises."""
     text = explain_text if isinstance(explain_text, str) else ""
     try:
-        return read_plan(text, frozenset(f.lower() for f in builtin_functions))
+        return read_plan(text, _lowered(builtin_functions))
     except Exception as exc:  # a reader bug must deny, not crash the server
         return unanalysable("(unreadable)", f"the plan text could not be read ({type(exc).__name__})")
+
+
+@functools.lru_cache(maxsize=16)
+def _lowered(builtin_functions: frozenset[str]) -> frozenset[str]:
+    # Every analysis passes its driver's set (several hundred names): lowered once per set, not
+    # once per analysis (a frozenset keeps its hash, so the lookup is cheap).
+    return frozenset(f.lower() for f in builtin_functions)
 
 
 def read_plan(text: str, builtins: frozenset[str]) -> StatementFacts:
