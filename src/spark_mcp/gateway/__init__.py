@@ -7,9 +7,14 @@ caller's own driver, governed by the same ``Governance.judge`` as ``run_sql`` an
 
     server.py      the grpc.aio server beside ``serve``; exposure rules (TLS, auth off loopback)
     service.py     the twelve RPCs of SparkConnectService, bytes in and out
+    session_calls.py  the RPCs about the caller's own sessions and operations
+    forward.py     a call passed on to the caller's driver, its answer as bytes
     calls.py       per call: authenticate, route, one audit record, errors as gRPC statuses
     identity.py    the caller, from its bearer token (the HTTP transport's verifiers)
     routing.py     which driver serves a principal, and the channel to it
+    sessions.py    a caller's sessions, counted, and the driver each was on
+    verdicts.py    a verdict reused for the very same plan, a moment later
+    listings.py    which rows a catalog or SQL listing may show
     govern.py      plans and SQL: screen, analyse on the driver, judge
     analysis.py    Spark's analysis of a plan, in the caller's own session
     commands.py    writes, temp views, code registration, everything else

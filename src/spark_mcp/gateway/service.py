@@ -14,18 +14,17 @@ Config             reads answered with secrets redacted; changes only to harmles
                    without ``sql.admin`` (``conf``)
 AddArtifacts       each artifact checked as it streams in: data passes, code needs
                    ``code.run`` (``artifacts``)
-ArtifactStatus,    about the caller's own session or operations (its identity is stamped
-Interrupt,         on them); passed on, answers scrubbed; a ``ReleaseExecute`` of the
-ReattachExecute,   responses up to one the client has read is acknowledged here
-ReleaseExecute,    (``release_execute``)
-ReleaseSession,
+ReattachExecute    of the caller's own operation (its identity is stamped on it); passed on
+ArtifactStatus,    about the caller's own session or operations (``session_calls``): passed
+Interrupt,         on, answers scrubbed; answered here when the driver is not running, and
+ReleaseExecute,    a ``ReleaseExecute`` of the responses up to one the client has read is
+ReleaseSession,    acknowledged here
 FetchErrorDetails,
 GetStatus,
 CloneSession
 =================  ==========================================================================
 
-``FetchErrorDetails`` answers lose the driver's JVM stack traces, as every error spark-mcp
-shows does. Any other method of this service, or any other service, is answered ``UNIMPLEMENTED`` by
+Any other method of this service, or any other service, is answered ``UNIMPLEMENTED`` by
 gRPC itself: nothing is forwarded that is not listed here.
 """
 
@@ -44,17 +43,17 @@ from pyspark.sql.connect.proto import base_pb2, relations_pb2
 from spark_mcp.calls import note
 from spark_mcp.config import GatewayConfig
 from spark_mcp.errors import InvalidInput
-from spark_mcp.gateway import artifacts, conf
+from spark_mcp.gateway import artifacts, conf, forward
 from spark_mcp.gateway.calls import CallRunner, GatewayCall, UpstreamError, Withheld
 from spark_mcp.gateway.catalog import RowFilter, govern_catalog
 from spark_mcp.gateway.commands import govern_command
 from spark_mcp.gateway.govern import Governor
-from spark_mcp.gateway.sessions import session_id_of
+from spark_mcp.gateway.session_calls import SESSION_CALLS, SessionCalls
 from spark_mcp.scope_gate import changes_scope
 from spark_mcp.spark.analyze import Analysis
 from spark_mcp.spark.wire.messages import M, decode, open_plan
 from spark_mcp.spark.wire.requests import identify, interrupt_request
-from spark_mcp.spark.wire.responses import error_details, filter_rows, mask, scrub_bytes
+from spark_mcp.spark.wire.responses import filter_rows, scrub_bytes
 from spark_mcp.statement import Danger, DangerKind, StatementFacts, StatementKind
 
 SERVICE_NAME = "spark.connect.SparkConnectService"
@@ -62,35 +61,12 @@ _INTERRUPT_S = 30.0  # for the interrupt of an operation whose client went away
 Context = Any  # grpc.aio.ServicerContext (untyped)
 log = structlog.get_logger(__name__)
 
-# The RPCs that only act on the caller's own session or operations: request and answer types.
-_SESSION_CALLS: dict[str, tuple[type[Any], type[Any]]] = {
-    "ArtifactStatus": (base_pb2.ArtifactStatusesRequest, base_pb2.ArtifactStatusesResponse),
-    "Interrupt": (base_pb2.InterruptRequest, base_pb2.InterruptResponse),
-    "ReleaseExecute": (base_pb2.ReleaseExecuteRequest, base_pb2.ReleaseExecuteResponse),
-    "ReleaseSession": (base_pb2.ReleaseSessionRequest, base_pb2.ReleaseSessionResponse),
-    "FetchErrorDetails": (base_pb2.FetchErrorDetailsRequest, base_pb2.FetchErrorDetailsResponse),
-    "GetStatus": (base_pb2.GetStatusRequest, base_pb2.GetStatusResponse),
-    "CloneSession": (base_pb2.CloneSessionRequest, base_pb2.CloneSessionResponse),
-}
-
-# Those that could cut short an operation the gateway runs in the session for its checks.
-_CUTTING = frozenset({"Interrupt", "ReleaseExecute", "ReleaseSession"})
-
-# Those that only end or ask about what runs on the driver. When the caller's driver is not
-# running (stopped when idle, or by an admin), nothing is there to end or ask about: they are
-# answered here, as the driver would answer for nothing, and start no driver. PySpark sends a
-# ReleaseSession at every ``spark.stop()``; starting a whole driver to release a session it
-# cannot have would cost a quota slot and the seconds of a start.
-_ANSWERED_WITHOUT_DRIVER = frozenset(
-    {"Interrupt", "ReleaseExecute", "ReleaseSession", "FetchErrorDetails", "GetStatus"}
-)
-
 
 class SparkConnectGateway:
     def __init__(self, runner: CallRunner, config: GatewayConfig) -> None:
         self._runner = runner
         self._config = config
-        self._release_passed_on = self._session_call("ReleaseExecute")
+        self._session_calls = SessionCalls(runner, self._decode)
         self._interrupts: set[asyncio.Task[None]] = set()
 
     def handler(self) -> grpc.GenericRpcHandler:
@@ -102,8 +78,8 @@ class SparkConnectGateway:
             "AddArtifacts": grpc.stream_unary_rpc_method_handler(self.add_artifacts),
             "ReattachExecute": stream(self.reattach_execute),
         }
-        for name in _SESSION_CALLS:
-            methods[name] = unary(self.release_execute if name == "ReleaseExecute" else self._session_call(name))
+        for name in SESSION_CALLS:
+            methods[name] = unary(self._session_calls.handler(name))
         return grpc.method_handlers_generic_handler(SERVICE_NAME, methods)
 
     # -- helpers ------------------------------------------------------------------------
@@ -119,29 +95,6 @@ class SparkConnectGateway:
         if not isinstance(opened, relations_pb2.Relation):
             raise InvalidInput("an analysis takes a relation (a DataFrame), not a command")
         return opened
-
-    @staticmethod
-    async def _unary(call: GatewayCall, method: str, payload: bytes) -> bytes:
-        upstream = call.upstream
-        try:
-            response: bytes = await upstream.unary(method)(payload, metadata=upstream.metadata, timeout=call.timeout())
-        except grpc.aio.AioRpcError as exc:
-            raise UpstreamError(exc) from None
-        return response
-
-    @staticmethod
-    async def _stream(call: GatewayCall, method: str, payload: bytes) -> AsyncIterator[bytes]:
-        """The driver's answers as they come, secrets masked: never decoded."""
-        upstream = call.upstream
-        answers = upstream.stream(method)(payload, metadata=upstream.metadata, timeout=call.timeout())
-        secrets = call.secrets
-        try:
-            async for chunk in answers:
-                yield mask(chunk, secrets)
-        except grpc.aio.AioRpcError as exc:
-            raise UpstreamError(exc) from None
-        finally:
-            answers.cancel()  # the client went away or failed: stop reading (no-op when done)
 
     # -- ExecutePlan --------------------------------------------------------------------
 
@@ -177,7 +130,7 @@ class SparkConnectGateway:
                 identify(request, call.principal.id)
                 if listing is None:
                     if _reattachable(request):
-                        async for chunk in self._stream(call, "ExecutePlan", request.SerializeToString()):
+                        async for chunk in forward.stream(call, "ExecutePlan", request.SerializeToString()):
                             yield chunk
                         return
                     async for chunk in self._unattached(call, request):
@@ -198,7 +151,7 @@ class SparkConnectGateway:
             request.operation_id = str(uuid.uuid4())  # Spark would make one up: ours can be named
         complete = False
         try:
-            async for chunk in self._stream(call, "ExecutePlan", request.SerializeToString()):
+            async for chunk in forward.stream(call, "ExecutePlan", request.SerializeToString()):
                 yield chunk
             complete = True
         finally:
@@ -229,7 +182,7 @@ class SparkConnectGateway:
         kept = [o for o in request.request_options if not o.HasField("reattach_options")]
         del request.request_options[:]
         request.request_options.extend(kept)
-        answers = [chunk async for chunk in self._stream(call, "ExecutePlan", request.SerializeToString())]
+        answers = [chunk async for chunk in forward.stream(call, "ExecutePlan", request.SerializeToString())]
         last: base_pb2.ExecutePlanResponse | None = None
         for chunk in filter_rows(answers, keep):
             yield chunk
@@ -253,7 +206,7 @@ class SparkConnectGateway:
                 session_id=request.session_id, statement=f"reattach to operation {request.operation_id}"
             )
             identify(request, call.principal.id)
-            async for chunk in self._stream(call, "ReattachExecute", request.SerializeToString()):
+            async for chunk in forward.stream(call, "ReattachExecute", request.SerializeToString()):
                 yield chunk
 
     # -- AnalyzePlan --------------------------------------------------------------------
@@ -264,7 +217,7 @@ class SparkConnectGateway:
             session_id = call.own_session(request.session_id)
             hold = await call.hold(session_id)  # the answer (a schema) must be of what was judged
             identify(request, call.principal.id)  # as sent to the driver: it changes no plan in it
-            answer = Withheld(lambda: self._unary(call, "AnalyzePlan", request.SerializeToString()))
+            answer = Withheld(lambda: forward.unary(call, "AnalyzePlan", request.SerializeToString()))
             governor = Governor(call, session_id, alone=hold.alone)
             try:
                 with call.governing():
@@ -313,7 +266,7 @@ class SparkConnectGateway:
             # A change of settings (the time zone, ANSI mode) changes how statements analyse: alone.
             lease = await call.lease(session_id, exclusive=True) if keys else None
             try:
-                answer = await self._unary(call, "Config", request.SerializeToString())
+                answer = await forward.unary(call, "Config", request.SerializeToString())
             finally:
                 if lease is not None:
                     lease.release()
@@ -357,94 +310,7 @@ class SparkConnectGateway:
             return scrub_bytes(base_pb2.AddArtifactsResponse, answer, call.scrub)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    # -- the calls about one's own session ----------------------------------------------
-
-    async def release_execute(self, data: bytes, context: Context) -> bytes:
-        """A release of the responses up to one the client has read is acknowledged here, once
-        the caller is verified, and not passed on. PySpark sends one per result chunk: passed on
-        (with a route and a record each), they cost a large result as much as its data did.
-        The driver needs none of them: it drops what it sent beyond its retry buffer by itself
-        (``observerRetryBufferSize``), and ``release_all``, passed on as the other calls about
-        one's own operations are, frees the rest when the client is done."""
-        try:
-            request = self._decode(base_pb2.ReleaseExecuteRequest, data)
-            session_id_of(request.session_id)
-        except InvalidInput:
-            request = None  # the full path refuses it, in its own words
-        if request is None or request.WhichOneof("release") != "release_until":
-            answer: bytes = await self._release_passed_on(data, context)
-            return answer
-        await self._runner.authenticate("ReleaseExecute", context)
-        acknowledged = base_pb2.ReleaseExecuteResponse(session_id=request.session_id, operation_id=request.operation_id)
-        return acknowledged.SerializeToString()  # type: ignore[no-any-return]
-
-    def _session_call(self, rpc: str) -> Any:
-        request_type, answer_type = _SESSION_CALLS[rpc]
-
-        audited = rpc != "ReleaseExecute"
-        start_driver = rpc not in _ANSWERED_WITHOUT_DRIVER
-
-        async def handle(data: bytes, context: Context) -> bytes:
-            async with self._runner.call(rpc, context, audited=audited, start_driver=start_driver) as call:
-                request = self._decode(request_type, data)
-                if rpc == "ReleaseSession" or not call.has_driver:
-                    # Never refused for the number of sessions, nor counted: it ends one, or it is
-                    # answered for a driver that is not running, where no session can be.
-                    session_id_of(request.session_id)
-                else:
-                    call.own_session(request.session_id)
-                if rpc == "CloneSession":
-                    # A new session: named by the client, or made up here (Spark would make one up unseen).
-                    if not request.HasField("new_session_id"):
-                        request.new_session_id = str(uuid.uuid4())
-                    call.own_session(request.new_session_id, "new_session_id")
-                call.record.fields.update(session_id=request.session_id, statement=_about(rpc, request))
-                if rpc == "ReleaseSession":
-                    call.verdicts.forget(call.principal.id, request.session_id)
-                    call.sessions.forget(call.principal.id, request.session_id)
-                if not call.has_driver:
-                    call.record.fields.update(statement=f"{_about(rpc, request)} (no driver running: nothing to do)")
-                    return _answer_for_nothing(answer_type, request)
-                identify(request, call.principal.id)
-                # One that could cut short the gateway's own checks in the session waits for them.
-                lease = await call.check(request.session_id, cutting=True) if rpc in _CUTTING else None
-                try:
-                    answer = await self._unary(call, rpc, request.SerializeToString())
-                finally:
-                    if lease is not None:
-                        lease.release()
-                if rpc == "FetchErrorDetails":
-                    return error_details(answer, call.scrub)
-                return scrub_bytes(answer_type, answer, call.scrub)
-            raise AssertionError("unreachable")  # pragma: no cover
-
-        handle.__name__ = rpc
-        return handle
-
 
 def _reattachable(request: base_pb2.ExecutePlanRequest) -> bool:
     options = request.request_options
     return any(o.HasField("reattach_options") and o.reattach_options.reattachable for o in options)
-
-
-def _answer_for_nothing(answer_type: type[Any], request: Any) -> bytes:
-    """The answer to a call about a session on a driver that is not running: nothing was
-    interrupted, released or found. It names the caller's session, as PySpark checks."""
-    answer = answer_type(session_id=request.session_id)
-    if answer_type is base_pb2.ReleaseExecuteResponse:
-        answer.operation_id = request.operation_id
-    return answer.SerializeToString()  # type: ignore[no-any-return]
-
-
-def _about(rpc: str, request: Any) -> str:
-    if rpc == "Interrupt":
-        kind = request.WhichOneof("interrupt")
-        which = base_pb2.InterruptRequest.InterruptType.Name(request.interrupt_type)
-        return f"interrupt {which} {getattr(request, kind) if kind else ''}".strip()
-    if rpc in ("ReleaseExecute",):
-        return f"release operation {request.operation_id}"
-    if rpc == "FetchErrorDetails":
-        return f"error details {request.error_id}"
-    if rpc == "ArtifactStatus":
-        return f"artifact status: {', '.join(request.names)[:500]}"
-    return rpc
