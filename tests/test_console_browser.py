@@ -260,6 +260,11 @@ async def test_an_admin_sees_everyones_and_can_stop_anyones_driver(world: World)
     assert f"Driver {omar_driver} is stopped." in await page.get_by_role("status").inner_text()
     assert world.app.drivers.current("omar") is None
     assert world.app.drivers.current("nina") is not None
+    ended = await page.get_by_role("region", name="Ended lately").inner_text()
+    assert omar_driver in ended and "omar" in ended and "stopped in the web console by root" in ended, ended
+    theirs = await signed_in(world, "nina")  # why omar's driver ended is omar's (and an admin's) to see
+    assert omar_driver not in await text_of(theirs)
+    await theirs.context.close()
     stopped = world.records("root", "console.stop_driver")[-1]
     assert (stopped.outcome, stopped.decision, stopped.rule) == ("ok", "allowed", "roles.admin.actions")
     await page.context.close()
@@ -273,6 +278,9 @@ async def test_stopping_your_driver_and_signing_out(world: World) -> None:
     assert f"Driver {driver} is stopped." in await page.get_by_role("status").inner_text()
     assert world.app.drivers.get(driver) is None
     assert driver not in await page.get_by_role("region", name="Drivers").inner_text()
+    # Below the running ones, why hers ended: what her sessions and notebooks were told.
+    ended = await page.get_by_role("region", name="Ended lately").inner_text()
+    assert driver in ended and "stopped in the web console by nina" in ended, ended
     stopped = world.records("nina", "console.stop_driver")[-1]
     assert (stopped.outcome, stopped.via, stopped.rule, stopped.auth) == ("ok", "console", "owner", "token")
 

@@ -845,6 +845,20 @@ def test_the_fleet_keeps_why_each_recent_driver_ended() -> None:
     assert [endings.get(d) is not None for d in ("drv-b", "drv-c", "drv-x")] == [True, True, False]
 
 
+def test_the_console_lists_whose_drivers_ended_newest_first() -> None:
+    from spark_mcp.drivers.endings import DriverEndings
+
+    endings = DriverEndings()
+    endings.note("drv-1", "idle", at=1, owner="user:nina", principal="nina")
+    endings.note("drv-2", "lost", at=3, owner="session:ses_1", principal="nina")
+    endings.note("drv-3", "idle", at=2, owner="user:omar", principal="omar")
+    endings.note("drv-4", "stopped", at=4, owner="group:analyst")  # shared by a role: no principal
+    endings.note("drv-5", "stopped", at=5)  # a spare of the warm pool: served nobody
+    ids = [[e.driver_id for e in endings.recent(who, limit)] for who, limit in (("nina", 5), ("omar", 5), (None, 3))]
+    assert ids == [["drv-2", "drv-1"], ["drv-3"], ["drv-4", "drv-2", "drv-3"]]
+    assert endings.recent("nobody", 5) == []
+
+
 def test_the_gateway_explains_a_dataframe_under_a_limit_of_nothing_and_sql_text_as_it_is() -> None:
     from pyspark.sql.connect.proto import relations_pb2
 

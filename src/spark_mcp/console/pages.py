@@ -19,6 +19,7 @@ from spark_mcp.console.core import Console, ConsoleProblem, Login
 from spark_mcp.state.tokens import IssuedToken, TokenStore
 
 JOBS_SHOWN = 50
+ENDED_SHOWN = 5  # drivers that ended lately, and why
 EXPIRY_CHOICES = (("1d", "1 day"), ("7d", "7 days"), ("30d", "30 days"), ("90d", "90 days"), ("never", "never"))
 
 
@@ -31,6 +32,7 @@ async def overview(console: Console, request: Request) -> Response:
         title="Drivers, sessions and jobs",
         nav="overview",
         drivers=source.drivers(login.app, scope),
+        ended=source.ended_drivers(login.app, scope, ENDED_SHOWN),
         sessions=source.sessions(login.app, scope),
         jobs=source.jobs(login.app, scope, JOBS_SHOWN),
         now=time.time(),

@@ -108,18 +108,39 @@ def _uses(app: App, driver: Driver, principal: str) -> bool:
     return driver.owner is not None and any(s.principal == principal for s in app.sessions.on_driver(driver))
 
 
+def _owner_label(owner: str | None, principal: str | None) -> str:
+    kind, _, name = (owner or "").partition(":")
+    if owner is None:
+        return "warm pool"
+    if kind == "group":
+        return f"role {name}"
+    return principal or name
+
+
+@dataclass(frozen=True)
+class EndedDriverView:
+    """A driver that ended lately, and why: what its sessions and gateway clients were told."""
+
+    id: str
+    owner: str
+    ended_at: float
+    reason: str
+
+
+def ended_drivers(app: App, principal: str | None, limit: int) -> list[EndedDriverView]:
+    """The last ``limit`` drivers of ``principal`` (None: of everyone) that ended, newest first."""
+    return [
+        EndedDriverView(e.driver_id, _owner_label(e.owner, e.principal), e.at, e.reason)
+        for e in app.drivers.endings.recent(principal, limit)
+    ]
+
+
 def _driver_view(driver: Driver) -> DriverView:
-    kind, _, name = (driver.owner or "").partition(":")
-    if driver.owner is None:
-        owner = "warm pool"
-    elif kind == "group":
-        owner = f"role {name}"
-    else:
-        owner = driver.principal or name
+    kind, _, _ = (driver.owner or "").partition(":")
     return DriverView(
         id=driver.id,
         principal=driver.principal if kind in ("user", "session") else None,
-        owner=owner,
+        owner=_owner_label(driver.owner, driver.principal),
         state=driver.state.value,
         profile=driver.profile,
         engine=driver.engine,

@@ -301,7 +301,7 @@ class Fleet:
         if driver is None:
             raise DriverError(f"no running driver {driver_id}")
         self.warm.claim(driver.id)  # a spare being stopped is no longer anyone's to take
-        self.endings.note(driver.id, reason)
+        self.endings.note(driver.id, reason, owner=driver.owner, principal=driver.principal)
         if driver.state is DriverState.READY:
             driver.state = DriverState.STOPPING
             await self._hooks.retire(driver, reason)
@@ -402,7 +402,8 @@ class Fleet:
         with self._guard:
             self._all.pop(driver.id, None)
         code = driver.exit_code
-        self.endings.note(driver.id, "it stopped unexpectedly" + (f", exit code {code}" if code is not None else ""))
+        why = "it stopped unexpectedly" + (f", exit code {code}" if code is not None else "")
+        self.endings.note(driver.id, why, owner=driver.owner, principal=driver.principal)
         with contextlib.suppress(Exception):
             self._store.delete(driver.id)
         self._hooks.on_lost(driver)
