@@ -430,6 +430,11 @@ EXPECTED: dict[str, tuple[str, Expect]] = {
     "show_procedures": ("SHOW PROCEDURES is metadata", Expect(K.METADATA, ("spark_catalog.default.*",))),
     "use_namespace": ("USE reads the namespace", Expect(K.METADATA, ("spark_catalog.default.*",))),
     "use_namespace_v2": ("USE of a v2 namespace reads it", Expect(K.METADATA, ("dj.app.*",))),
+    "use_database": ("USE DATABASE reads the namespace, as USE does", Expect(K.METADATA, ("spark_catalog.sales.*",))),
+    "use_schema_unreadable": (
+        "USE SCHEMA of a name Spark prints ambiguously is not read",
+        Expect(K.METADATA, dangers=(D.UNANALYSABLE,)),
+    ),
     "set_catalog": ("SET CATALOG is metadata", Expect(K.METADATA)),
     "explain_nested": ("a nested EXPLAIN is unknown", Expect(K.UNKNOWN, dangers=(D.UNKNOWN_NODE,))),
     # --- the dangerous surface as statements -------------------------------------------------

@@ -24,7 +24,7 @@ from spark_mcp.spark.inspect.names import (
 )
 from spark_mcp.spark.inspect.tree import Node
 from spark_mcp.spark.inspect.vocabulary import RELATION_NODES, RESOLVED_NODES, Role, Rule, Target
-from spark_mcp.statement import DangerKind, TableName
+from spark_mcp.statement import SESSION_CATALOG, DangerKind, TableName
 
 _D = DangerKind
 
@@ -100,11 +100,34 @@ def targets(
                 facts.danger(_D.UNANALYSABLE, "cannot read the new name of the renamed table")
             else:
                 found.update(renamed)
+    elif rule.target is Target.NAMESPACE:
+        namespace = _set_namespace(root)
+        if namespace is None:
+            facts.danger(_D.UNANALYSABLE, "cannot read the namespace of USE DATABASE; write USE <namespace>")
+        else:
+            found.add(namespace)
     elif rule.target is Target.HIVE_CTAS:
         hive = re.match(r"CreateHiveTableAsSelectCommand \[Database: (?P<db>\w+), TableName: (?P<t>\w+)\]", root.text)
         if hive:
             found.add(TableName.of("spark_catalog", hive.group("db"), hive.group("t")))
     return found
+
+
+# USE DATABASE|SCHEMA|NAMESPACE ns prints the namespace as written, its parts unquoted and
+# joined by ", " (so a part holding ", " or "]" cannot be told apart): only a plain name is read.
+_SET_NAMESPACE = re.compile(r"SetNamespaceCommand \[(?P<name>[A-Za-z0-9_]+)\]")
+
+
+def _set_namespace(root: Node) -> TableName | None:
+    """The namespace ``USE DATABASE ns`` moves to, as a read of everything in it (as ``USE ns``).
+
+    Spark resolves it in the session's current catalog, which it does not print. spark-mcp's
+    drivers have one catalog, the session catalog: a driver setting cannot add one
+    (``config.spark_conf`` allows no ``spark.sql.catalog.*`` key), and ``SET CATALOG`` to any
+    other name fails. A namespace of more than one part, which the session catalog cannot
+    have, is not read."""
+    match = _SET_NAMESPACE.fullmatch(root.head)
+    return TableName.of(SESSION_CATALOG, match.group("name"), "*") if match else None
 
 
 def _second_names(root: Node, first: TableName, analyzed: str, facts: Facts) -> set[TableName]:

@@ -124,6 +124,7 @@ class Target(Enum):
     MERGE = "merge"  # relations under every child but the last (MERGE: the last is the source)
     ANYWHERE = "anywhere"  # every qualified quoted identifier (where literals precede the target)
     HIVE_CTAS = "hive_ctas"  # CreateHiveTableAsSelectCommand's [Database: d, TableName: t]
+    NAMESPACE = "namespace"  # SetNamespaceCommand's [ns]: USE DATABASE|SCHEMA|NAMESPACE ns
     NONE = "none"  # no table
 
 
@@ -219,6 +220,7 @@ def _rules() -> dict[str, Rule]:
         "DescribeNamespace SetCatalogAndNamespace ShowNamespacesCommand ShowProceduresCommand",
         Rule(_K.METADATA, Target.RESOLVED, role=Role.READ),
     )
+    add("SetNamespaceCommand", Rule(_K.METADATA, Target.NAMESPACE, role=Role.READ))
     add(
         "ShowCatalogsCommand ShowCurrentNamespaceCommand ShowFunctionsCommand DescribeFunctionCommand "
         "ShowCollationsCommand SetCatalogCommand",
