@@ -116,6 +116,28 @@ async def test_the_dataframe_api_works_through_the_gateway(clients: dict[str, Sp
     assert out["localCheckpoint"] == (5, 125)
 
 
+def _namespaces(spark: SparkSession) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    spark.sql("USE DATABASE tpch")  # as ibis moves to a table's namespace for a while...
+    out["in tpch"] = (spark.catalog.currentDatabase(), spark.table("nation").count())
+    spark.sql("USE SCHEMA default")  # ...and back to the one the session started in
+    out["back"] = spark.catalog.currentDatabase()
+    spark.sql("USE NAMESPACE sales")
+    spark.sql("USE default")
+    out["refused"] = str(failure(lambda: spark.sql("USE SCHEMA hr")))
+    out["after"] = spark.catalog.currentDatabase()
+    return out
+
+
+async def test_use_database_schema_and_namespace_move_within_the_policy(clients: dict[str, SparkSession]) -> None:
+    # USE DATABASE|SCHEMA|NAMESPACE x is another plan than USE x (SetNamespaceCommand), which the
+    # checker once did not know: ibis, which moves to a table's namespace and back, failed.
+    out = await off_loop(lambda: _namespaces(clients["alice"]))
+    assert out["in tpch"] == ("tpch", 25)
+    assert out["back"] == out["after"] == "default"  # alice reads nothing there, but every session starts there
+    assert "alice may not read spark_catalog.hr.*: denied by role analyst (hr.*)" in out["refused"], out["refused"]
+
+
 def _writes(spark: SparkSession) -> list[int]:
     nation = spark.table("tpch.nation")
     spark.sql("CREATE NAMESPACE IF NOT EXISTS staging")

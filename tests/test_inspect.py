@@ -428,7 +428,7 @@ EXPECTED: dict[str, tuple[str, Expect]] = {
     "show_system_functions": ("SHOW SYSTEM FUNCTIONS is metadata", Expect(K.METADATA)),
     "show_collations": ("SHOW COLLATIONS is metadata", Expect(K.METADATA)),
     "show_procedures": ("SHOW PROCEDURES is metadata", Expect(K.METADATA, ("spark_catalog.default.*",))),
-    "use_namespace": ("USE reads the namespace", Expect(K.METADATA, ("spark_catalog.default.*",))),
+    "use_namespace": ("USE of the namespace every session starts in reads nothing", Expect(K.METADATA)),
     "use_namespace_v2": ("USE of a v2 namespace reads it", Expect(K.METADATA, ("dj.app.*",))),
     "use_database": ("USE DATABASE reads the namespace, as USE does", Expect(K.METADATA, ("spark_catalog.sales.*",))),
     "use_schema_unreadable": (

@@ -110,7 +110,18 @@ def targets(
         hive = re.match(r"CreateHiveTableAsSelectCommand \[Database: (?P<db>\w+), TableName: (?P<t>\w+)\]", root.text)
         if hive:
             found.add(TableName.of("spark_catalog", hive.group("db"), hive.group("t")))
+    if root.name in _USE and _STARTING_NAMESPACE in found:
+        # A USE reads its namespace so that it tells nothing of one the caller may not see
+        # (it fails where none exists). Every session starts in the session catalog's
+        # ``default``, which always exists: going back to it tells nothing, and tools that
+        # move to a namespace and back (ibis) must not fail there.
+        found.discard(_STARTING_NAMESPACE)
+        facts.note("USE of the namespace every session starts in (spark_catalog.default) reads nothing")
     return found
+
+
+_USE = frozenset({"SetCatalogAndNamespace", "SetNamespaceCommand"})
+_STARTING_NAMESPACE = TableName.of(SESSION_CATALOG, "default", "*")
 
 
 # USE DATABASE|SCHEMA|NAMESPACE ns prints the namespace as written, its parts unquoted and
