@@ -44,6 +44,9 @@ from spark_mcp.statement import Danger, DangerKind, StatementFacts, StatementKin
 _K = StatementKind
 _D = DangerKind
 _TWO_HUMPS = re.compile(r"[A-Z][a-z0-9]+[A-Z][A-Za-z0-9]*$")
+# The schema header's first column when it is named like a call, as ibis names its columns
+# ("CountStar(t): bigint"): no node prints its name, arguments in parentheses, then ": ".
+_HEADER_CALL = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\([^\n]*\): ")
 _CHILD = re.compile(r"[:+]- '")  # a root's direct child in a parsed plan
 _RENAMED_TO = re.compile(r"'RenameTable \[(?P<parts>[^\]]*)\]")
 
@@ -124,7 +127,7 @@ def read_plan(text: str, builtins: frozenset[str]) -> StatementFacts:
     # the reader does not know (a newer Spark), shifted off the root by a multi-line header or
     # literal; a column name or a literal's continuation rarely reads like that.
     for index, line in enumerate(lines):
-        if index == root_at or PREFIX.match(line):
+        if index == root_at or PREFIX.match(line) or (index < root_at and _HEADER_CALL.match(line)):
             continue
         name = node_name(line)
         if name and name not in KNOWN and _TWO_HUMPS.match(name):
