@@ -126,6 +126,10 @@ def _namespaces(spark: SparkSession) -> dict[str, Any]:
     spark.sql("USE default")
     out["refused"] = str(failure(lambda: spark.sql("USE SCHEMA hr")))
     out["after"] = spark.catalog.currentDatabase()
+    spark.catalog.setCurrentDatabase("tpch")  # the catalog API alike
+    spark.catalog.setCurrentDatabase("default")
+    out["api"] = spark.catalog.currentDatabase()
+    out["api refused"] = str(failure(lambda: spark.catalog.setCurrentDatabase("hr")))
     return out
 
 
@@ -134,8 +138,9 @@ async def test_use_database_schema_and_namespace_move_within_the_policy(clients:
     # checker once did not know: ibis, which moves to a table's namespace and back, failed.
     out = await off_loop(lambda: _namespaces(clients["alice"]))
     assert out["in tpch"] == ("tpch", 25)
-    assert out["back"] == out["after"] == "default"  # alice reads nothing there, but every session starts there
+    assert out["back"] == out["after"] == out["api"] == "default"  # alice reads nothing there, but it is the start
     assert "alice may not read spark_catalog.hr.*: denied by role analyst (hr.*)" in out["refused"], out["refused"]
+    assert "alice may not read anything in spark_catalog.hr: denied by role analyst" in out["api refused"]
 
 
 def _writes(spark: SparkSession) -> list[int]:

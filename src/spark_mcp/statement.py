@@ -51,6 +51,9 @@ class DangerKind(StrEnum):
 # Spark's built-in catalog: an unqualified or two-part name resolves there (Sail names its own
 # alike, so policy patterns mean the same on both engines).
 SESSION_CATALOG = "spark_catalog"
+# The namespace of the session catalog every Spark session starts in; it always exists, so
+# moving back to it (USE, setCurrentDatabase) tells nothing.
+STARTING_NAMESPACE = "default"
 
 
 @dataclass(frozen=True, order=True)

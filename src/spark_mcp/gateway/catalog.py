@@ -33,7 +33,7 @@ from spark_mcp.gateway.listings import table_visible
 from spark_mcp.policy import SESSION_CATALOG
 from spark_mcp.spark.analyze import Analysis
 from spark_mcp.spark.wire.requests import name_parts, quoted, table_relation
-from spark_mcp.statement import Danger, DangerKind, StatementFacts, StatementKind, TableName
+from spark_mcp.statement import STARTING_NAMESPACE, Danger, DangerKind, StatementFacts, StatementKind, TableName
 
 RowFilter = Callable[[dict[str, Any]], bool]
 
@@ -76,7 +76,8 @@ async def govern_catalog(governor: Governor, catalog: catalog_pb2.Catalog) -> Ro
         return lambda row: governance.visible(principal, str(row.get("name")))
     if op in _NAMESPACES:
         governance.require(principal, "catalog.read")
-        _visible(governor, call.db_name)
+        if not (op == "set_current_database" and _starting(call.db_name)):
+            _visible(governor, call.db_name)  # back to where the session started tells nothing (as USE)
         return None
     if op == "set_current_catalog":
         governance.require_visible(principal, call.catalog_name)
@@ -111,6 +112,11 @@ def _table_name(call: Any) -> str:
     parts = name_parts(call.table_name)
     db_name = getattr(call, "db_name", "")
     return quoted([*name_parts(db_name), *parts] if db_name else parts)
+
+
+def _starting(db_name: str) -> bool:
+    parts = [p.lower() for p in name_parts(db_name)]
+    return parts in ([STARTING_NAMESPACE], [SESSION_CATALOG, STARTING_NAMESPACE])
 
 
 def _visible(governor: Governor, db_name: str) -> None:

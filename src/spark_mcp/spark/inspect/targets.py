@@ -24,7 +24,7 @@ from spark_mcp.spark.inspect.names import (
 )
 from spark_mcp.spark.inspect.tree import Node
 from spark_mcp.spark.inspect.vocabulary import RELATION_NODES, RESOLVED_NODES, Role, Rule, Target
-from spark_mcp.statement import SESSION_CATALOG, DangerKind, TableName
+from spark_mcp.statement import SESSION_CATALOG, STARTING_NAMESPACE, DangerKind, TableName
 
 _D = DangerKind
 
@@ -121,7 +121,7 @@ def targets(
 
 
 _USE = frozenset({"SetCatalogAndNamespace", "SetNamespaceCommand"})
-_STARTING_NAMESPACE = TableName.of(SESSION_CATALOG, "default", "*")
+_STARTING_NAMESPACE = TableName.of(SESSION_CATALOG, STARTING_NAMESPACE, "*")
 
 
 # USE DATABASE|SCHEMA|NAMESPACE ns prints the namespace as written, its parts unquoted and
