@@ -1,4 +1,4 @@
-"""Notebooks pin their own PySpark: older Spark Connect clients through the gateway.
+"""Notebooks pin their own PySpark, and use libraries built on it: other clients through the gateway.
 
 A team's notebooks and IDEs do not upgrade in step with the server. Each release here runs
 ``tests/fixtures/other_client.py`` in a virtual environment of its own (made with uv under
@@ -7,6 +7,9 @@ driver of this project's Spark. Whatever the release, the same work must come ba
 does with today's client, and the same refusals must hold: a denied table by name, by SQL
 and in a join; its schema; a Python UDF; a write without write rights; a setting outside
 the harmless list.
+
+ibis, a dataframe library many analysts use over PySpark, runs ``tests/fixtures/ibis_client.py``
+the same way, in an environment with this project's own PySpark release.
 """
 
 from __future__ import annotations
@@ -43,12 +46,17 @@ RELEASES = {
     "4.1.3": ["pyspark-client==4.1.3"],
     "4.2.0": ["pyspark-client==4.2.0"],
 }
+# ibis with this project's PySpark (pyspark-client has no release of it): uv's cache has it.
+IBIS = "ibis-10.5.0"
+ENVIRONMENTS = {**RELEASES, IBIS: ["ibis-framework[pyspark]==10.5.0", f"pyspark[connect]=={pyspark.__version__}"]}
+IBIS_SCRIPT = REPO / "tests" / "fixtures" / "ibis_client.py"
 DENIED = "alice may not read spark_catalog.hr.salaries: denied by role analyst (hr.*)"
 
 
 def client_environment(release: str) -> Path:
-    """The Python of a virtual environment holding PySpark ``release``, made once with uv."""
-    folder = Path(os.environ.get("SPARK_MCP_CLIENTS_DIR", REPO / ".cache" / "clients")) / f"pyspark-{release}"
+    """The Python of a virtual environment holding PySpark ``release`` (or ibis), made once with uv."""
+    name = release if release == IBIS else f"pyspark-{release}"
+    folder = Path(os.environ.get("SPARK_MCP_CLIENTS_DIR", REPO / ".cache" / "clients")) / name
     python = folder / "bin" / "python"
     if python.exists():
         return python
@@ -58,7 +66,7 @@ def client_environment(release: str) -> Path:
     shutil.rmtree(partial, ignore_errors=True)
     subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(partial)], check=True)
     subprocess.run(
-        [uv, "pip", "install", "-q", "--python", str(partial / "bin" / "python"), *RELEASES[release]], check=True
+        [uv, "pip", "install", "-q", "--python", str(partial / "bin" / "python"), *ENVIRONMENTS[release]], check=True
     )
     partial.rename(folder)  # only a complete environment counts next time
     return python
@@ -71,7 +79,7 @@ async def gateway(app: App, tmp_path_factory: pytest.TempPathFactory) -> AsyncIt
     server = app.config.server.model_copy(update={"tls_cert": cert, "tls_key": key})
     config = app.config.model_copy(update={"gateway": GatewayConfig(port=0), "server": server})
     async with running_gateway(config, lambda: app) as running:
-        yield TlsGateway(running.port, cert, tokens_for(config, "alice"), app)
+        yield TlsGateway(running.port, cert, tokens_for(config, "alice", "cody"), app)
 
 
 @dataclass
@@ -134,3 +142,32 @@ async def test_an_older_client_works_and_is_governed_the_same(gateway: TlsGatewa
     assert refused(out["write"], "no role of alice grants sql.ddl"), out["write"]
     assert refused(out["conf_denied"], "sets spark.sql.warehouse.dir"), out["conf_denied"]
     assert gateway.tokens["alice"] not in gateway.app.config.audit_path.read_text()
+
+
+async def test_ibis_works_for_a_role_that_may_send_code_and_is_governed_the_same(gateway: TlsGateway) -> None:
+    python = await anyio.to_thread.run_sync(client_environment, IBIS)
+    out: dict[str, Any] = json.loads(await run_client(python, gateway, "cody", str(IBIS_SCRIPT)))
+    worked = {name: step["value"] for name, step in out.items() if "value" in step}
+    assert worked == {
+        "ibis": "10.5.0",
+        "databases": ["sales", "tpch"],  # hr and the namespace cody reads nothing in are not listed
+        "tables": ["customer", "lineitem", "nation", "orders", "part", "partsupp", "region", "supplier"],
+        "schema": ["n_nationkey", "n_name", "n_regionkey", "n_comment"],
+        "head": 3,
+        "count": 25,  # SELECT COUNT(*) AS `CountStar(nation)`: a header the checker once took for a node
+        "grouped": [5, 5, 5, 5, 5],
+        "join": 5,
+        "window": 5,
+        "sql": 3,
+        "memtable": 6,
+        "temp_view": 5,
+        "current_database": "default",  # USE DATABASE tpch, then back: both once refused
+    }, out
+    denied = "cody may not read spark_catalog.hr"
+    assert denied in out["denied_table"]["message"] and denied in out["denied_sql"]["message"], out
+
+    # ibis registers Python UDFs (unwrap_json_str...) before every query: code, for which an
+    # analyst without code.run is refused, with that reason.
+    out = json.loads(await run_client(python, gateway, "alice", str(IBIS_SCRIPT)))
+    assert "(spark_mcp.policy_denied)" in out["count"]["message"], out["count"]
+    assert "a Python UDF unwrap_json" in out["count"]["message"] and "code.run" in out["count"]["message"]
