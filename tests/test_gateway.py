@@ -243,6 +243,26 @@ async def test_listings_show_only_what_the_caller_may_read(gateway: Gateway) -> 
     assert listed and {(r.decision, r.kind) for r in listed} == {("allowed", "metadata")}
 
 
+async def test_a_listing_inside_a_plan_counts_and_shows_only_what_the_caller_may_read(gateway: Gateway) -> None:
+    from pyspark.sql.connect.dataframe import DataFrame
+    from pyspark.sql.connect.plan import CacheTable, ListDatabases, ListTables
+
+    alice = await off_loop(lambda: gateway.client("alice"))
+    # What a JVM client sends for spark.catalog().listTables("tpch").count() or .show(): the
+    # catalog call inside another relation. Its rows are filtered before anything counts them.
+    tables = DataFrame(ListTables("tpch"), alice)
+    assert await off_loop(lambda: tables.filter("isTemporary = false").count()) == 8  # not tpch.secret_codes
+    names = await off_loop(lambda: {r.name for r in tables.filter(tables["isTemporary"] == False).collect()})  # noqa: E712
+    assert "nation" in names and "secret_codes" not in names
+    databases = await off_loop(lambda: {r.name for r in DataFrame(ListDatabases(), alice).limit(100).collect()})
+    assert "tpch" in databases and "hr" not in databases
+    text = await off_loop(lambda: denied(lambda: DataFrame(ListTables("hr"), alice).count()))
+    assert "alice may not read anything in spark_catalog.hr" in text
+    # A catalog call that changes something stays refused inside a plan.
+    text = await off_loop(lambda: denied(lambda: DataFrame(CacheTable("tpch.nation"), alice).limit(1).collect()))
+    assert "a catalog call inside a plan" in text
+
+
 async def test_the_dangerous_surface_is_refused(gateway: Gateway, data_dir: Any) -> None:
     alice = await off_loop(lambda: gateway.client("alice"))
     path = str(data_dir / "secret_codes.parquet")

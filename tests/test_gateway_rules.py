@@ -182,6 +182,33 @@ def test_an_empty_listing_is_still_one_empty_batch() -> None:
         assert batches[0].to_pydict()["name"] == names and batch.row_count == len(names)
 
 
+def test_a_listing_inside_a_plan_becomes_its_kept_rows_from_every_batch() -> None:
+    from spark_mcp.spark.wire.responses import listing_data
+
+    schema = pa.schema([("name", pa.string()), ("isTemporary", pa.bool_())])
+
+    def answer(names: list[str]) -> bytes:
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, schema) as writer:
+            writer.write_table(pa.table({"name": names, "isTemporary": [False] * len(names)}, schema=schema))
+        response = base_pb2.ExecutePlanResponse(session_id="s")
+        response.arrow_batch.data = sink.getvalue().to_pybytes()
+        return bytes(response.SerializeToString())
+
+    done = base_pb2.ExecutePlanResponse(session_id="s")
+    done.result_complete.SetInParent()
+    answers = [answer(["nation", "secret_codes"]), answer(["region"]), done.SerializeToString()]
+    for keep, names in [
+        (lambda row: not row["name"].startswith("secret"), ["nation", "region"]),
+        (None, ["nation", "secret_codes", "region"]),
+        (lambda row: False, []),  # still one (empty) batch, with the schema: a listing of nothing
+    ]:
+        table = pa.ipc.open_stream(listing_data(answers, keep)).read_all()
+        assert table.schema == schema and table.column("name").to_pylist() == names
+    with pytest.raises(ValueError, match="without rows"):
+        listing_data([done.SerializeToString()], None)  # no batch: no schema to stand in for it
+
+
 def test_a_sql_listing_is_filtered_in_the_rows_its_answer_carries() -> None:
     # Spark answers a SQL command with its rows in a local relation, which the client builds on.
     schema = pa.schema([("namespace", pa.string()), ("tableName", pa.string())])

@@ -17,14 +17,19 @@ decided here from its arguments and never analysed first:
   is ``sql.admin``, as for ``df.write``;
 - everything else that changes the catalog or the cache is ``sql.admin``, with the table
   rules on the table it names.
+
+Inside a plan (a JVM client's ``spark.catalog().listTables().show()``, ``.count()``), a
+catalog call that only reads is governed the same way and run first, on its own; its rows,
+filtered, then stand in the plan as data (``inline_listings``), so nothing counts or shows a
+row the caller may not see. One that changes anything stays refused there.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from pyspark.sql.connect.proto import catalog_pb2
+from pyspark.sql.connect.proto import catalog_pb2, relations_pb2
 
 from spark_mcp.gateway.analysis import as_written
 from spark_mcp.gateway.commands import format_dangers, path_dangers, write_target
@@ -33,6 +38,8 @@ from spark_mcp.gateway.listings import table_visible
 from spark_mcp.policy import SESSION_CATALOG
 from spark_mcp.spark.analyze import Analysis
 from spark_mcp.spark.wire.requests import name_parts, quoted, table_relation
+from spark_mcp.spark.wire.responses import listing_data
+from spark_mcp.spark.wire.screen import children
 from spark_mcp.statement import STARTING_NAMESPACE, Danger, DangerKind, StatementFacts, StatementKind, TableName
 
 RowFilter = Callable[[dict[str, Any]], bool]
@@ -50,6 +57,11 @@ _TABLE_READS = frozenset(
     }
 )
 _NAMESPACES = frozenset({"get_database", "database_exists", "set_current_database"})
+_LISTINGS = frozenset({"list_tables", "list_views", "list_databases", "list_catalogs"})
+# Those that only read: the ones a plan may hold (``inline_listings``).
+_READ_ONLY = _PLAIN | _TABLE_READS | _LISTINGS | {"get_database", "database_exists"}
+
+Fetch = Callable[[relations_pb2.Relation], Awaitable[Sequence[bytes]]]  # a relation's answers from the driver
 
 
 async def govern_catalog(governor: Governor, catalog: catalog_pb2.Catalog) -> RowFilter | None:
@@ -106,6 +118,30 @@ async def govern_catalog(governor: Governor, catalog: catalog_pb2.Catalog) -> Ro
         return None
     await _change(governor, op, call)
     return None
+
+
+async def inline_listings(governor: Governor, relation: relations_pb2.Relation, fetch: Fetch) -> bool:
+    """Replace each catalog call inside ``relation`` (not the relation itself) by its rows, as
+    a local relation with the call's plan id; True when any was. Each is governed by
+    ``govern_catalog`` first (a refusal raises) and must only read: one that would change
+    something is left in place, for the screen to refuse."""
+    inlined = False
+    stack = list(children(relation))
+    while stack:
+        message = stack.pop()
+        if not isinstance(message, relations_pb2.Relation) or message.WhichOneof("rel_type") != "catalog":
+            stack.extend(children(message))
+            continue
+        if (message.catalog.WhichOneof("cat_type") or "") not in _READ_ONLY:
+            continue
+        keep = await govern_catalog(governor, message.catalog)
+        data = listing_data(await fetch(message), keep)
+        rows = relations_pb2.Relation()
+        rows.common.CopyFrom(message.common)  # column references by plan id still resolve
+        rows.local_relation.data = data
+        message.CopyFrom(rows)
+        inlined = True
+    return inlined
 
 
 def _table_name(call: Any) -> str:

@@ -8,7 +8,8 @@ only ever reaches its own sessions and operations on its own driver.
 
 =================  ==========================================================================
 ExecutePlan        a relation, SQL command or other command, governed (``govern``,
-                   ``commands``, ``catalog``) before it is passed on; listings filtered
+                   ``commands``, ``catalog``) before it is passed on; listings filtered,
+                   and a listing inside a plan replaced by its filtered rows
 AnalyzePlan        every plan in it governed like a plan to run; the answer scrubbed
 Config             reads answered with secrets redacted; changes only to harmless keys
                    without ``sql.admin`` (``conf``)
@@ -31,6 +32,7 @@ gRPC itself: nothing is forwarded that is not listed here.
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -45,14 +47,14 @@ from spark_mcp.config import GatewayConfig
 from spark_mcp.errors import InvalidInput
 from spark_mcp.gateway import artifacts, conf, forward
 from spark_mcp.gateway.calls import CallRunner, GatewayCall, UpstreamError, Withheld
-from spark_mcp.gateway.catalog import RowFilter, govern_catalog
+from spark_mcp.gateway.catalog import RowFilter, govern_catalog, inline_listings
 from spark_mcp.gateway.commands import govern_command
 from spark_mcp.gateway.govern import Governor
 from spark_mcp.gateway.session_calls import SESSION_CALLS, SessionCalls
 from spark_mcp.scope_gate import changes_scope
 from spark_mcp.spark.analyze import Analysis
 from spark_mcp.spark.wire.messages import M, decode, open_plan
-from spark_mcp.spark.wire.requests import identify, interrupt_request
+from spark_mcp.spark.wire.requests import execute_request, identify, interrupt_request
 from spark_mcp.spark.wire.responses import filter_rows, scrub_bytes
 from spark_mcp.statement import Danger, DangerKind, StatementFacts, StatementKind
 
@@ -115,6 +117,11 @@ class SparkConnectGateway:
                         if opened.WhichOneof("rel_type") == "catalog":
                             listing = await govern_catalog(governor, opened.catalog)
                         else:
+                            fetch = functools.partial(self._fetch, call, session_id)
+                            if await inline_listings(governor, opened, fetch) and request.plan.HasField(
+                                "compressed_operation"
+                            ):
+                                request.plan.root.CopyFrom(opened)  # a compressed plan was opened into a copy
                             governor.enforce(await governor.relation(opened))
                     else:
                         verdict = await govern_command(governor, opened)
@@ -142,6 +149,14 @@ class SparkConnectGateway:
                 hold.release()
                 if governor.changes_session:
                     call.verdicts.forget(call.principal.id, session_id)
+
+    @staticmethod
+    async def _fetch(call: GatewayCall, session_id: str, relation: relations_pb2.Relation) -> list[bytes]:
+        """``relation``'s answers, run in the caller's session as the gateway's own operation."""
+        payload = execute_request(
+            relation, session_id=session_id, user_id=call.principal.id, operation_id=str(uuid.uuid4())
+        )
+        return [chunk async for chunk in forward.stream(call, "ExecutePlan", payload)]
 
     async def _unattached(self, call: GatewayCall, request: base_pb2.ExecutePlanRequest) -> AsyncIterator[bytes]:
         """A stream no one can reattach to: when its client goes away before the end, the

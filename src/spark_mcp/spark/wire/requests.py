@@ -137,6 +137,14 @@ def create_table_probe(name: str) -> relations_pb2.Relation:
     return sql_relation(f"CREATE TABLE {quoted(name_parts(name))} (c INT)")
 
 
+def execute_request(relation: relations_pb2.Relation, *, session_id: str, user_id: str, operation_id: str) -> bytes:
+    """``relation`` run in the caller's session, as the gateway's own operation (not reattachable)."""
+    request = base_pb2.ExecutePlanRequest(session_id=session_id, client_type=CLIENT_TYPE, operation_id=operation_id)
+    identify(request, user_id)
+    request.plan.root.CopyFrom(relation)
+    return bytes(request.SerializeToString())
+
+
 def explain_sql_request(
     text: str, *, session_id: str, user_id: str, operation_id: str, parameters: relations_pb2.SQL | None = None
 ) -> bytes:

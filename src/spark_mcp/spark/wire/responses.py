@@ -155,9 +155,26 @@ def filter_rows(responses: Sequence[bytes], keep: Callable[[dict[str, Any]], boo
     return out
 
 
+def listing_data(responses: Sequence[bytes], keep: Callable[[dict[str, Any]], bool] | None) -> bytes:
+    """A listing's rows that ``keep`` accepts (None: all), as one Arrow IPC stream: the data of
+    a local relation that stands for the listing inside a plan. ``ValueError`` when the answer
+    holds no Arrow batch (Spark sends one, empty, for a listing of nothing)."""
+    tables = []
+    for data in responses:
+        response = base_pb2.ExecutePlanResponse.FromString(data)
+        if response.HasField("arrow_batch"):
+            tables.append(pa.ipc.open_stream(response.arrow_batch.data).read_all())
+    if not tables:
+        raise ValueError("a listing answered without rows")
+    return _kept_of(pa.concat_tables(tables), keep or (lambda row: True))[1]
+
+
 def _kept(data: bytes, keep: Callable[[dict[str, Any]], bool]) -> tuple[int, bytes]:
     """An Arrow IPC stream with only the rows ``keep`` accepts: how many, and the stream."""
-    table = pa.ipc.open_stream(data).read_all()
+    return _kept_of(pa.ipc.open_stream(data).read_all(), keep)
+
+
+def _kept_of(table: pa.Table, keep: Callable[[dict[str, Any]], bool]) -> tuple[int, bytes]:
     rows = [i for i, row in enumerate(table.to_pylist()) if keep(row)]
     kept = table.take(pa.array(rows, type=pa.int64()))
     sink = pa.BufferOutputStream()
@@ -173,6 +190,7 @@ __all__ = [
     "STATUS_DETAILS",
     "error_info",
     "filter_rows",
+    "listing_data",
     "mask",
     "scrub_bytes",
     "scrub_message",
