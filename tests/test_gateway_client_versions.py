@@ -46,7 +46,7 @@ RELEASES = {
     "4.1.3": ["pyspark-client==4.1.3"],
     "4.2.0": ["pyspark-client==4.2.0"],
 }
-# ibis with this project's PySpark (pyspark-client has no release of it): uv's cache has it.
+# ibis with this project's PySpark (pyspark-client has no release of it).
 IBIS = "ibis-10.5.0"
 ENVIRONMENTS = {**RELEASES, IBIS: ["ibis-framework[pyspark]==10.5.0", f"pyspark[connect]=={pyspark.__version__}"]}
 IBIS_SCRIPT = REPO / "tests" / "fixtures" / "ibis_client.py"
@@ -65,9 +65,10 @@ def client_environment(release: str) -> Path:
     partial = folder.with_name(folder.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(partial)], check=True)
-    subprocess.run(
-        [uv, "pip", "install", "-q", "--python", str(partial / "bin" / "python"), *ENVIRONMENTS[release]], check=True
-    )
+    # --no-cache: PySpark comes as a source distribution, and uv builds it again into a new cache
+    # entry each time (about 1 GB), so a cached build is never reused here and only fills the disk.
+    python_option = ["--python", str(partial / "bin" / "python")]
+    subprocess.run([uv, "pip", "install", "-q", "--no-cache", *python_option, *ENVIRONMENTS[release]], check=True)
     partial.rename(folder)  # only a complete environment counts next time
     return python
 
