@@ -14,8 +14,9 @@ import pytest
 from spark_mcp.config import MANAGED_KEYS, Config, load_config
 from spark_mcp.config.driver_env import env_problem
 from spark_mcp.config.spark_conf import ALLOWED_KEYS, CONNECT_TUNING_KEYS, conf_problem
+from spark_mcp.drivers.command_line import driver_argv, driver_env, managed_settings
 from spark_mcp.drivers.credentials import StagedCredentials
-from spark_mcp.drivers.local import DriverSpec, driver_argv, driver_env, managed_settings
+from spark_mcp.drivers.local import DriverSpec
 from spark_mcp.drivers.profiles import resolve_profiles
 from spark_mcp.errors import ConfigError
 

@@ -43,7 +43,7 @@ from spark_mcp.policy import Policy, load_policies
 from spark_mcp.policy.profiles import unknown_profiles
 from spark_mcp.results import ResultStore
 from spark_mcp.sessions import SessionRegistry
-from spark_mcp.spark.bootstrap import Preparer
+from spark_mcp.spark.bootstrap import Preparer, has_analysis_plugin
 from spark_mcp.spark.connect import load_client, open_session
 from spark_mcp.spark.sail import session_setup as sail_session_setup
 from spark_mcp.state import StateDB
@@ -298,6 +298,7 @@ def prepare_driver(driver: Driver, preparer: Preparer, warm_up: bool = False) ->
             driver.builtin_functions = preparer.builtin_functions(session)
         else:
             driver.builtin_functions = preparer.prepare(session)
+        driver.analysis_plugin = has_analysis_plugin(session)
         if warm_up:
             preparer.warm_up(session)
     finally:
@@ -309,5 +310,6 @@ def probe_driver(driver: Driver, preparer: Preparer) -> None:
     session = open_session(driver, user_id="spark-mcp-bootstrap")
     try:
         driver.builtin_functions = preparer.builtin_functions(session)
+        driver.analysis_plugin = has_analysis_plugin(session)
     finally:
         session.close()

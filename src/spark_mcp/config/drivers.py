@@ -122,6 +122,12 @@ class DriverConfig(FrozenModel):
     class_cache_dir: Path | None = Field(
         default=None, description="the archive's folder (0700); default $XDG_CACHE_HOME or ~/.cache, spark-mcp/jvm"
     )
+    analysis_plugin: bool = Field(
+        default=True,
+        description="load spark-mcp's analysis plugin into local and standalone drivers: the gateway reads a "
+        "relation's plan and its schema in one analysis instead of two; compiled once per install into "
+        "class_cache_dir",
+    )
     spark_conf: dict[str, str] = Field(default_factory=dict, description="extra Spark settings (allowlisted)")
     share: Literal["user", "session", "group"] = Field(
         default="user",

@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-# Set by spark-mcp on every driver (see ``drivers.local.managed_settings``): never by config.
+# Set by spark-mcp on every driver (see ``drivers.command_line.managed_settings``): never by config.
 MANAGED_KEYS = frozenset(
     {
         "spark.connect.grpc.binding.address",
@@ -48,6 +48,9 @@ MANAGED_KEYS = frozenset(
         "spark.task.reaper.threadDump",
         "spark.kerberos.principal",  # from [profiles.NAME.credentials], never from spark_conf
         "spark.kerberos.keytab",
+        # the gateway's analysis plugin (drivers.analysis_plugin)
+        "spark.jars",
+        "spark.connect.extensions.relation.classes",
     }
 )
 

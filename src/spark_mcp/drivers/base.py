@@ -70,6 +70,7 @@ class Driver:
     adopted: bool = False
     spark_version: str = ""
     builtin_functions: frozenset[str] = field(default=frozenset(), repr=False)
+    analysis_plugin: bool = False  # the gateway's analysis plugin answers on it (drivers.analysis_plugin)
     # Statements every new session on this driver runs first: Sail keeps its catalog per
     # session, so the configured datasets are registered in each one (empty for Spark).
     session_setup: tuple[str, ...] = field(default=(), repr=False)
@@ -84,7 +85,7 @@ class Driver:
 
     @property
     def marker(self) -> str:
-        """A string only this driver's command line carries (see ``local.managed_settings``)."""
+        """A string only this driver's command line carries (see ``command_line.managed_settings``)."""
         return f"spark.mcp.driver.id={self.id}"
 
     def touch(self, now: float | None = None) -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import re
 import secrets
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,14 +26,16 @@ import anyio
 import structlog
 
 from spark_mcp.config import Config
+from spark_mcp.drivers.analysis_plugin import AnalysisPluginJar
 from spark_mcp.drivers.base import Driver, DriverState, Lifetime, new_driver_token
 from spark_mcp.drivers.class_cache import ClassCache
+from spark_mcp.drivers.command_line import driver_argv, driver_env
 from spark_mcp.drivers.credentials import StagedCredentials, stage
-from spark_mcp.drivers.environment import check_java, spark_home, spark_version
+from spark_mcp.drivers.environment import check_java, spark_version
 from spark_mcp.drivers.files import drivers_dir, ensure_private_dir, remove_secrets, remove_workdir, write_token
 from spark_mcp.drivers.process import free_loopback_port, is_same_process, process_start_time, spawn, terminate
 from spark_mcp.drivers.profiles import Profile
-from spark_mcp.drivers.stuck_tasks import LOG4J_FILE, task_reaper_settings, write_log_config
+from spark_mcp.drivers.stuck_tasks import write_log_config
 from spark_mcp.errors import DriverStartError
 
 log = structlog.get_logger(__name__)
@@ -53,148 +54,6 @@ class DriverSpec:
     lifetime: Lifetime = Lifetime.SERVER
     metastore_dir: Path | None = None  # None: the in-memory catalog
     principal: str | None = None  # whom it is started for (None: a spare, or a group's driver)
-
-
-def managed_settings(
-    config: Config,
-    *,
-    driver_id: str,
-    port: int,
-    workdir: Path,
-    metastore_dir: Path | None,
-    driver_address: str = "127.0.0.1",
-    java_options: Sequence[str] = (),
-) -> list[tuple[str, str]]:
-    """The settings that carry spark-mcp's invariants. They come last in argv, after anything a
-    config adds, so nothing can undo them (spark-submit keeps the last ``--conf`` of a key);
-    their keys are ``config.spark_conf.MANAGED_KEYS``, which no config may set anyway.
-
-    ``driver_address`` is where Spark's own RPC and block manager listen: loopback, or for a
-    standalone cluster on other hosts the private address its executors reach (the Connect
-    port, which clients use, stays on loopback either way). ``java_options`` are the JVM's own
-    (the class archive's, ``class_cache``)."""
-    if metastore_dir is not None:
-        warehouse = metastore_dir / "warehouse"
-        catalog = [
-            ("spark.sql.catalogImplementation", "hive"),
-            (
-                "spark.hadoop.javax.jdo.option.ConnectionURL",
-                f"jdbc:derby:;databaseName={metastore_dir / 'metastore_db'};create=true",
-            ),
-        ]
-    else:
-        warehouse = workdir / "warehouse"
-        catalog = [("spark.sql.catalogImplementation", "in-memory")]
-    # Spark's own session timeout must not end a session spark-mcp still considers open.
-    session_timeout_s = int(config.limits.session_idle_timeout_s) + 600
-    return [
-        ("spark.connect.grpc.binding.address", "127.0.0.1"),
-        ("spark.connect.grpc.binding.port", str(port)),
-        ("spark.connect.session.manager.defaultSessionTimeout", f"{session_timeout_s}s"),
-        # Spark's own RPC and block manager would otherwise listen on the host's address.
-        ("spark.driver.bindAddress", driver_address),
-        ("spark.driver.host", driver_address),
-        ("spark.ui.enabled", "false"),
-        # ${env:...} substitution would hand the driver's environment, token included, to any SQL.
-        ("spark.sql.variable.substitute", "false"),
-        # format.`/path` reads bypass the table model; EXPLAIN itself opens the file to infer a schema.
-        ("spark.sql.runSQLOnFiles", "false"),
-        # Plans print at most this many fields; past it, a column (and a reflect() call in it) is
-        # omitted from EXPLAIN, which plan inspection must see in full.
-        ("spark.sql.debug.maxToStringFields", "100000"),
-        ("spark.sql.warehouse.dir", str(warehouse)),
-        ("spark.local.dir", str(workdir / "tmp")),
-        # Spark Connect keeps each session's artifacts and cached local relations (client data)
-        # under java.io.tmpdir: in the driver's private folder, not in a world-readable /tmp.
-        (
-            "spark.driver.extraJavaOptions",
-            " ".join(
-                [
-                    f"-Djava.io.tmpdir={workdir / 'tmp'}",
-                    f"-Dderby.system.home={workdir}",
-                    # Spark's own logging, plus the task reaper's log of its own (``stuck_tasks``).
-                    f"-Dlog4j2.configurationFile={workdir / LOG4J_FILE}",
-                    *java_options,
-                ]
-            ),
-        ),
-        *catalog,
-        *task_reaper_settings(config.driver.task_kill_timeout_s),
-        # Lets a server or `spark-mcp drivers` check that a pid is really this driver before signalling it.
-        ("spark.mcp.driver.id", driver_id),
-    ]
-
-
-def driver_argv(
-    config: Config,
-    spec: DriverSpec,
-    *,
-    driver_id: str,
-    port: int,
-    workdir: Path,
-    credentials: StagedCredentials,
-    master: str | None = None,
-    cluster: Sequence[tuple[str, str]] = (),
-    driver_address: str = "127.0.0.1",
-    options: Sequence[str] = (),
-    java_options: Sequence[str] = (),
-) -> list[str]:
-    """The spark-submit command line. It holds no secret: the token travels in the environment.
-
-    ``master`` defaults to ``local[cores]``; ``cluster`` (a standalone driver's executor
-    settings) comes after the profile's settings and before the managed ones; ``options``
-    are spark-submit options (``--properties-file`` of a file holding a secret).
-    """
-    profile = spec.profile
-    conf: list[tuple[str, str]] = sorted(profile.spark_conf.items())
-    if profile.credentials.kerberos_principal and credentials.keytab is not None:
-        conf += [
-            ("spark.kerberos.principal", profile.credentials.kerberos_principal),
-            ("spark.kerberos.keytab", str(credentials.keytab)),
-        ]
-    conf += cluster
-    conf += managed_settings(
-        config,
-        driver_id=driver_id,
-        port=port,
-        workdir=workdir,
-        metastore_dir=spec.metastore_dir,
-        driver_address=driver_address,
-        java_options=java_options,
-    )
-    argv = [
-        str(spark_home() / "bin" / "spark-submit"),
-        *options,
-        "--class",
-        "org.apache.spark.sql.connect.service.SparkConnectServer",
-        "--name",
-        f"spark-mcp-{driver_id}",
-        "--master",
-        master or f"local[{profile.cores}]",
-        "--driver-memory",
-        profile.memory,
-    ]
-    for key, value in conf:
-        argv += ["--conf", f"{key}={value}"]
-    argv.append("spark-internal")
-    return argv
-
-
-def driver_env(
-    config: Config, environ: Mapping[str, str], token: str, credentials: StagedCredentials
-) -> dict[str, str]:
-    env = {
-        k: v for k, v in environ.items() if not k.startswith("SPARK_MCP_") and k != "SPARK_CONNECT_AUTHENTICATE_TOKEN"
-    }
-    env.update(credentials.env)  # allowlisted names only (config.driver_env), secrets included
-    env["SPARK_HOME"] = str(spark_home())
-    env["SPARK_CONNECT_AUTHENTICATE_TOKEN"] = token
-    # Python UDFs (allowed to code.run through the gateway) run in workers of this Python,
-    # which has pyarrow and pandas; PATH's python3 may not. An operator's choice wins.
-    env.setdefault("PYSPARK_PYTHON", sys.executable)
-    if config.driver.java_home:
-        env["JAVA_HOME"] = config.driver.java_home
-    return env
 
 
 def log_excerpt(log_path: Path, *, limit: int = 12) -> str:
@@ -221,6 +80,8 @@ class LocalBackend:
         self._config = config
         self._environ = dict(environ)
         self._classes = ClassCache.for_config(config, self._environ)
+        self._plugin = AnalysisPluginJar.for_config(config, self._environ)
+        self._plugin_jar: Path | None = None
         self._java: Path | None = None
 
     async def start(self, spec: DriverSpec, *, on_launch: OnLaunch | None = None) -> Driver:
@@ -229,6 +90,8 @@ class LocalBackend:
         if java.problem or java.executable is None:
             raise DriverStartError(f"cannot start a Spark driver: {java.problem}. Run `spark-mcp doctor` for details.")
         self._java = java.executable
+        # Compiled once per install (about 3 s), off the event loop.
+        self._plugin_jar = await anyio.to_thread.run_sync(self._plugin.jar, java.executable)
         last_error: DriverStartError | None = None
         for _ in range(_PORT_ATTEMPTS):
             driver = self._launch(spec)
@@ -267,7 +130,7 @@ class LocalBackend:
         java_options = self._classes.java_options(self._java, driver_id, workdir)
         argv = self.argv(
             spec, driver_id=driver_id, port=port, workdir=workdir, credentials=staged, options=options,
-            java_options=java_options,
+            java_options=java_options, plugin_jar=self._plugin_jar,
         )  # fmt: skip
         process = spawn(
             argv,
@@ -313,6 +176,7 @@ class LocalBackend:
         credentials: StagedCredentials,
         options: Sequence[str] = (),
         java_options: Sequence[str] = (),
+        plugin_jar: Path | None = None,
     ) -> list[str]:
         """This backend's command line for a driver of ``spec`` (see ``driver_argv``)."""
         return driver_argv(
@@ -327,6 +191,7 @@ class LocalBackend:
             driver_address=self._driver_address(),
             options=options,
             java_options=java_options,
+            plugin_jar=plugin_jar,
         )
 
     # -- what the standalone backend changes -------------------------------------------------

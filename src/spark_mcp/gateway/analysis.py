@@ -30,6 +30,7 @@ from spark_mcp.spark.analyze import Analysis, from_explain_text, unanalysable
 from spark_mcp.spark.errors import first_line
 from spark_mcp.spark.inspect.names import written_table
 from spark_mcp.spark.sqltext import gate
+from spark_mcp.spark.wire.analysed import analysis_request, split_answer
 from spark_mcp.spark.wire.requests import (
     command_text,
     explain_request,
@@ -54,29 +55,44 @@ class Analyst:
         self.call = call
         self.session_id = session_id
         self.timeout_s = call.app.governance.limits(call.principal).query_timeout_s
+        # The relation of the client's own AnalyzePlan(schema), when the driver's analysis
+        # plugin answers it with the same analysis the gateway reads: then ``schema_answer``.
+        self.schema_of: relations_pb2.Relation | None = None
+        self.schema_answer: bytes | None = None
 
     async def explain(self, relation: relations_pb2.Relation, statement: str) -> tuple[Analysis, UpstreamError | None]:
         """Spark's analysis of ``relation``, and the driver's own error when it failed.
 
-        Explained as ``relation.limit(0)`` (``nothing_of``: analysed alike, not optimized or
-        planned) where it can be; when that fails, the relation itself is explained, so that the
-        error is Spark's own about the client's plan, not about ours."""
-        empty = nothing_of(relation)
-        if empty is not None:
-            try:
-                text = explain_text(await self._explain(empty))
-            except grpc.aio.AioRpcError as exc:
-                if exc.code() in _OUT_OF_REACH:
-                    raise self._not_spark(exc) from None
-                # Spark's error: asked again of the client's own plan, below, to be about it.
-            else:
-                return from_explain_text(statement, text, builtin_functions=self.call.driver.builtin_functions), None
+        Read without optimizing or planning where it can be (``_unplanned``); when that
+        fails, the relation itself is explained, so that the error is Spark's own about the
+        client's plan, not about ours."""
+        try:
+            text = await self._unplanned(relation)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in _OUT_OF_REACH:
+                raise self._not_spark(exc) from None
+            text = None  # Spark's error: asked again of the client's own plan, below, to be about it
+        if text is not None:
+            return from_explain_text(statement, text, builtin_functions=self.call.driver.builtin_functions), None
         try:
             text = explain_text(await self._explain(relation))
         except grpc.aio.AioRpcError as exc:
             error = self._spark_error(exc)
             return unanalysable(statement, error), UpstreamError(exc)
         return from_explain_text(statement, text, builtin_functions=self.call.driver.builtin_functions), None
+
+    async def _unplanned(self, relation: relations_pb2.Relation) -> str | None:
+        """The plan text of ``relation``, analysed but neither optimized nor planned: by the
+        driver's analysis plugin (``_analysed``), else explained as ``relation.limit(0)``
+        (``nothing_of``: analysed alike, and Spark's optimizer empties it first); None for
+        SQL text on a driver without the plugin (a command in it prints as the root, which a
+        limit would hide: it is explained as it is)."""
+        if self.call.driver.analysis_plugin and relation.WhichOneof("rel_type") != "with_relations":
+            text = await self._analysed(relation)
+            if text is not None:
+                return text
+        empty = nothing_of(relation)
+        return None if empty is None else explain_text(await self._explain(empty))
 
     async def _explain(self, relation: relations_pb2.Relation) -> bytes:
         request = explain_request(relation, session_id=self.session_id, user_id=self.call.principal.id)
@@ -85,6 +101,22 @@ class Analyst:
             request, metadata=upstream.metadata, timeout=self.call.timeout(self.timeout_s)
         )
         return response
+
+    async def _analysed(self, relation: relations_pb2.Relation) -> str | None:
+        """The plan text of ``relation`` through the driver's analysis plugin; when it is the
+        relation of the client's own schema call, its answer is kept (``schema_answer``)."""
+        request = analysis_request(relation, session_id=self.session_id, user_id=self.call.principal.id)
+        upstream = self.call.upstream
+        response: bytes = await upstream.unary("AnalyzePlan")(
+            request, metadata=upstream.metadata, timeout=self.call.timeout(self.timeout_s)
+        )
+        split = split_answer(response)
+        if split is None:
+            return None  # not the plugin's answer: explained instead
+        text, answer = split
+        if relation is self.schema_of:
+            self.schema_answer = answer
+        return text
 
     def _spark_error(self, exc: grpc.aio.AioRpcError) -> SparkError:
         error_class, sqlstate = error_info(exc.trailing_metadata() or ())

@@ -272,7 +272,9 @@ class Governor:
 
         ``alongside`` is called, before the gateway's own analysis, when Spark may analyse the
         request for the client at the same time (``quiet_to_analyse``): the caller starts
-        that and withholds its answer until the verdict allows it.
+        that and withholds its answer until the verdict allows it. A schema the driver's
+        analysis plugin can give is not asked for twice: the gateway's own analysis brings
+        it (``analyst.schema_answer``), and ``alongside`` is not called.
         """
         kind = request.WhichOneof("analyze")
         relations: list[relations_pb2.Relation] = []
@@ -288,7 +290,11 @@ class Governor:
             await self.alone_for(each)
         early = [before_analysis(each) for each in found]
         if alongside is not None and found and all(map(quiet_to_analyse, found, early)):
-            alongside()
+            plugin = self.call.driver.analysis_plugin
+            if kind == "schema" and plugin and relations[0].WhichOneof("rel_type") != "with_relations":
+                self.analyst.schema_of = relations[0]
+            else:
+                alongside()
         verdict: Verdict | None = None
         for relation, screened, before in zip(relations, found, early, strict=True):
             verdict = await self.relation(relation, screened, before)

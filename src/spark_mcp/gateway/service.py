@@ -240,7 +240,11 @@ class SparkConnectGateway:
                     verdict = await governor.analyze_request(request, self._relation, alongside=answer.ask)
                     if verdict is not None:
                         governor.enforce(verdict)
-                found = await answer.release()
+                found = governor.analyst.schema_answer
+                if found is not None:
+                    log.debug("gateway.schema_from_analysis", session_id=session_id)  # one analysis, not two
+                else:
+                    found = await answer.release()
             finally:
                 answer.discard()
                 hold.release()

@@ -154,6 +154,28 @@ class Preparer:
         return names
 
 
+def has_analysis_plugin(session: ConnectSession) -> bool:
+    """Whether the driver's analysis plugin answers (``drivers.analysis_plugin``): asked of the
+    driver itself, so that one started without it, by another backend or by an earlier
+    server (adopted), is simply analysed the slower way."""
+    if session.driver.engine != "spark":
+        return False
+    # Imported here: importing the server must not load pyspark (test_lazy_imports).
+    from pyspark.sql.connect.proto import base_pb2
+
+    from spark_mcp.spark.wire.analysed import PLAN_TEXT_START, analysed_relation
+
+    plan = base_pb2.Plan()
+    plan.root.CopyFrom(analysed_relation(cast(Any, session.spark.range(1))._plan.to_proto(session.spark.client).root))
+    try:
+        result = session.spark.client._analyze(method="schema", plan=plan)
+    except Exception as exc:  # no such plugin here: Spark's "No handler found for extension"
+        log.info("driver.analysis_plugin_absent", driver_id=session.driver.id, error=type(exc).__name__)
+        return False
+    fields = getattr(result.schema, "fields", None) or []
+    return bool(fields) and str(fields[-1].name).startswith(PLAN_TEXT_START)
+
+
 def _quoted(name: str) -> str:
     return ".".join(quote_ident(part) for part in name.split("."))
 
