@@ -1,7 +1,7 @@
 """The Spark Connect gateway against the same driver reached directly, with PySpark's own client.
 
 Run by hand:  uv run python benchmarks/gateway.py [--repeat 15] [--tiny-repeat 30] [--spark-conf K=V ...]
-              [--event-loop auto|uvloop|asyncio] [--malloc tuned|system]
+              [--event-loop auto|uvloop|asyncio] [--malloc tuned|system] [--analysis-plugin on|off]
 
 The server process starts the app (one driver for the benchmark user) and serves the gateway
 on a free loopback port, on the event loop ``serve`` would use (``--event-loop``, as
@@ -20,17 +20,20 @@ so drift in the machine's load and the JIT's warming cancels out):
   process spends per such read (warm-ups included; the direct reads between them cost it
   nothing);
 - a tiny DataFrame query (``table(t).limit(1).toArrow()``): what the gateway adds (two calls,
-  each with an API token check and an audit record, and one analysis on the driver, asked
-  alongside the client's own), next to the price of that one analysis asked of the driver
-  directly, and next to what the MCP path adds for governance to the same query: its
+  each with an API token check and an audit record; the client's schema call is answered by
+  the gateway's own analysis, through the drivers' analysis plugin, or with
+  ``--analysis-plugin off`` asked alongside the gateway's explain), next to the price of one
+  analysis asked of the driver directly, and next to what the MCP path adds for governance to the same query: its
   analysis and verdict (``Executor.analyze``), timed inside real ``run_sql`` calls of the same
   query through an MCP client, one in every turn of the gateway's and the direct client's
   (so all three meet the driver and the machine in the same state), and, as before, in a
   loop of nothing but analyses once the clients are done (a figure that flatters the MCP
   path: back to back, the driver's caches and compiled code stay hot for that one thing);
+- a DataFrame's schema (``df.schema``, one ``AnalyzePlan``): with the plugin, one analysis
+  on the driver serves the client and governance;
 - a join of a small table to itself, grouped and sorted (``toArrow()``): a plan with more for
-  Spark to optimize and plan than a read, which the gateway's own analysis skips (it explains
-  the plan under a limit of nothing);
+  Spark to optimize and plan than a read, which the gateway's own analysis skips (the plugin
+  only analyses; without it, the gateway explains the plan under a limit of nothing);
 - ``spark.sql("SELECT 1").toArrow()``, which is two calls (the SQL command, then its relation),
   each governed (the relation reuses the command's verdict).
 
@@ -151,6 +154,13 @@ def measure(url: str, direct: SparkSession, repeat: int, tiny_repeat: int) -> li
             warmup=3,
             between=_mcp_turn,
         ),
+        compare(
+            "a DataFrame's schema: table(t).limit(1).schema",
+            lambda: through.table("bench.t").limit(1).schema,
+            lambda: direct.table("bench.t").limit(1).schema,
+            tiny_repeat,
+            warmup=3,
+        ),
         timed(
             "one analysis, asked directly (explain extended)",
             lambda: direct.table("bench.t").limit(1)._explain_string(extended=True),  # type: ignore[operator]
@@ -199,7 +209,7 @@ def _check(table: pa.Table) -> pa.Table:
     return table
 
 
-async def run(repeat: int, tiny_repeat: int, spark_conf: list[str], loop: str) -> None:
+async def run(repeat: int, tiny_repeat: int, spark_conf: list[str], plugin: bool, loop: str) -> None:
     home = Path(tempfile.mkdtemp(prefix="spark-mcp-gateway-bench-"))
     pq.write_table(pa.table({"k": list(range(100)), "v": [str(i) for i in range(100)]}), home / "t.parquet")
     config = load_config(
@@ -209,12 +219,19 @@ async def run(repeat: int, tiny_repeat: int, spark_conf: list[str], loop: str) -
             "home": str(home / "home"),
             "datasets": [{"name": "bench.t", "path": str(home / "t.parquet")}],
             "gateway": {"port": 0},
-            "driver": {"spark_conf": dict(setting.split("=", 1) for setting in spark_conf)},
+            "driver": {
+                "spark_conf": dict(setting.split("=", 1) for setting in spark_conf),
+                "analysis_plugin": plugin,
+            },
         },
     )
     store = TokenStore(StateDB(state_path(config.home)))
     token = store.create(USER, scopes=["spark:read", "spark:write"], resource=resource_url(config)).token
-    print(f"{machine()}; gateway on {loop}; PySpark clients in a process of their own, driver local[2]", flush=True)
+    print(
+        f"{machine()}; gateway on {loop}, analysis plugin {'on' if plugin else 'off'}; "
+        "PySpark clients in a process of their own, driver local[2]",
+        flush=True,
+    )
     async with App.running(config) as app, running_gateway(config, lambda: app) as gateway:
         driver = await driver_for(app, app.principal(USER))  # the very driver the gateway routes to
         job = {
@@ -333,6 +350,12 @@ if __name__ == "__main__":
     parser.add_argument(
         "--malloc", choices=["tuned", "system"], default="tuned", help="the server's malloc, as serve's tune_malloc"
     )
+    parser.add_argument(
+        "--analysis-plugin",
+        choices=["on", "off"],
+        default="on",
+        help="the drivers' analysis plugin (driver.analysis_plugin): off, the gateway explains instead",
+    )
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)  # the measuring process
     options = parser.parse_args()
     if options.client:
@@ -346,4 +369,5 @@ if __name__ == "__main__":
             )
         name = event_loop.loop_name(choice)
         label = f"{name}, malloc {options.malloc}"
-        event_loop.run(choice, run, options.repeat, options.tiny_repeat, options.spark_conf, label)
+        plugin = options.analysis_plugin == "on"
+        event_loop.run(choice, run, options.repeat, options.tiny_repeat, options.spark_conf, plugin, label)
