@@ -113,6 +113,19 @@ def test_the_jar_belongs_to_its_install_so_the_class_archives_pruning_takes_it_w
     assert ours.exists() and not older.exists()
 
 
+def test_doctor_says_whether_the_plugin_is_made(tmp_path: Path) -> None:
+    home = tmp_path / "spark"
+    (home / "jars").mkdir(parents=True)
+    java = tmp_path / "java"
+    java.write_bytes(b"")
+    plugin = AnalysisPluginJar(tmp_path / "cache", home)
+    assert plugin.status(java).startswith("not made yet: the next driver's start compiles it")
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / analysis_plugin._jar_name(java, home)).write_bytes(b"")
+    assert plugin.status(java).endswith(": local and standalone drivers load it")
+    assert AnalysisPluginJar(None, home).status(java).startswith("off")
+
+
 def test_a_java_that_cannot_compile_leaves_drivers_without_the_plugin_and_is_not_asked_again(
     tmp_path: Path,
 ) -> None:

@@ -30,7 +30,7 @@ def run(*args: str, env: dict[str, str] | None = None, timeout: float = 240) -> 
 def test_doctor_passes_on_a_machine_with_java_and_spark(tmp_path: Path) -> None:
     done = run("doctor", "--home", str(tmp_path / "home"))
     assert done.returncode == 0, done.stdout + done.stderr
-    for check in ("python", "spark", "java", "state directory", "loopback ports", "policies"):
+    for check in ("python", "spark", "java", "state directory", "loopback ports", "policies", "analysis plugin"):
         assert f"✔ {check}" in done.stdout
 
 

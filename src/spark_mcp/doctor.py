@@ -35,6 +35,7 @@ def run_checks(config: Config, environ: Mapping[str, str], *, start_driver: bool
     checks += _datasets(config)
     if java.ok and found.executable is not None:
         checks.append(_class_archive(config, environ, found.executable))
+        checks.append(_analysis_plugin(config, environ, found.executable))
     if config.uses_standalone:
         checks.append(_master(config))
     if start_driver and all(c.ok for c in checks):
@@ -84,6 +85,12 @@ def _class_archive(config: Config, environ: Mapping[str, str], java: Path) -> Ch
     from spark_mcp.drivers.class_cache import ClassCache
 
     return Check("class archive", True, ClassCache.for_config(config, environ).status(java))
+
+
+def _analysis_plugin(config: Config, environ: Mapping[str, str], java: Path) -> Check:
+    from spark_mcp.drivers.analysis_plugin import AnalysisPluginJar
+
+    return Check("analysis plugin", True, AnalysisPluginJar.for_config(config, environ).status(java))
 
 
 def _state_dir(home: Path) -> Check:

@@ -69,6 +69,15 @@ class AnalysisPluginJar:
         directory = config.driver.class_cache_dir or default_dir(environ)
         return cls(directory if config.driver.analysis_plugin else None)
 
+    def status(self, java: Path) -> str:
+        """What ``spark-mcp doctor`` says about the plugin (it changes nothing)."""
+        if self.directory is None:
+            return "off: the gateway explains plans, and a client's schema costs a second analysis"
+        jar = self.directory / _jar_name(java, self._home or spark_home())
+        if jar.is_file():
+            return f"{jar}: local and standalone drivers load it"
+        return f"not made yet: the next driver's start compiles it into {self.directory} (about 3 s, once)"
+
     def jar(self, java: Path) -> Path | None:
         """The plugin's jar for drivers run by ``java``: compiled first if need be (blocking, ~3 s
         once per install: call it off the event loop). None when it is off or cannot be made."""
