@@ -144,6 +144,18 @@ def test_a_java_that_cannot_compile_leaves_drivers_without_the_plugin_and_is_not
     assert not list((tmp_path / "cache").glob("*.jar"))
 
 
+def test_a_java_that_never_answers_costs_at_most_a_drivers_start(tmp_path: Path) -> None:
+    # A fake again: a "java" that hangs (as the fault tests' never-ready launcher does).
+    java = tmp_path / "java"
+    java.write_text("#!/bin/sh\nsleep 30\n")
+    java.chmod(java.stat().st_mode | stat.S_IXUSR)
+    config = make_config(tmp_path / "home", tmp_path, datasets=[], driver={"startup_timeout_s": 1})
+    environ = {"HOME": str(tmp_path), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    with capture_logs() as logged:
+        assert AnalysisPluginJar.for_config(config, environ).jar(java) is None
+    assert "took longer than 1 s" in next(e for e in logged if e["event"] == "analysis_plugin.off")["reason"]
+
+
 # -- real drivers ---------------------------------------------------------------------------
 
 pytestmark = [pytest.mark.anyio]

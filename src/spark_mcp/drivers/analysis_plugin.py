@@ -42,7 +42,7 @@ log = structlog.get_logger(__name__)
 
 SOURCE = Path(__file__).with_name("AnalysisPlugin.java")
 CLASS_NAME = "dev.sparkmcp.AnalysisPlugin"
-_COMPILE_TIMEOUT_S = 300
+_COMPILE_TIMEOUT_S = 60  # about 3 s here; and never longer than a driver's start may take
 # spark.jars is a comma-separated list of paths Spark turns into URIs: keep to plain paths.
 _UNSAFE_PATH_CHARACTERS = frozenset(",\"'\\") | frozenset(" \t\n\r")
 
@@ -55,9 +55,10 @@ def settings(jar: Path) -> list[tuple[str, str]]:
 class AnalysisPluginJar:
     """The compiled plugin of one Java and one Spark install, made when first asked for."""
 
-    def __init__(self, directory: Path | None, home: Path | None = None) -> None:
+    def __init__(self, directory: Path | None, home: Path | None = None, timeout_s: float = _COMPILE_TIMEOUT_S) -> None:
         self.directory = directory  # None: off
         self._home = home
+        self._timeout_s = timeout_s
         self._failed = False  # tried once in this process and failed: drivers go without it
         if directory is not None and _UNSAFE_PATH_CHARACTERS & set(str(directory)):
             log.warning("analysis_plugin.off", reason="its folder's path has spaces, commas or quotes")
@@ -67,7 +68,9 @@ class AnalysisPluginJar:
     def for_config(cls, config: Config, environ: Mapping[str, str]) -> AnalysisPluginJar:
         """``driver.analysis_plugin``, kept in the class archive's folder (``driver.class_cache_dir``)."""
         directory = config.driver.class_cache_dir or default_dir(environ)
-        return cls(directory if config.driver.analysis_plugin else None)
+        # Compiling is part of the first driver's start: it gets no longer than a start does.
+        timeout_s = min(_COMPILE_TIMEOUT_S, config.driver.startup_timeout_s)
+        return cls(directory if config.driver.analysis_plugin else None, timeout_s=timeout_s)
 
     def status(self, java: Path) -> str:
         """What ``spark-mcp doctor`` says about the plugin (it changes nothing)."""
@@ -90,7 +93,7 @@ class AnalysisPluginJar:
                 raise PermissionError("it belongs to another user")
             jar = directory / _jar_name(java, home)
             if not jar.is_file():
-                _compile(java, home, jar)
+                _compile(java, home, jar, self._timeout_s)
         except (OSError, subprocess.SubprocessError) as exc:
             self._failed = True
             log.warning("analysis_plugin.off", reason=str(exc)[:500], folder=str(self.directory))
@@ -105,7 +108,7 @@ def _jar_name(java: Path, home: Path) -> str:
     return f"{cache_key(java, home)}.analysis-plugin-{hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:12]}.jar"
 
 
-def _compile(java: Path, home: Path, jar: Path) -> None:
+def _compile(java: Path, home: Path, jar: Path, timeout_s: float) -> None:
     """javac, run as the JRE's own compiler module, then the classes zipped into ``jar``.
 
     The classes are compiled in a scratch folder elsewhere (the archive's folder holds only
@@ -116,13 +119,16 @@ def _compile(java: Path, home: Path, jar: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="spark-mcp-analysis-plugin-") as scratch:
         classes = Path(scratch) / "classes"
         command = [str(java), "-m", "jdk.compiler/com.sun.tools.javac.Main", "-nowarn", "-d", str(classes)]
-        result = subprocess.run(
-            [*command, "-cp", class_path, str(SOURCE)],
-            capture_output=True,
-            text=True,
-            timeout=_COMPILE_TIMEOUT_S,
-            check=False,
-        )
+        try:
+            result = subprocess.run(
+                [*command, "-cp", class_path, str(SOURCE)],
+                capture_output=True,
+                text=True,
+                timeout=timeout_s,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise subprocess.SubprocessError(f"compiling {SOURCE.name} took longer than {timeout_s:g} s") from None
         if result.returncode != 0:
             said = (result.stderr or result.stdout)[-400:]
             raise subprocess.SubprocessError(f"compiling {SOURCE.name} failed: {said}")
