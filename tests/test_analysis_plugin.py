@@ -12,6 +12,7 @@ import os
 import re
 import stat
 import uuid
+import zipfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -32,6 +33,7 @@ from spark_mcp.drivers import analysis_plugin
 from spark_mcp.drivers.analysis_plugin import AnalysisPluginJar
 from spark_mcp.drivers.base import Driver
 from spark_mcp.drivers.class_cache import cache_key, prune_others
+from spark_mcp.drivers.environment import check_java
 from spark_mcp.spark.connect import open_session
 from spark_mcp.spark.inspect.classify import inspect_explain
 from spark_mcp.spark.wire.analysed import PLAN_TEXT_START, TYPE_URL, analysed_relation, split_answer
@@ -154,6 +156,19 @@ def test_a_java_that_never_answers_costs_at_most_a_drivers_start(tmp_path: Path)
     with capture_logs() as logged:
         assert AnalysisPluginJar.for_config(config, environ).jar(java) is None
     assert "took longer than 1 s" in next(e for e in logged if e["event"] == "analysis_plugin.off")["reason"]
+
+
+@pytest.mark.spark  # runs Java's compiler: a JVM
+def test_the_plugin_compiles_with_the_drivers_own_java_into_a_private_folder(tmp_path: Path) -> None:
+    java = check_java(None, os.environ).executable
+    assert java is not None
+    plugin = AnalysisPluginJar(tmp_path / "cache")
+    jar = plugin.jar(java)
+    assert jar is not None and jar.parent == tmp_path / "cache"
+    assert "dev/sparkmcp/AnalysisPlugin.class" in zipfile.ZipFile(jar).namelist()
+    assert stat.S_IMODE(jar.parent.stat().st_mode) == 0o700
+    assert [p.name for p in jar.parent.iterdir()] == [jar.name]  # no partial file left behind
+    assert plugin.jar(java) == jar  # made once
 
 
 # -- real drivers ---------------------------------------------------------------------------

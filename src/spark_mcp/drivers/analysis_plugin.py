@@ -132,7 +132,10 @@ def _compile(java: Path, home: Path, jar: Path, timeout_s: float) -> None:
         if result.returncode != 0:
             said = (result.stderr or result.stdout)[-400:]
             raise subprocess.SubprocessError(f"compiling {SOURCE.name} failed: {said}")
-        partial = jar.with_name(f"{jar.name}.{os.getpid()}.partial")
+        # A name of its own: drivers of one server may start, and compile, at the same time.
+        handle, name = tempfile.mkstemp(prefix=f"{jar.name}.", suffix=".partial", dir=jar.parent)
+        os.close(handle)
+        partial = Path(name)
         try:
             with zipfile.ZipFile(partial, "w") as archive:
                 for path in sorted(classes.rglob("*.class")):
