@@ -60,6 +60,7 @@ class AnalysisPluginJar:
         self._home = home
         self._timeout_s = timeout_s
         self._failed = False  # tried once in this process and failed: drivers go without it
+        self._names: dict[Path, str] = {}  # by java: the install's key stats every jar, once is enough
         if directory is not None and _UNSAFE_PATH_CHARACTERS & set(str(directory)):
             log.warning("analysis_plugin.off", reason="its folder's path has spaces, commas or quotes")
             self.directory = None
@@ -76,7 +77,7 @@ class AnalysisPluginJar:
         """What ``spark-mcp doctor`` says about the plugin (it changes nothing)."""
         if self.directory is None:
             return "off: the gateway explains plans, and a client's schema costs a second analysis"
-        jar = self.directory / _jar_name(java, self._home or spark_home())
+        jar = self.directory / self._name(java)
         if jar.is_file():
             return f"{jar}: local and standalone drivers load it"
         return f"not made yet: the next driver's start compiles it into {self.directory} (about 3 s, once)"
@@ -86,19 +87,28 @@ class AnalysisPluginJar:
         once per install: call it off the event loop). None when it is off or cannot be made."""
         if self.directory is None or self._failed:
             return None
-        home = self._home or spark_home()
         try:
             directory = ensure_private_dir(self.directory)
             if directory.stat().st_uid != os.getuid():
                 raise PermissionError("it belongs to another user")
-            jar = directory / _jar_name(java, home)
+            jar = directory / self._name(java)
             if not jar.is_file():
-                _compile(java, home, jar, self._timeout_s)
+                _compile(java, self._spark_home(), jar, self._timeout_s)
         except (OSError, subprocess.SubprocessError) as exc:
             self._failed = True
             log.warning("analysis_plugin.off", reason=str(exc)[:500], folder=str(self.directory))
             return None
         return jar
+
+    def _spark_home(self) -> Path:
+        if self._home is None:
+            self._home = spark_home()
+        return self._home
+
+    def _name(self, java: Path) -> str:
+        if java not in self._names:
+            self._names[java] = _jar_name(java, self._spark_home())
+        return self._names[java]
 
 
 def _jar_name(java: Path, home: Path) -> str:

@@ -87,12 +87,17 @@ class Analyst:
         (``nothing_of``: analysed alike, and Spark's optimizer empties it first); None for
         SQL text on a driver without the plugin (a command in it prints as the root, which a
         limit would hide: it is explained as it is)."""
-        if self.call.driver.analysis_plugin and relation.WhichOneof("rel_type") != "with_relations":
+        if self.plugin_reads(relation):
             text = await self._analysed(relation)
             if text is not None:
                 return text
         empty = nothing_of(relation)
         return None if empty is None else explain_text(await self._explain(empty))
+
+    def plugin_reads(self, relation: relations_pb2.Relation) -> bool:
+        """Whether the driver's analysis plugin analyses ``relation`` (all but ``spark.sql(text,
+        df=...)``, which is explained over its views): its answer is then the relation's schema too."""
+        return self.call.driver.analysis_plugin and relation.WhichOneof("rel_type") != "with_relations"
 
     async def _explain(self, relation: relations_pb2.Relation) -> bytes:
         request = explain_request(relation, session_id=self.session_id, user_id=self.call.principal.id)

@@ -290,8 +290,7 @@ class Governor:
             await self.alone_for(each)
         early = [before_analysis(each) for each in found]
         if alongside is not None and found and all(map(quiet_to_analyse, found, early)):
-            plugin = self.call.driver.analysis_plugin
-            if kind == "schema" and plugin and relations[0].WhichOneof("rel_type") != "with_relations":
+            if kind == "schema" and self.analyst.plugin_reads(relations[0]):
                 self.analyst.schema_of = relations[0]
             else:
                 alongside()
